@@ -1,0 +1,10 @@
+"""The compiled backend: one Cython extension per kernel interface."""
+
+from fastio._backend import PUBLIC_API
+from fastio._c import epoll, poll, selectors
+
+for _module, _names in PUBLIC_API.items():
+    for _name in _names:
+        if not hasattr(globals()[_module], _name):
+            raise ImportError(f"fastio._c.{_module} lacks {_name}: the build is stale, reinstall fastio")
+del _module, _names, _name

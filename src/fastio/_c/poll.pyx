@@ -1,0 +1,182 @@
+# cython: language_level=3, embedsignature=True
+"""poll(2) for Python: a drop-in for ``select.poll``.
+
+The ``pollfd`` array lives in C between calls, so ``poll()`` does not rebuild
+it from a dict as CPython's does. Each ``poll()`` hands the kernel a private
+copy, so another thread may register or unregister while one waits (the change
+applies to the next call), and the order of results is unspecified (removal
+moves the last entry into the freed slot).
+
+Timeouts are in milliseconds, as ``select.poll``'s; fractions are honoured
+through ``ppoll(2)``. An fd that is not open is reported with ``POLLNVAL``.
+Nothing kernel-side is shared, so a ``Poll`` may be used after ``fork()``.
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from libc.errno cimport EINTR, ENOENT
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy
+
+from fastio._c._common cimport (
+    as_fd, deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns,
+)
+from fastio._c._sys cimport fio_ns_to_timespec, fio_sys_ppoll, pollfd, timespec
+
+from operator import index as _index
+
+cdef extern from "<poll.h>":
+    int POLLIN, POLLPRI, POLLOUT
+
+
+cdef unsigned short as_eventmask(object eventmask) except? 0xFFFF:
+    """CPython's unsigned-short converter: ValueError below 0, OverflowError above."""
+    cdef long value = _index(eventmask)
+    if value < 0:
+        raise ValueError("value must be positive")
+    if value > 0xFFFF:
+        raise OverflowError("Python int too large for C unsigned short")
+    return <unsigned short>value
+
+
+cdef class Poll:
+    """Poll()
+
+    A set of file descriptors to wait on with ``poll(2)``, as ``select.poll``.
+    """
+
+    def __cinit__(self):
+        self.fds = NULL
+        self.nfds = 0
+        self.capacity = 0
+        self.position = {}
+        self.running = False
+
+    def __dealloc__(self):
+        PyMem_Free(self.fds)
+        self.fds = NULL
+
+    cdef int set_events(self, int fd, unsigned short events) except -1:
+        """Add fd, or change its events if it is already in the set."""
+        cdef object pos = self.position.get(fd)
+        cdef pollfd *grown
+        cdef Py_ssize_t cap
+        if pos is not None:
+            self.fds[<Py_ssize_t>pos].events = <short>events
+            return 0
+        if self.nfds == self.capacity:
+            cap = self.capacity * 2 if self.capacity else 16
+            grown = <pollfd *>PyMem_Realloc(self.fds, cap * sizeof(pollfd))
+            if grown == NULL:
+                raise MemoryError()
+            self.fds = grown
+            self.capacity = cap
+        self.fds[self.nfds].fd = fd
+        self.fds[self.nfds].events = <short>events
+        self.fds[self.nfds].revents = 0
+        self.position[fd] = self.nfds
+        self.nfds += 1
+        return 0
+
+    cdef int remove(self, int fd) except -1:
+        """Remove fd; KeyError(fd) if it is not in the set."""
+        cdef Py_ssize_t pos = self.position.pop(fd)
+        cdef Py_ssize_t last = self.nfds - 1
+        if pos != last:
+            self.fds[pos] = self.fds[last]
+            self.position[self.fds[pos].fd] = pos
+        self.nfds = last
+        return 0
+
+    cdef pollfd *snapshot(self, Py_ssize_t *nfds) except NULL:
+        """A PyMem_Malloc'ed copy of the set for one wait; the caller frees it."""
+        cdef pollfd *copy = <pollfd *>PyMem_Malloc((self.nfds or 1) * sizeof(pollfd))
+        if copy == NULL:
+            raise MemoryError()
+        if self.nfds:
+            memcpy(copy, self.fds, self.nfds * sizeof(pollfd))
+        nfds[0] = self.nfds
+        return copy
+
+    cdef int wait(self, pollfd *fds, Py_ssize_t nfds, int64_t timeout_ns) except -1:
+        """ppoll(2) on fds until timeout_ns (-1: forever), GIL released,
+        EINTR retried with the remaining time after the signal handlers ran.
+        Returns the number of entries with revents set."""
+        cdef int n
+        cdef timespec ts
+        cdef timespec *tsp
+        cdef int64_t deadline = deadline_for(timeout_ns)
+        if self.running:
+            raise RuntimeError("concurrent poll() invocation")
+        self.running = True
+        try:
+            while True:
+                if timeout_ns >= 0:
+                    ts = fio_ns_to_timespec(timeout_ns)
+                    tsp = &ts
+                else:
+                    tsp = NULL
+                with nogil:
+                    n = fio_sys_ppoll(fds, <unsigned long>nfds, tsp)
+                if n >= 0:
+                    return n
+                if n != -EINTR:
+                    raise_errno(-n)
+                timeout_ns = remaining_after_eintr(deadline)
+        finally:
+            self.running = False
+
+    def register(self, fd, eventmask=POLLIN | POLLPRI | POLLOUT):
+        """Add ``fd`` (an int or an object with ``fileno()``) with ``eventmask``;
+        registering it again changes its mask.
+
+        :raises ValueError: negative fd or negative mask.
+        :raises OverflowError: a mask above 0xFFFF.
+        """
+        cdef int cfd = as_fd(fd)
+        self.set_events(cfd, as_eventmask(eventmask))
+
+    def modify(self, fd, eventmask):
+        """Change the mask of a registered ``fd``.
+
+        :raises FileNotFoundError: ``fd`` was never registered (``ENOENT``).
+        """
+        cdef int cfd = as_fd(fd)
+        cdef unsigned short mask = as_eventmask(eventmask)
+        if PyDict_GetItem(self.position, cfd) == NULL:
+            raise_errno(ENOENT)
+        self.set_events(cfd, mask)
+
+    def unregister(self, fd):
+        """Remove ``fd`` from the set.
+
+        :raises KeyError: ``fd`` is not registered.
+        """
+        self.remove(as_fd(fd))
+
+    def poll(self, timeout=None):
+        """Wait for events; return a list of ``(fd, revents)`` for every fd that
+        has events or errors to report.
+
+        ``timeout`` is in milliseconds (float or int); ``None`` or a negative
+        value waits forever. The GIL is released while waiting; signals run
+        their handlers and the wait resumes with the remaining time (PEP 475).
+
+        See ``poll(2)``.
+        """
+        cdef int64_t timeout_ns = timeout_to_ns(timeout, 1000000)
+        cdef Py_ssize_t nfds, i
+        cdef int n
+        cdef pollfd *fds = self.snapshot(&nfds)
+        cdef list result = []
+        try:
+            n = self.wait(fds, nfds, timeout_ns)
+            i = 0
+            while n > 0 and i < nfds:
+                if fds[i].revents:
+                    result.append((fds[i].fd, <unsigned short>fds[i].revents))
+                    n -= 1
+                i += 1
+            return result
+        finally:
+            PyMem_Free(fds)

@@ -1,0 +1,563 @@
+# cython: language_level=3, embedsignature=True
+"""Drop-in replacements for the stdlib ``selectors`` classes, with the
+fd-to-key table and the result list built in C.
+
+Behaviour follows ``Lib/selectors.py`` case by case (messages included):
+``register`` validates events, rejects a second registration of an fd with
+``KeyError`` and rolls its bookkeeping back when the kernel refuses the fd;
+``unregister`` of an fd that was closed meanwhile still succeeds; ``select``
+maps ``EPOLLERR``/``EPOLLHUP`` (``POLLNVAL`` ...) to both read and write and
+masks the result with the key's events; ``close`` drops every key and makes
+``get_map()`` return None. The classes are virtual subclasses of
+``selectors.BaseSelector``.
+
+One difference: ``select(timeout)`` waits exactly ``timeout`` seconds
+(nanoseconds through ``epoll_pwait2``/``ppoll``/``pselect``) where the stdlib
+rounds up to the next millisecond.
+
+``EpollSelector`` accepts ``flags`` in ``register``/``modify``: any of
+``EPOLLET`` (edge-triggered), ``EPOLLONESHOT`` (disarmed after one event;
+``modify`` re-arms it even with unchanged events), ``EPOLLEXCLUSIVE`` (wake
+only one of several epoll sets waiting on the fd; since the kernel refuses
+``EPOLL_CTL_MOD`` for it, ``modify`` re-adds the fd) and ``EPOLLWAKEUP``.
+"""
+
+import selectors as _std_selectors
+from abc import ABCMeta as _ABCMeta
+from collections.abc import Mapping as _Mapping
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.mem cimport PyMem_Free
+from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM
+from libc.errno cimport EINTR
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+from fastio._c._common cimport deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns
+from fastio._c._sys cimport (
+    EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, FD_CLR, FD_ISSET, FD_SET, FD_SETSIZE, FD_ZERO,
+    epoll_event, fd_set, fio_ns_to_timespec, fio_sys_pselect, pollfd, timespec,
+)
+from fastio._c.epoll cimport Epoll
+from fastio._c.poll cimport Poll
+
+cdef extern from "<sys/epoll.h>":
+    uint32_t EPOLLIN, EPOLLOUT, EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE, EPOLLWAKEUP
+
+cdef extern from "<poll.h>":
+    unsigned short POLLIN, POLLOUT
+
+cdef object SelectorKey = _std_selectors.SelectorKey
+cdef object tuple_new = tuple.__new__
+
+cdef enum:
+    EVENT_READ = 1
+    EVENT_WRITE = 2
+    STACK_EVENTS = 256
+
+cdef uint32_t EPOLL_FLAGS = EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP
+
+
+cdef int fileobj_to_fd(object fileobj) except -1:
+    """``selectors._fileobj_to_fd``: the fd, or ValueError with the stdlib's words."""
+    cdef object fd
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+cdef inline int key_events(PyObject *key) except -1:
+    """The ``events`` field of a SelectorKey (a tuple: fileobj, fd, events, data)."""
+    return <object>PyTuple_GET_ITEM(<object>key, 2)
+
+
+class _SelectorMapping(_Mapping):
+    """Read-only mapping of file objects to selector keys; iterates over fds."""
+
+    __slots__ = ("_selector",)
+
+    def __init__(self, selector):
+        self._selector = selector
+
+    def __len__(self):
+        return len(self._selector._fd_to_key)
+
+    def get(self, fileobj, default=None):
+        fd = self._selector._fileobj_lookup(fileobj)
+        return self._selector._fd_to_key.get(fd, default)
+
+    def __getitem__(self, fileobj):
+        fd = self._selector._fileobj_lookup(fileobj)
+        key = self._selector._fd_to_key.get(fd)
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        return key
+
+    def __iter__(self):
+        return iter(self._selector._fd_to_key)
+
+
+cdef class _BaseSelector:
+    """The bookkeeping shared by every selector; subclasses add the kernel calls."""
+
+    cdef readonly dict _fd_to_key
+    cdef object _map
+
+    def __cinit__(self):
+        self._fd_to_key = {}
+        self._map = _SelectorMapping(self)
+
+    # -- the kernel side, overridden by each selector ---------------------------
+    cdef int _kernel_add(self, int fd, int events, uint32_t flags) except -1:
+        return 0
+
+    cdef int _kernel_remove(self, int fd, int events) except -1:
+        return 0
+
+    cdef int _kernel_modify(self, int fd, int old_events, int events, object flags) except -1:
+        return 0
+
+    # -- the stdlib's _BaseSelectorImpl ------------------------------------------
+    def _fileobj_lookup(self, fileobj):
+        """The fd of ``fileobj``; for a closed file object still registered, the fd
+        it was registered with."""
+        try:
+            return fileobj_to_fd(fileobj)
+        except ValueError:
+            for key in self._fd_to_key.values():
+                if key.fileobj is fileobj:
+                    return key.fd
+            raise
+
+    cdef int _lookup_fd(self, object fileobj) except -1:
+        if isinstance(fileobj, int) and fileobj >= 0:
+            return fileobj
+        return self._fileobj_lookup(fileobj)
+
+    cdef object _register(self, object fileobj, object events, object data, uint32_t flags):
+        cdef int fd, ev
+        if not events or events & ~(EVENT_READ | EVENT_WRITE):
+            raise ValueError(f"Invalid events: {events!r}")
+        fd = self._lookup_fd(fileobj)
+        if PyDict_GetItem(self._fd_to_key, fd) != NULL:
+            raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
+        key = tuple_new(SelectorKey, (fileobj, fd, events, data))
+        ev = events
+        self._kernel_add(fd, ev, flags)
+        self._fd_to_key[fd] = key
+        return key
+
+    def register(self, fileobj, events, data=None):
+        """Register a file object for EVENT_READ and/or EVENT_WRITE; return its key.
+
+        :raises ValueError: invalid events or file object.
+        :raises KeyError: the file object (its fd) is already registered.
+        :raises OSError: the kernel refused the fd (closed, unsupported).
+        """
+        return self._register(fileobj, events, data, 0)
+
+    def unregister(self, fileobj):
+        """Unregister a file object (even one closed since); return its key.
+
+        :raises KeyError: the file object is not registered.
+        """
+        fd = self._lookup_fd(fileobj)
+        try:
+            key = self._fd_to_key.pop(fd)
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+        try:
+            self._kernel_remove(fd, key[2])
+        except OSError:
+            # The fd was closed since it was registered.
+            pass
+        return key
+
+    cdef object _modify(self, object fileobj, object events, object data, object flags):
+        cdef PyObject *found
+        cdef int fd = self._lookup_fd(fileobj)
+        found = PyDict_GetItem(self._fd_to_key, fd)
+        if found == NULL:
+            raise KeyError(f"{fileobj!r} is not registered")
+        key = <object>found
+        old_events = key[2]
+        if self._kernel_modify_needed(fd, old_events, events, flags):
+            try:
+                self._kernel_modify(fd, old_events, events, flags)
+            except BaseException:
+                self.unregister(fileobj)
+                raise
+        elif data == key[3]:
+            return key
+        key = tuple_new(SelectorKey, (key[0], fd, events, data))
+        self._fd_to_key[fd] = key
+        return key
+
+    cdef bint _kernel_modify_needed(self, int fd, object old_events, object events,
+                                    object flags) except -1:
+        return events != old_events
+
+    def modify(self, fileobj, events, data=None):
+        """Change the events and data of a registered file object; return its key.
+
+        :raises KeyError: the file object is not registered.
+        """
+        return self._modify(fileobj, events, data, None)
+
+    def close(self):
+        """Forget every registration; ``get_map()`` returns None afterwards."""
+        self._fd_to_key.clear()
+        self._map = None
+
+    def get_key(self, fileobj):
+        """The key of a registered file object.
+
+        :raises KeyError: it is not registered.
+        :raises RuntimeError: the selector is closed.
+        """
+        mapping = self._map
+        if mapping is None:
+            raise RuntimeError("Selector is closed")
+        try:
+            return mapping[fileobj]
+        except KeyError:
+            raise KeyError(f"{fileobj!r} is not registered") from None
+
+    def get_map(self):
+        """A read-only mapping of file objects to keys, or None once closed."""
+        return self._map
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+
+cdef uint32_t check_epoll_flags(object flags) except? 0xFFFFFFFF:
+    """The extra epoll flags a selector registration may carry, or ValueError."""
+    if not isinstance(flags, int) or flags < 0 or flags & ~EPOLL_FLAGS:
+        raise ValueError(f"invalid epoll flags: {flags!r} (allowed: EPOLLET, "
+                         "EPOLLONESHOT, EPOLLEXCLUSIVE, EPOLLWAKEUP)")
+    return flags
+
+
+cdef inline int ready_events(uint32_t kernel_events, uint32_t read_bits, uint32_t write_bits) noexcept:
+    """Kernel events to EVENT_READ|EVENT_WRITE as the stdlib maps them: any bit
+    but the write bit means readable, any bit but the read bit writable."""
+    return ((EVENT_WRITE if kernel_events & ~read_bits else 0)
+            | (EVENT_READ if kernel_events & ~write_bits else 0))
+
+
+cdef class EpollSelector(_BaseSelector):
+    """EpollSelector()
+
+    ``selectors.EpollSelector`` with the hot paths in C, plus the epoll flags
+    ``EPOLLET``, ``EPOLLONESHOT``, ``EPOLLEXCLUSIVE`` and ``EPOLLWAKEUP`` as
+    ``flags`` of ``register`` and ``modify``.
+    """
+
+    cdef Epoll _epoll
+    cdef dict _flags
+
+    def __cinit__(self):
+        self._epoll = Epoll()
+        self._flags = {}
+
+    def fileno(self):
+        """The epoll fd."""
+        return self._epoll.fileno()
+
+    cdef int _kernel_add(self, int fd, int events, uint32_t flags) except -1:
+        cdef uint32_t mask = flags
+        if events & EVENT_READ:
+            mask |= EPOLLIN
+        if events & EVENT_WRITE:
+            mask |= EPOLLOUT
+        self._epoll.ctl(EPOLL_CTL_ADD, fd, mask, <uint64_t><uint32_t>fd)
+        if flags:
+            self._flags[fd] = flags
+        return 0
+
+    cdef int _kernel_remove(self, int fd, int events) except -1:
+        self._flags.pop(fd, None)
+        self._epoll.ctl(EPOLL_CTL_DEL, fd, 0, 0)
+        return 0
+
+    cdef bint _kernel_modify_needed(self, int fd, object old_events, object events,
+                                    object flags) except -1:
+        cdef object old_flags = self._flags.get(fd, 0)
+        if events != old_events:
+            return True
+        if flags is not None and flags != old_flags:
+            return True
+        # A one-shot registration is re-armed by every modify.
+        return bool(old_flags & EPOLLONESHOT)
+
+    cdef int _kernel_modify(self, int fd, int old_events, int events, object flags) except -1:
+        cdef uint32_t old_flags = self._flags.get(fd, 0)
+        cdef uint32_t new_flags = old_flags if flags is None else check_epoll_flags(flags)
+        cdef uint32_t mask
+        if (new_flags | old_flags) & EPOLLEXCLUSIVE:
+            # The kernel refuses EPOLL_CTL_MOD on an exclusive registration.
+            self._kernel_remove(fd, old_events)
+            self._kernel_add(fd, events, new_flags)
+            return 0
+        mask = new_flags
+        if events & EVENT_READ:
+            mask |= EPOLLIN
+        if events & EVENT_WRITE:
+            mask |= EPOLLOUT
+        self._epoll.ctl(EPOLL_CTL_MOD, fd, mask, <uint64_t><uint32_t>fd)
+        if new_flags:
+            self._flags[fd] = new_flags
+        else:
+            self._flags.pop(fd, None)
+        return 0
+
+    def register(self, fileobj, events, data=None, *, flags=0):
+        """Register a file object; ``flags`` adds EPOLLET, EPOLLONESHOT,
+        EPOLLEXCLUSIVE or EPOLLWAKEUP to the kernel registration.
+
+        :raises ValueError: invalid events, flags or file object.
+        :raises KeyError: the file object is already registered.
+        :raises OSError: the kernel refused the fd (``PermissionError`` for a
+            regular file, ``EBADF`` for a closed fd).
+        """
+        return self._register(fileobj, events, data, check_epoll_flags(flags))
+
+    def modify(self, fileobj, events, data=None, *, flags=None):
+        """Change events and data; ``flags`` (None: keep) changes the epoll flags.
+        With ``EPOLLONESHOT`` every call re-arms the registration.
+
+        :raises KeyError: the file object is not registered.
+        """
+        if flags is not None:
+            check_epoll_flags(flags)
+        return self._modify(fileobj, events, data, flags)
+
+    def select(self, timeout=None):
+        """Wait until some registered file objects are ready or ``timeout``
+        seconds pass (None: forever; 0 or less: do not wait).
+
+        Returns a list of ``(key, events)``. A signal whose handler returns
+        normally resumes the wait (PEP 475).
+        """
+        cdef int64_t timeout_ns
+        cdef epoll_event stack_events[STACK_EVENTS]
+        cdef epoll_event *events = stack_events
+        cdef int maxevents = len(self._fd_to_key) or 1
+        cdef int n, i, fd, ready
+        cdef PyObject *key
+        cdef list result = []
+        if timeout is None:
+            timeout_ns = -1
+        elif timeout <= 0:
+            timeout_ns = 0
+        else:
+            timeout_ns = timeout_to_ns(timeout, 1000000000)
+        if maxevents > STACK_EVENTS:
+            events = <epoll_event *>malloc(maxevents * sizeof(epoll_event))
+            if events == NULL:
+                raise MemoryError()
+        try:
+            n = self._epoll.wait(events, maxevents, timeout_ns)
+            for i in range(n):
+                fd = <int><uint32_t>events[i].data.u64
+                key = PyDict_GetItem(self._fd_to_key, fd)
+                if key != NULL:
+                    ready = ready_events(events[i].events, EPOLLIN, EPOLLOUT)
+                    result.append((<object>key, ready & key_events(key)))
+            return result
+        finally:
+            if events != stack_events:
+                free(events)
+
+    def close(self):
+        """Close the epoll fd and forget every registration."""
+        self._epoll.close()
+        self._flags.clear()
+        _BaseSelector.close(self)
+
+
+cdef class PollSelector(_BaseSelector):
+    """PollSelector()
+
+    ``selectors.PollSelector`` with the ``pollfd`` array kept in C.
+    """
+
+    cdef Poll _poll
+
+    def __cinit__(self):
+        self._poll = Poll()
+
+    cdef int _kernel_add(self, int fd, int events, uint32_t flags) except -1:
+        self._poll.set_events(fd, (POLLIN if events & EVENT_READ else 0)
+                              | (POLLOUT if events & EVENT_WRITE else 0))
+        return 0
+
+    cdef int _kernel_remove(self, int fd, int events) except -1:
+        self._poll.remove(fd)
+        return 0
+
+    cdef int _kernel_modify(self, int fd, int old_events, int events, object flags) except -1:
+        return self._kernel_add(fd, events, 0)
+
+    def select(self, timeout=None):
+        """Wait until some registered file objects are ready or ``timeout``
+        seconds pass (None: forever; 0 or less: do not wait).
+
+        Returns a list of ``(key, events)``.
+        """
+        cdef int64_t timeout_ns
+        cdef Py_ssize_t nfds, i
+        cdef int n
+        cdef pollfd *fds
+        cdef PyObject *key
+        cdef list result = []
+        if timeout is None:
+            timeout_ns = -1
+        elif timeout <= 0:
+            timeout_ns = 0
+        else:
+            timeout_ns = timeout_to_ns(timeout, 1000000000)
+        fds = self._poll.snapshot(&nfds)
+        try:
+            n = self._poll.wait(fds, nfds, timeout_ns)
+            i = 0
+            while n > 0 and i < nfds:
+                if fds[i].revents:
+                    n -= 1
+                    key = PyDict_GetItem(self._fd_to_key, fds[i].fd)
+                    if key != NULL:
+                        result.append((<object>key, ready_events(
+                            <unsigned short>fds[i].revents, POLLIN, POLLOUT) & key_events(key)))
+                i += 1
+            return result
+        finally:
+            PyMem_Free(fds)
+
+    def close(self):
+        """Forget every registration."""
+        self._poll = Poll()
+        _BaseSelector.close(self)
+
+
+cdef class SelectSelector(_BaseSelector):
+    """SelectSelector()
+
+    ``selectors.SelectSelector`` with its fd sets kept in C. File descriptors
+    must be below ``FD_SETSIZE`` (1024): ``select()`` raises ValueError
+    otherwise, as ``select.select`` does.
+    """
+
+    cdef fd_set readers
+    cdef fd_set writers
+    cdef int max_fd
+    cdef Py_ssize_t out_of_range
+
+    def __cinit__(self):
+        FD_ZERO(&self.readers)
+        FD_ZERO(&self.writers)
+        self.max_fd = -1
+        self.out_of_range = 0
+
+    cdef int _kernel_add(self, int fd, int events, uint32_t flags) except -1:
+        if fd >= FD_SETSIZE:
+            self.out_of_range += 1
+            return 0
+        if events & EVENT_READ:
+            FD_SET(fd, &self.readers)
+        if events & EVENT_WRITE:
+            FD_SET(fd, &self.writers)
+        if fd > self.max_fd:
+            self.max_fd = fd
+        return 0
+
+    cdef int _kernel_remove(self, int fd, int events) except -1:
+        if fd >= FD_SETSIZE:
+            self.out_of_range -= 1
+            return 0
+        FD_CLR(fd, &self.readers)
+        FD_CLR(fd, &self.writers)
+        while self.max_fd >= 0 and not (FD_ISSET(self.max_fd, &self.readers)
+                                        or FD_ISSET(self.max_fd, &self.writers)):
+            self.max_fd -= 1
+        return 0
+
+    cdef int _kernel_modify(self, int fd, int old_events, int events, object flags) except -1:
+        self._kernel_remove(fd, old_events)
+        return self._kernel_add(fd, events, 0)
+
+    def select(self, timeout=None):
+        """Wait until some registered file objects are ready or ``timeout``
+        seconds pass (None: forever; 0 or less: do not wait).
+
+        Returns a list of ``(key, events)``.
+        """
+        cdef int64_t timeout_ns, deadline
+        cdef fd_set r, w
+        cdef int n, fd, nfds, ready
+        cdef timespec ts
+        cdef timespec *tsp
+        cdef PyObject *key
+        cdef list result = []
+        if timeout is None:
+            timeout_ns = -1
+        elif timeout <= 0:
+            timeout_ns = 0
+        else:
+            timeout_ns = timeout_to_ns(timeout, 1000000000)
+        if self.out_of_range:
+            raise ValueError("filedescriptor out of range in select()")
+        deadline = deadline_for(timeout_ns)
+        nfds = self.max_fd + 1
+        while True:
+            r = self.readers
+            w = self.writers
+            if timeout_ns >= 0:
+                ts = fio_ns_to_timespec(timeout_ns)
+                tsp = &ts
+            else:
+                tsp = NULL
+            with nogil:
+                n = fio_sys_pselect(nfds, &r, &w, tsp)
+            if n >= 0:
+                break
+            if n != -EINTR:
+                raise_errno(-n)
+            timeout_ns = remaining_after_eintr(deadline)
+        fd = 0
+        while n > 0 and fd < nfds:
+            ready = (EVENT_READ if FD_ISSET(fd, &r) else 0) | (EVENT_WRITE if FD_ISSET(fd, &w) else 0)
+            if ready:
+                n -= (ready == (EVENT_READ | EVENT_WRITE)) + 1
+                key = PyDict_GetItem(self._fd_to_key, fd)
+                if key != NULL:
+                    result.append((<object>key, ready & key_events(key)))
+            fd += 1
+        return result
+
+    def close(self):
+        """Forget every registration."""
+        FD_ZERO(&self.readers)
+        FD_ZERO(&self.writers)
+        self.max_fd = -1
+        self.out_of_range = 0
+        _BaseSelector.close(self)
+
+
+# BaseSelector.register is the abstract selector method; ABCMeta's is the one
+# that makes these virtual subclasses.
+for _cls in (EpollSelector, PollSelector, SelectSelector):
+    _ABCMeta.register(_std_selectors.BaseSelector, _cls)
+del _cls
+

@@ -1,0 +1,46 @@
+"""Kernel constants, with the values of the Linux UAPI headers
+(``include/uapi/linux/eventpoll.h``, ``include/uapi/asm-generic/poll.h``),
+the same on x86_64 and aarch64."""
+
+import os
+
+# epoll(7) event bits and flags.
+EPOLLIN = 0x001
+EPOLLPRI = 0x002
+EPOLLOUT = 0x004
+EPOLLERR = 0x008
+EPOLLHUP = 0x010
+EPOLLNVAL = 0x020
+EPOLLRDNORM = 0x040
+EPOLLRDBAND = 0x080
+EPOLLWRNORM = 0x100
+EPOLLWRBAND = 0x200
+EPOLLMSG = 0x400
+EPOLLRDHUP = 0x2000
+EPOLL_URING_WAKE = 1 << 27
+EPOLLEXCLUSIVE = 1 << 28
+EPOLLWAKEUP = 1 << 29
+EPOLLONESHOT = 1 << 30
+EPOLLET = 1 << 31
+EPOLL_CLOEXEC = os.O_CLOEXEC
+EPOLL_CTL_ADD = 1
+EPOLL_CTL_DEL = 2
+EPOLL_CTL_MOD = 3
+
+# poll(2) event bits.
+POLLIN = 0x001
+POLLPRI = 0x002
+POLLOUT = 0x004
+POLLERR = 0x008
+POLLHUP = 0x010
+POLLNVAL = 0x020
+POLLRDNORM = 0x040
+POLLRDBAND = 0x080
+POLLWRNORM = 0x100
+POLLWRBAND = 0x200
+POLLMSG = 0x400
+POLLRDHUP = 0x2000
+
+# selectors' events.
+EVENT_READ = 1 << 0
+EVENT_WRITE = 1 << 1

@@ -1,0 +1,81 @@
+"""What ``python -m fastio info`` reports: the backend, Python, the kernel, and
+for each interface whether it is usable here and, if not, why."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+
+def _probe_epoll() -> dict:
+    from fastio import epoll
+
+    try:
+        epoll.Epoll().close()
+    except OSError as exc:
+        return {"available": False, "reason": f"epoll_create1 failed: {exc}"}
+    if epoll.epoll_pwait2_available():
+        detail = "epoll_pwait2: yes (sub-millisecond timeouts honoured)"
+    else:
+        detail = "epoll_pwait2: no (kernel before 5.11 or refused by seccomp); timeouts round up to 1 ms"
+    return {"available": True, "reason": None, "detail": detail}
+
+
+def _probe_poll() -> dict:
+    from fastio import poll
+
+    try:
+        poll.Poll().poll(0)
+    except OSError as exc:
+        return {"available": False, "reason": f"ppoll failed: {exc}"}
+    return {"available": True, "reason": None, "detail": "ppoll: yes"}
+
+
+def _probe_select() -> dict:
+    from fastio import selectors
+
+    try:
+        with selectors.SelectSelector() as sel:
+            sel.select(0)
+    except OSError as exc:
+        return {"available": False, "reason": f"pselect failed: {exc}"}
+    return {"available": True, "reason": None, "detail": "pselect: yes (fds below FD_SETSIZE=1024)"}
+
+
+# interface name -> (fastio module, probe); later interfaces add their line here.
+INTERFACES = {
+    "epoll": ("fastio.epoll", _probe_epoll),
+    "poll": ("fastio.poll", _probe_poll),
+    "select": ("fastio.selectors.SelectSelector", _probe_select),
+}
+
+
+def collect() -> dict:
+    """The whole report as plain data (what ``--json`` prints)."""
+    import fastio
+
+    return {
+        "fastio": fastio.__version__,
+        "backend": fastio.backend,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "executable": sys.executable,
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "interfaces": {name: dict(module=mod, **probe()) for name, (mod, probe) in INTERFACES.items()},
+    }
+
+
+def format_text(report: dict) -> str:
+    lines = [
+        f"fastio {report['fastio']}  backend: {report['backend']}",
+        f"python: {report['python']} ({report['executable']})",
+        f"kernel: Linux {report['kernel']} {report['machine']}, {report['cpus']} CPUs",
+        "interfaces:",
+    ]
+    for name, info in report["interfaces"].items():
+        state = "yes" if info["available"] else "no"
+        why = info.get("detail") if info["available"] else info["reason"]
+        lines.append(f"  {name:<8} {state:<4} {info['module']:<34} {why}")
+    return "\n".join(lines)

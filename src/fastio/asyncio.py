@@ -1,0 +1,95 @@
+"""asyncio on fastio's selector: ``new_event_loop()``, ``run(main)`` and
+``EventLoopPolicy``, used the way uvloop's are::
+
+    import fastio.asyncio
+    fastio.asyncio.run(main())
+
+or, for code that creates its loops through the policy::
+
+    asyncio.set_event_loop_policy(fastio.asyncio.EventLoopPolicy())
+
+The loop is the stdlib's ``asyncio.SelectorEventLoop`` with
+``fastio.selectors.DefaultSelector`` (epoll with its hot paths in C) in place
+of the stdlib selector, so everything asyncio offers (streams, protocols,
+``sock_*`` calls, timers, signal handlers, subprocesses) works unchanged.
+"""
+
+import asyncio as _asyncio
+import sys
+
+from fastio.selectors import DefaultSelector
+
+__all__ = ["EventLoopPolicy", "Loop", "new_event_loop", "run"]
+
+
+class Loop(_asyncio.SelectorEventLoop):
+    """``asyncio.SelectorEventLoop`` on ``fastio.selectors.DefaultSelector``."""
+
+    def __init__(self, selector=None):
+        super().__init__(selector if selector is not None else DefaultSelector())
+
+
+def new_event_loop() -> Loop:
+    """A new event loop on fastio's selector."""
+    return Loop()
+
+
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose loops run on fastio's selector."""
+
+    def _loop_factory(self):
+        return new_event_loop()
+
+
+def run(main, *, debug=None):
+    """Run coroutine ``main`` on a new fastio loop and return its result, as
+    ``asyncio.run`` does (remaining tasks cancelled, async generators and the
+    default executor shut down, the loop closed)."""
+    if sys.version_info >= (3, 12):
+        return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)
+    if sys.version_info >= (3, 11):
+        with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    return _run_legacy(main, debug)
+
+
+def _run_legacy(main, debug):
+    """``asyncio.run`` with a loop factory, for Python 3.9 and 3.10."""
+    if _asyncio.events._get_running_loop() is not None:
+        raise RuntimeError("fastio.asyncio.run() cannot be called from a running event loop")
+    if not _asyncio.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {main!r}")
+    loop = new_event_loop()
+    try:
+        _asyncio.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            _cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            _asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_all_tasks(loop):
+    tasks = _asyncio.all_tasks(loop)
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(_asyncio.gather(*tasks, return_exceptions=True))
+    for task in tasks:
+        if task.cancelled():
+            continue
+        if task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during fastio.asyncio.run() shutdown",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
