@@ -3,6 +3,7 @@
 # conversion, the fork check. All inline, so no module depends on another's C API.
 
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.number cimport PyNumber_Index
 from libc.math cimport ceil
 from libc.stdint cimport int64_t, INT64_MAX
 from libc.string cimport strerror
@@ -22,6 +23,15 @@ cdef inline int raise_errno(int err) except -1:
 cdef inline int as_fd(object fileobj) except -1:
     """An int fd or an object with fileno(); CPython's own checks and messages."""
     return PyObject_AsFileDescriptor(fileobj)
+
+
+cdef inline int as_c_int(object value) except? -1:
+    """An integer argument as a C int, with the errors CPython's "i" converter
+    raises ('str' object cannot be interpreted as an integer; OverflowError)."""
+    cdef object i = PyNumber_Index(value)
+    if not -2147483648 <= i <= 2147483647:
+        raise OverflowError("Python int too large to convert to C int")
+    return i
 
 
 cdef inline int check_fork(unsigned long generation, str what) except -1:

@@ -26,7 +26,7 @@ from libc.stdlib cimport free, malloc
 from posix.unistd cimport close as c_close
 
 from fastio._c._common cimport (
-    as_fd, check_fork, deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns,
+    as_c_int, as_fd, check_fork, deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns,
 )
 from fastio._c._sys cimport (
     EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, epoll_create1, epoll_ctl,
@@ -90,7 +90,9 @@ cdef class Epoll:
         self.epfd = -1
         self.fork_gen = fio_fork_generation()
 
-    def __init__(self, int sizehint=-1, int flags=0):
+    def __init__(self, sizehint=-1, flags=0):
+        sizehint = as_c_int(sizehint)
+        flags = as_c_int(flags)
         if sizehint != -1 and sizehint <= 0:
             raise ValueError("negative sizehint")
         if flags and flags != EPOLL_CLOEXEC:
@@ -162,16 +164,15 @@ cdef class Epoll:
         return self.epfd < 0
 
     def close(self):
-        """Close the epoll fd. Further use raises ValueError; closing twice is fine."""
+        """Close the epoll fd. Further use raises ValueError; closing twice is
+        fine. As in CPython, an error from close(2) (EBADF after another
+        object closed the same fd) is not raised."""
         cdef int fd = self.epfd
-        cdef int ret
         if fd < 0:
             return
         self.epfd = -1
         with nogil:
-            ret = c_close(fd)
-        if ret < 0:
-            raise_errno(errno)
+            c_close(fd)
 
     def fileno(self):
         """Return the epoll control file descriptor."""
@@ -222,7 +223,7 @@ cdef class Epoll:
         cdef int cfd = as_fd(fd)
         self.ctl(EPOLL_CTL_DEL, cfd, 0, 0)
 
-    def poll(self, timeout=None, int maxevents=-1):
+    def poll(self, timeout=None, maxevents=-1):
         """Wait for events and return them as a list of ``(fd, events)``.
 
         ``timeout`` is in seconds (float or int); ``None`` or a negative value
@@ -238,18 +239,19 @@ cdef class Epoll:
         cdef epoll_event stack_events[STACK_EVENTS]
         cdef epoll_event *events = stack_events
         cdef int n, i
+        cdef int max_events = as_c_int(maxevents)
         cdef list result
-        if maxevents == -1:
-            maxevents = DEFAULT_MAXEVENTS
-        elif maxevents <= 0:
-            raise ValueError(f"maxevents must be greater than 0, got {maxevents}")
+        if max_events == -1:
+            max_events = DEFAULT_MAXEVENTS
+        elif max_events <= 0:
+            raise ValueError(f"maxevents must be greater than 0, got {max_events}")
         self.check()
-        if maxevents > STACK_EVENTS:
-            events = <epoll_event *>malloc(maxevents * sizeof(epoll_event))
+        if max_events > STACK_EVENTS:
+            events = <epoll_event *>malloc(max_events * sizeof(epoll_event))
             if events == NULL:
                 raise MemoryError()
         try:
-            n = self.wait(events, maxevents, timeout_ns)
+            n = self.wait(events, max_events, timeout_ns)
             result = [None] * n
             for i in range(n):
                 result[i] = (<int><uint32_t>events[i].data.u64, events[i].events)

@@ -23,15 +23,17 @@ from fastio._c._common cimport (
 )
 from fastio._c._sys cimport fio_ns_to_timespec, fio_sys_ppoll, pollfd, timespec
 
-from operator import index as _index
 
 cdef extern from "<poll.h>":
     int POLLIN, POLLPRI, POLLOUT
 
 
 cdef unsigned short as_eventmask(object eventmask) except? 0xFFFF:
-    """CPython's unsigned-short converter: ValueError below 0, OverflowError above."""
-    cdef long value = _index(eventmask)
+    """CPython's unsigned-short converter: TypeError for a non-int, ValueError
+    below 0, OverflowError above 0xFFFF."""
+    if not isinstance(eventmask, int):
+        raise TypeError("an integer is required")
+    cdef long value = eventmask
     if value < 0:
         raise ValueError("value must be positive")
     if value > 0xFFFF:

@@ -3,6 +3,7 @@ error pipeline and fork detection, mirroring ``fastio/_c/_common.pxd``."""
 
 import errno
 import math
+import operator
 import os
 import time
 
@@ -60,9 +61,7 @@ def as_fd(obj) -> int:
 
 def as_c_int(value) -> int:
     """An int argument as a C int, with the errors CPython's converter raises."""
-    if isinstance(value, float):
-        raise TypeError("'float' object cannot be interpreted as an integer")
-    value = value.__index__() if not isinstance(value, int) else int(value)
+    value = operator.index(value)
     if not -_INT_MAX - 1 <= value <= _INT_MAX:
         raise OverflowError("Python int too large to convert to C int")
     return value
@@ -81,8 +80,8 @@ def timeout_to_ns(timeout, unit_ns: int) -> int:
         ns = math.ceil(timeout * unit_ns)
     else:
         try:
-            value = timeout.__index__()
-        except AttributeError:
+            value = operator.index(timeout)
+        except TypeError:
             raise TypeError("timeout must be an integer or None") from None
         if value < 0:
             return -1

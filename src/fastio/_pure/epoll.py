@@ -67,8 +67,7 @@ class Epoll:
 
     def __del__(self):
         if getattr(self, "_epfd", -1) >= 0:
-            os.close(self._epfd)
-            self._epfd = -1
+            self.close()
 
     def _check(self) -> None:
         if self._epfd < 0:
@@ -110,10 +109,14 @@ class Epoll:
         return self._epfd < 0
 
     def close(self) -> None:
-        """Close the epoll fd. Further use raises ValueError; closing twice is fine."""
+        """Close the epoll fd. Further use raises ValueError; closing twice is
+        fine; an error from close(2) is not raised (as in CPython)."""
         fd, self._epfd = self._epfd, -1
         if fd >= 0:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # as CPython: EBADF when another object closed this fd
 
     def fileno(self) -> int:
         """Return the epoll control file descriptor."""

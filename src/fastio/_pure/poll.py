@@ -2,7 +2,6 @@
 
 import ctypes
 import errno
-import operator
 
 from fastio._consts import POLLIN, POLLOUT, POLLPRI
 from fastio._pure import _libc
@@ -10,7 +9,10 @@ from fastio._pure._common import EINTR, as_fd, deadline_for, raise_errno, remain
 
 
 def _as_eventmask(eventmask) -> int:
-    value = operator.index(eventmask)
+    """CPython's unsigned-short converter, errors and messages included."""
+    if not isinstance(eventmask, int):
+        raise TypeError("an integer is required")
+    value = int(eventmask)
     if value < 0:
         raise ValueError("value must be positive")
     if value > 0xFFFF:

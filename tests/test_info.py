@@ -1,0 +1,39 @@
+"""python -m fastio info: backend, Python, kernel and every interface's state."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("name", ["c", "pure"])
+def test_info_json(name):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastio", "info", "--json"],
+        env={**os.environ, "FASTIO_BACKEND": name},
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    report = json.loads(proc.stdout)
+    assert report["backend"] == name
+    assert report["kernel"] == platform.release()
+    assert report["python"].endswith(platform.python_version())
+    for iface in ("epoll", "poll", "select"):
+        assert report["interfaces"][iface]["available"] is True, report["interfaces"][iface]
+
+
+def test_info_text():
+    proc = subprocess.run([sys.executable, "-m", "fastio", "info"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert "backend:" in proc.stdout and platform.release() in proc.stdout
+    assert [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")] == [
+        "epoll", "poll", "select"]
+
+
+def test_no_command_is_an_error():
+    proc = subprocess.run([sys.executable, "-m", "fastio"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "usage" in proc.stderr
