@@ -45,6 +45,10 @@ def run(main, *, debug=None):
     """Run coroutine ``main`` on a new fastio loop and return its result, as
     ``asyncio.run`` does (remaining tasks cancelled, async generators and the
     default executor shut down, the loop closed)."""
+    # Before any loop is made: asyncio.Runner (3.11) would build one first and
+    # then leave its shutdown coroutines unawaited.
+    if _asyncio.events._get_running_loop() is not None:
+        raise RuntimeError("fastio.asyncio.run() cannot be called from a running event loop")
     if sys.version_info >= (3, 12):
         return _asyncio.run(main, debug=debug, loop_factory=new_event_loop)
     if sys.version_info >= (3, 11):
@@ -55,8 +59,6 @@ def run(main, *, debug=None):
 
 def _run_legacy(main, debug):
     """``asyncio.run`` with a loop factory, for Python 3.9 and 3.10."""
-    if _asyncio.events._get_running_loop() is not None:
-        raise RuntimeError("fastio.asyncio.run() cannot be called from a running event loop")
     if not _asyncio.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
     loop = new_event_loop()
