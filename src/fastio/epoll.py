@@ -4,6 +4,8 @@
 ``epoll_pwait2(2)`` (Linux 5.11); ``epoll_pwait2_available()`` says whether it does.
 """
 
+from typing import TYPE_CHECKING
+
 from fastio import _backend
 from fastio._consts import (
     EPOLL_CLOEXEC,
@@ -29,9 +31,12 @@ from fastio._consts import (
     EPOLLWRNORM,
 )
 
-_impl = _backend.load("epoll")
-Epoll = _impl.Epoll
-epoll_pwait2_available = _impl.epoll_pwait2_available
+if TYPE_CHECKING:
+    from fastio._c.epoll import Epoll, epoll_pwait2_available
+else:
+    _impl = _backend.load("epoll")
+    Epoll = _impl.Epoll
+    epoll_pwait2_available = _impl.epoll_pwait2_available
 
 __all__ = [
     "Epoll",

@@ -1,6 +1,8 @@
 """poll(2): ``Poll``, a drop-in for ``select.poll`` (timeouts in milliseconds),
 and the POLL* constants."""
 
+from typing import TYPE_CHECKING
+
 from fastio import _backend
 from fastio._consts import (
     POLLERR,
@@ -17,7 +19,11 @@ from fastio._consts import (
     POLLWRNORM,
 )
 
-Poll = _backend.load("poll").Poll
+if TYPE_CHECKING:
+    from fastio._c.poll import Poll
+else:
+    _impl = _backend.load("poll")
+    Poll = _impl.Poll
 
 __all__ = [
     "Poll",

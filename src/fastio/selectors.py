@@ -15,6 +15,8 @@ instead of rounding up to a millisecond, and ``EpollSelector.register`` /
 
 from selectors import BaseSelector, SelectorKey
 
+from typing import TYPE_CHECKING
+
 from fastio import _backend
 from fastio._consts import (
     EPOLLET,
@@ -25,10 +27,13 @@ from fastio._consts import (
     EVENT_WRITE,
 )
 
-_impl = _backend.load("selectors")
-EpollSelector = _impl.EpollSelector
-PollSelector = _impl.PollSelector
-SelectSelector = _impl.SelectSelector
+if TYPE_CHECKING:
+    from fastio._c.selectors import EpollSelector, PollSelector, SelectSelector
+else:
+    _impl = _backend.load("selectors")
+    EpollSelector = _impl.EpollSelector
+    PollSelector = _impl.PollSelector
+    SelectSelector = _impl.SelectSelector
 DefaultSelector = EpollSelector
 
 __all__ = [

@@ -118,13 +118,12 @@ cdef class Epoll:
     cdef int ctl(self, int op, int fd, uint32_t events, uint64_t data) except -1:
         """epoll_ctl(2) on an open, same-process instance; OSError on failure."""
         cdef epoll_event ev
-        cdef int ret
         self.check()
         ev.events = events
         ev.data.u64 = data
-        with nogil:
-            ret = epoll_ctl(self.epfd, op, fd, &ev)
-        if ret < 0:
+        # epoll_ctl never sleeps waiting for events, so the GIL stays held:
+        # releasing it would cost more than the call.
+        if epoll_ctl(self.epfd, op, fd, &ev) < 0:
             raise_errno(errno)
         return 0
 
@@ -147,7 +146,8 @@ cdef class Epoll:
                     have_pwait2 = 0
                     continue
             else:
-                with nogil:
+                # A zero timeout cannot wait: keep the GIL (releasing costs more).
+                with nogil(timeout_ns != 0):
                     n = fio_sys_epoll_wait(self.epfd, events, maxevents,
                                            fio_ns_to_ms_ceil(timeout_ns))
             if n >= 0:

@@ -118,7 +118,8 @@ cdef class Poll:
                     tsp = &ts
                 else:
                     tsp = NULL
-                with nogil:
+                # A zero timeout cannot wait: keep the GIL (releasing costs more).
+                with nogil(timeout_ns != 0):
                     n = fio_sys_ppoll(fds, <unsigned long>nfds, tsp)
                 if n >= 0:
                     return n

@@ -29,6 +29,7 @@ from collections.abc import Mapping as _Mapping
 from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free
 from cpython.ref cimport PyObject
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.errno cimport EINTR
 from libc.stdint cimport int64_t, uint32_t, uint64_t
@@ -49,12 +50,37 @@ cdef extern from "<poll.h>":
     unsigned short POLLIN, POLLOUT
 
 cdef object SelectorKey = _std_selectors.SelectorKey
-cdef object tuple_new = tuple.__new__
+
+cdef extern from *:
+    """
+    /* SelectorKey(fileobj, fd, events, data) without the tuple.__new__ wrapper:
+     * a namedtuple adds no fields, so its instance is a tuple of 4 allocated
+     * by its own type, as tuple_subtype_new does. */
+    static PyObject *fio_selector_key(PyObject *cls, PyObject *fileobj, PyObject *fd,
+                                      PyObject *events, PyObject *data)
+    {
+        PyObject *key = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 4);
+        if (key == NULL)
+            return NULL;
+        Py_INCREF(fileobj);
+        PyTuple_SET_ITEM(key, 0, fileobj);
+        Py_INCREF(fd);
+        PyTuple_SET_ITEM(key, 1, fd);
+        Py_INCREF(events);
+        PyTuple_SET_ITEM(key, 2, events);
+        Py_INCREF(data);
+        PyTuple_SET_ITEM(key, 3, data);
+        return key;
+    }
+    """
+    object fio_selector_key(object cls, object fileobj, object fd, object events, object data)
 
 cdef enum:
     EVENT_READ = 1
     EVENT_WRITE = 2
     STACK_EVENTS = 256
+    # fds below this have a slot in the fd-indexed table; others use the dict.
+    SLOT_LIMIT = 1 << 20
 
 cdef uint32_t EPOLL_FLAGS = EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP
 
@@ -106,14 +132,66 @@ class _SelectorMapping(_Mapping):
 
 
 cdef class _BaseSelector:
-    """The bookkeeping shared by every selector; subclasses add the kernel calls."""
+    """The bookkeeping shared by every selector; subclasses add the kernel calls.
+
+    ``_fd_to_key`` (fd -> key, in registration order) is the table the stdlib
+    keeps. Beside it, ``_slots`` is a list indexed by fd so that ``select()``
+    finds a ready fd's key without making an int object or hashing: each entry
+    is None or ``[key, pair0, pair1, pair2, pair3]``, where ``pairN`` is the
+    ``(key, N)`` tuple that ``select()`` returns for ready events N, made on
+    first use and reused (tuples are immutable). A Python list, not a C
+    array, so the garbage collector sees these references.
+    """
 
     cdef readonly dict _fd_to_key
     cdef object _map
+    cdef list _slots
 
     def __cinit__(self):
         self._fd_to_key = {}
         self._map = _SelectorMapping(self)
+        self._slots = []
+
+    cdef int _slot_set(self, object fd, object key) except -1:
+        """Give fd the key (dropping any cached pairs)."""
+        cdef Py_ssize_t cfd = fd
+        cdef Py_ssize_t size = len(self._slots)
+        if cfd >= SLOT_LIMIT:
+            return 0
+        if cfd >= size:
+            self._slots.extend([None] * (max(cfd + 1, 2 * size) - size))
+        self._slots[cfd] = [key, None, None, None, None]
+        return 0
+
+    cdef int _slot_clear(self, object fd) except -1:
+        cdef Py_ssize_t cfd = fd
+        if cfd < len(self._slots):
+            self._slots[cfd] = None
+        return 0
+
+    cdef object _ready_pair(self, int fd, int ready):
+        """The ``(key, ready & key.events)`` pair for a ready fd, or None if the
+        fd is not registered (any more)."""
+        cdef PyObject *entry
+        cdef PyObject *key
+        cdef PyObject *pair
+        cdef int events
+        if fd < PyList_GET_SIZE(self._slots):
+            entry = PyList_GET_ITEM(self._slots, fd)
+            if <object>entry is None:
+                return None
+            key = PyList_GET_ITEM(<object>entry, 0)
+            events = ready & key_events(key)
+            pair = PyList_GET_ITEM(<object>entry, 1 + events)
+            if <object>pair is not None:
+                return <object>pair
+            made = (<object>key, events)
+            (<list>entry)[1 + events] = made
+            return made
+        key = PyDict_GetItem(self._fd_to_key, fd)
+        if key == NULL:
+            return None
+        return (<object>key, ready & key_events(key))
 
     # -- the kernel side, overridden by each selector ---------------------------
     cdef int _kernel_add(self, int fd, int events, uint32_t flags) except -1:
@@ -137,22 +215,25 @@ cdef class _BaseSelector:
                     return key.fd
             raise
 
-    cdef int _lookup_fd(self, object fileobj) except -1:
-        if isinstance(fileobj, int) and fileobj >= 0:
+    cdef object _lookup_fd(self, object fileobj):
+        """``_fileobj_lookup`` with the common case (a non-negative int) inline.
+        The fd stays a Python int: only the kernel calls narrow it to a C int."""
+        if type(fileobj) is int and fileobj >= 0:
             return fileobj
         return self._fileobj_lookup(fileobj)
 
     cdef object _register(self, object fileobj, object events, object data, uint32_t flags):
-        cdef int fd, ev
+        cdef int ev
         if not events or events & ~(EVENT_READ | EVENT_WRITE):
             raise ValueError(f"Invalid events: {events!r}")
         fd = self._lookup_fd(fileobj)
         if PyDict_GetItem(self._fd_to_key, fd) != NULL:
             raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
-        key = tuple_new(SelectorKey, (fileobj, fd, events, data))
+        key = fio_selector_key(SelectorKey, fileobj, fd, events, data)
         ev = events
         self._kernel_add(fd, ev, flags)
         self._fd_to_key[fd] = key
+        self._slot_set(fd, key)
         return key
 
     def register(self, fileobj, events, data=None):
@@ -174,6 +255,7 @@ cdef class _BaseSelector:
             key = self._fd_to_key.pop(fd)
         except KeyError:
             raise KeyError(f"{fileobj!r} is not registered") from None
+        self._slot_clear(fd)
         try:
             self._kernel_remove(fd, key[2])
         except OSError:
@@ -183,7 +265,7 @@ cdef class _BaseSelector:
 
     cdef object _modify(self, object fileobj, object events, object data, object flags):
         cdef PyObject *found
-        cdef int fd = self._lookup_fd(fileobj)
+        fd = self._lookup_fd(fileobj)
         found = PyDict_GetItem(self._fd_to_key, fd)
         if found == NULL:
             raise KeyError(f"{fileobj!r} is not registered")
@@ -197,8 +279,9 @@ cdef class _BaseSelector:
                 raise
         elif data == key[3]:
             return key
-        key = tuple_new(SelectorKey, (key[0], fd, events, data))
+        key = fio_selector_key(SelectorKey, key[0], fd, events, data)
         self._fd_to_key[fd] = key
+        self._slot_set(fd, key)
         return key
 
     cdef bint _kernel_modify_needed(self, int fd, object old_events, object events,
@@ -215,6 +298,7 @@ cdef class _BaseSelector:
     def close(self):
         """Forget every registration; ``get_map()`` returns None afterwards."""
         self._fd_to_key.clear()
+        self._slots = []
         self._map = None
 
     def get_key(self, fileobj):
@@ -288,7 +372,8 @@ cdef class EpollSelector(_BaseSelector):
         return 0
 
     cdef int _kernel_remove(self, int fd, int events) except -1:
-        self._flags.pop(fd, None)
+        if self._flags:
+            self._flags.pop(fd, None)
         self._epoll.ctl(EPOLL_CTL_DEL, fd, 0, 0)
         return 0
 
@@ -356,7 +441,6 @@ cdef class EpollSelector(_BaseSelector):
         cdef epoll_event *events = stack_events
         cdef int maxevents = len(self._fd_to_key) or 1
         cdef int n, i, fd, ready
-        cdef PyObject *key
         cdef list result = []
         if timeout is None:
             timeout_ns = -1
@@ -371,11 +455,10 @@ cdef class EpollSelector(_BaseSelector):
         try:
             n = self._epoll.wait(events, maxevents, timeout_ns)
             for i in range(n):
-                fd = <int><uint32_t>events[i].data.u64
-                key = PyDict_GetItem(self._fd_to_key, fd)
-                if key != NULL:
-                    ready = ready_events(events[i].events, EPOLLIN, EPOLLOUT)
-                    result.append((<object>key, ready & key_events(key)))
+                pair = self._ready_pair(<int><uint32_t>events[i].data.u64,
+                                        ready_events(events[i].events, EPOLLIN, EPOLLOUT))
+                if pair is not None:
+                    result.append(pair)
             return result
         finally:
             if events != stack_events:
@@ -421,7 +504,6 @@ cdef class PollSelector(_BaseSelector):
         cdef Py_ssize_t nfds, i
         cdef int n
         cdef pollfd *fds
-        cdef PyObject *key
         cdef list result = []
         if timeout is None:
             timeout_ns = -1
@@ -436,10 +518,10 @@ cdef class PollSelector(_BaseSelector):
             while n > 0 and i < nfds:
                 if fds[i].revents:
                     n -= 1
-                    key = PyDict_GetItem(self._fd_to_key, fds[i].fd)
-                    if key != NULL:
-                        result.append((<object>key, ready_events(
-                            <unsigned short>fds[i].revents, POLLIN, POLLOUT) & key_events(key)))
+                    pair = self._ready_pair(fds[i].fd, ready_events(
+                        <unsigned short>fds[i].revents, POLLIN, POLLOUT))
+                    if pair is not None:
+                        result.append(pair)
                 i += 1
             return result
         finally:
@@ -508,7 +590,6 @@ cdef class SelectSelector(_BaseSelector):
         cdef int n, fd, nfds, ready
         cdef timespec ts
         cdef timespec *tsp
-        cdef PyObject *key
         cdef list result = []
         if timeout is None:
             timeout_ns = -1
@@ -528,7 +609,8 @@ cdef class SelectSelector(_BaseSelector):
                 tsp = &ts
             else:
                 tsp = NULL
-            with nogil:
+            # A zero timeout cannot wait: keep the GIL (releasing costs more).
+            with nogil(timeout_ns != 0):
                 n = fio_sys_pselect(nfds, &r, &w, tsp)
             if n >= 0:
                 break
@@ -540,9 +622,9 @@ cdef class SelectSelector(_BaseSelector):
             ready = (EVENT_READ if FD_ISSET(fd, &r) else 0) | (EVENT_WRITE if FD_ISSET(fd, &w) else 0)
             if ready:
                 n -= (ready == (EVENT_READ | EVENT_WRITE)) + 1
-                key = PyDict_GetItem(self._fd_to_key, fd)
-                if key != NULL:
-                    result.append((<object>key, ready & key_events(key)))
+                pair = self._ready_pair(fd, ready)
+                if pair is not None:
+                    result.append(pair)
             fd += 1
         return result
 
