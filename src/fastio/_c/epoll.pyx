@@ -146,10 +146,13 @@ cdef class Epoll:
                     have_pwait2 = 0
                     continue
             else:
-                # A zero timeout cannot wait: keep the GIL (releasing costs more).
-                with nogil(timeout_ns != 0):
-                    n = fio_sys_epoll_wait(self.epfd, events, maxevents,
-                                           fio_ns_to_ms_ceil(timeout_ns))
+                if timeout_ns == 0:
+                    # Cannot wait: keep the GIL (releasing it costs more).
+                    n = fio_sys_epoll_wait(self.epfd, events, maxevents, 0)
+                else:
+                    with nogil:
+                        n = fio_sys_epoll_wait(self.epfd, events, maxevents,
+                                               fio_ns_to_ms_ceil(timeout_ns))
             if n >= 0:
                 return n
             if n != -EINTR:

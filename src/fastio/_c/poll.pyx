@@ -118,9 +118,12 @@ cdef class Poll:
                     tsp = &ts
                 else:
                     tsp = NULL
-                # A zero timeout cannot wait: keep the GIL (releasing costs more).
-                with nogil(timeout_ns != 0):
+                if timeout_ns == 0:
+                    # Cannot wait: keep the GIL (releasing it costs more).
                     n = fio_sys_ppoll(fds, <unsigned long>nfds, tsp)
+                else:
+                    with nogil:
+                        n = fio_sys_ppoll(fds, <unsigned long>nfds, tsp)
                 if n >= 0:
                     return n
                 if n != -EINTR:

@@ -30,7 +30,7 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free
 from cpython.ref cimport PyObject
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.long cimport PyLong_AsLong
 from libc.errno cimport EINTR
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -85,8 +85,9 @@ cdef enum:
 cdef uint32_t EPOLL_FLAGS = EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP
 
 
-cdef int fileobj_to_fd(object fileobj) except -1:
-    """``selectors._fileobj_to_fd``: the fd, or ValueError with the stdlib's words."""
+cdef object fileobj_to_fd(object fileobj):
+    """``selectors._fileobj_to_fd``: the fd (a Python int of any size, as the
+    stdlib keeps it), or ValueError with the stdlib's words."""
     cdef object fd
     if isinstance(fileobj, int):
         fd = fileobj
@@ -100,9 +101,11 @@ cdef int fileobj_to_fd(object fileobj) except -1:
     return fd
 
 
-cdef inline int key_events(PyObject *key) except -1:
-    """The ``events`` field of a SelectorKey (a tuple: fileobj, fd, events, data)."""
-    return <object>PyTuple_GET_ITEM(<object>key, 2)
+cdef inline int selector_mask(object events) except -1:
+    """``events`` reduced to EVENT_READ|EVENT_WRITE with Python's ``&``, as the
+    stdlib computes its poller events (so a non-int raises its TypeError and
+    any int, negative or huge, works)."""
+    return (EVENT_READ if events & EVENT_READ else 0) | (EVENT_WRITE if events & EVENT_WRITE else 0)
 
 
 class _SelectorMapping(_Mapping):
@@ -152,58 +155,63 @@ cdef class _BaseSelector:
         self._map = _SelectorMapping(self)
         self._slots = []
 
-    cdef int _slot_set(self, object fd, object key) except -1:
-        """Give fd the key (dropping any cached pairs)."""
-        cdef Py_ssize_t cfd = fd
-        cdef Py_ssize_t size = len(self._slots)
-        if cfd >= SLOT_LIMIT:
+    # -- the fd-indexed table --------------------------------------------------
+    cdef int _slot_set(self, object fd, object key, int mask) except -1:
+        """Give fd its key and EVENT_* mask (dropping any cached pairs)."""
+        cdef Py_ssize_t cfd, size
+        if not fd < SLOT_LIMIT:
             return 0
+        cfd = fd
+        size = len(self._slots)
         if cfd >= size:
             self._slots.extend([None] * (max(cfd + 1, 2 * size) - size))
-        self._slots[cfd] = [key, None, None, None, None]
+        self._slots[cfd] = [key, mask, None, None, None, None]
         return 0
 
     cdef int _slot_clear(self, object fd) except -1:
-        cdef Py_ssize_t cfd = fd
-        if cfd < len(self._slots):
-            self._slots[cfd] = None
+        if fd < len(self._slots):
+            self._slots[fd] = None
         return 0
 
     cdef object _ready_pair(self, int fd, int ready):
         """The ``(key, ready & key.events)`` pair for a ready fd, or None if the
-        fd is not registered (any more)."""
+        fd is not registered (any more). ``ready`` is EVENT_READ|EVENT_WRITE."""
         cdef PyObject *entry
-        cdef PyObject *key
         cdef PyObject *pair
-        cdef int events
+        cdef PyObject *found
+        cdef long events
         if fd < PyList_GET_SIZE(self._slots):
             entry = PyList_GET_ITEM(self._slots, fd)
             if <object>entry is None:
                 return None
-            key = PyList_GET_ITEM(<object>entry, 0)
-            events = ready & key_events(key)
-            pair = PyList_GET_ITEM(<object>entry, 1 + events)
+            events = ready & PyLong_AsLong(<object>PyList_GET_ITEM(<object>entry, 1))
+            pair = PyList_GET_ITEM(<object>entry, 2 + events)
             if <object>pair is not None:
                 return <object>pair
-            made = (<object>key, events)
-            (<list>entry)[1 + events] = made
+            made = (<object>PyList_GET_ITEM(<object>entry, 0), events)
+            (<list>entry)[2 + events] = made
             return made
-        key = PyDict_GetItem(self._fd_to_key, fd)
-        if key == NULL:
+        found = PyDict_GetItem(self._fd_to_key, fd)
+        if found == NULL:
             return None
-        return (<object>key, ready & key_events(key))
+        return (<object>found, ready & (<object>found)[2])
 
-    # -- the kernel side, overridden by each selector ---------------------------
-    cdef int _kernel_add(self, int fd, int events, uint32_t flags) except -1:
+    # -- the kernel side, overridden by each selector ----------------------------
+    # fd is the registered Python int; mask is EVENT_READ|EVENT_WRITE (0-3).
+    cdef int _kernel_add(self, object fd, int mask, uint32_t flags) except -1:
         return 0
 
-    cdef int _kernel_remove(self, int fd, int events) except -1:
+    cdef int _kernel_remove(self, object fd) except -1:
         return 0
 
-    cdef int _kernel_modify(self, int fd, int old_events, int events, object flags) except -1:
+    cdef int _kernel_modify(self, object fd, int mask, object flags) except -1:
         return 0
 
-    # -- the stdlib's _BaseSelectorImpl ------------------------------------------
+    cdef bint _kernel_modify_needed(self, object fd, object old_events, object events,
+                                    object flags) except -1:
+        return events != old_events
+
+    # -- the stdlib's _BaseSelectorImpl and _PollLikeSelector ----------------------
     def _fileobj_lookup(self, fileobj):
         """The fd of ``fileobj``; for a closed file object still registered, the fd
         it was registered with."""
@@ -216,24 +224,23 @@ cdef class _BaseSelector:
             raise
 
     cdef object _lookup_fd(self, object fileobj):
-        """``_fileobj_lookup`` with the common case (a non-negative int) inline.
-        The fd stays a Python int: only the kernel calls narrow it to a C int."""
+        """``_fileobj_lookup`` with the common case (a non-negative int) inline."""
         if type(fileobj) is int and fileobj >= 0:
             return fileobj
         return self._fileobj_lookup(fileobj)
 
     cdef object _register(self, object fileobj, object events, object data, uint32_t flags):
-        cdef int ev
+        cdef int mask
         if not events or events & ~(EVENT_READ | EVENT_WRITE):
             raise ValueError(f"Invalid events: {events!r}")
         fd = self._lookup_fd(fileobj)
         if PyDict_GetItem(self._fd_to_key, fd) != NULL:
             raise KeyError(f"{fileobj!r} (FD {fd}) is already registered")
         key = fio_selector_key(SelectorKey, fileobj, fd, events, data)
-        ev = events
-        self._kernel_add(fd, ev, flags)
+        mask = selector_mask(events)
+        self._kernel_add(fd, mask, flags)
         self._fd_to_key[fd] = key
-        self._slot_set(fd, key)
+        self._slot_set(fd, key, mask)
         return key
 
     def register(self, fileobj, events, data=None):
@@ -245,48 +252,55 @@ cdef class _BaseSelector:
         """
         return self._register(fileobj, events, data, 0)
 
-    def unregister(self, fileobj):
-        """Unregister a file object (even one closed since); return its key.
-
-        :raises KeyError: the file object is not registered.
-        """
+    cdef object _forget(self, object fileobj):
+        """Drop fileobj's key from the tables (not the kernel); return it."""
         fd = self._lookup_fd(fileobj)
         try:
             key = self._fd_to_key.pop(fd)
         except KeyError:
             raise KeyError(f"{fileobj!r} is not registered") from None
         self._slot_clear(fd)
+        return key
+
+    def unregister(self, fileobj):
+        """Unregister a file object (even one closed since); return its key.
+
+        :raises KeyError: the file object is not registered.
+        """
+        key = self._forget(fileobj)
         try:
-            self._kernel_remove(fd, key[2])
+            self._kernel_remove(key[1])
         except OSError:
             # The fd was closed since it was registered.
             pass
         return key
 
     cdef object _modify(self, object fileobj, object events, object data, object flags):
+        """``_PollLikeSelector.modify``: the kernel registration changes in place;
+        events are not validated (as in the stdlib) but reduced to a mask
+        before anything changes, so a bad type leaves the key as it was."""
         cdef PyObject *found
+        cdef int mask
         fd = self._lookup_fd(fileobj)
         found = PyDict_GetItem(self._fd_to_key, fd)
         if found == NULL:
             raise KeyError(f"{fileobj!r} is not registered")
         key = <object>found
-        old_events = key[2]
-        if self._kernel_modify_needed(fd, old_events, events, flags):
+        if self._kernel_modify_needed(fd, key[2], events, flags):
+            mask = selector_mask(events)
             try:
-                self._kernel_modify(fd, old_events, events, flags)
+                self._kernel_modify(fd, mask, flags)
             except BaseException:
                 self.unregister(fileobj)
                 raise
-        elif data == key[3]:
+        elif data != key[3]:
+            mask = selector_mask(events)
+        else:
             return key
         key = fio_selector_key(SelectorKey, key[0], fd, events, data)
         self._fd_to_key[fd] = key
-        self._slot_set(fd, key)
+        self._slot_set(fd, key, mask)
         return key
-
-    cdef bint _kernel_modify_needed(self, int fd, object old_events, object events,
-                                    object flags) except -1:
-        return events != old_events
 
     def modify(self, fileobj, events, data=None):
         """Change the events and data of a registered file object; return its key.
@@ -360,26 +374,27 @@ cdef class EpollSelector(_BaseSelector):
         """The epoll fd."""
         return self._epoll.fileno()
 
-    cdef int _kernel_add(self, int fd, int events, uint32_t flags) except -1:
-        cdef uint32_t mask = flags
-        if events & EVENT_READ:
-            mask |= EPOLLIN
-        if events & EVENT_WRITE:
-            mask |= EPOLLOUT
-        self._epoll.ctl(EPOLL_CTL_ADD, fd, mask, <uint64_t><uint32_t>fd)
+    cdef int _kernel_add(self, object fd, int mask, uint32_t flags) except -1:
+        cdef int cfd = fd
+        cdef uint32_t kernel_events = flags
+        if mask & EVENT_READ:
+            kernel_events |= EPOLLIN
+        if mask & EVENT_WRITE:
+            kernel_events |= EPOLLOUT
+        self._epoll.ctl(EPOLL_CTL_ADD, cfd, kernel_events, <uint64_t><uint32_t>cfd)
         if flags:
             self._flags[fd] = flags
         return 0
 
-    cdef int _kernel_remove(self, int fd, int events) except -1:
+    cdef int _kernel_remove(self, object fd) except -1:
         if self._flags:
             self._flags.pop(fd, None)
         self._epoll.ctl(EPOLL_CTL_DEL, fd, 0, 0)
         return 0
 
-    cdef bint _kernel_modify_needed(self, int fd, object old_events, object events,
+    cdef bint _kernel_modify_needed(self, object fd, object old_events, object events,
                                     object flags) except -1:
-        cdef object old_flags = self._flags.get(fd, 0)
+        cdef object old_flags = self._flags.get(fd, 0) if self._flags else 0
         if events != old_events:
             return True
         if flags is not None and flags != old_flags:
@@ -387,25 +402,25 @@ cdef class EpollSelector(_BaseSelector):
         # A one-shot registration is re-armed by every modify.
         return bool(old_flags & EPOLLONESHOT)
 
-    cdef int _kernel_modify(self, int fd, int old_events, int events, object flags) except -1:
-        cdef uint32_t old_flags = self._flags.get(fd, 0)
-        cdef uint32_t new_flags = old_flags if flags is None else check_epoll_flags(flags)
-        cdef uint32_t mask
+    cdef int _kernel_modify(self, object fd, int mask, object flags) except -1:
+        cdef uint32_t old_flags = self._flags.get(fd, 0) if self._flags else 0
+        cdef uint32_t new_flags = old_flags if flags is None else flags
+        cdef uint32_t kernel_events = new_flags
+        cdef int cfd = fd
         if (new_flags | old_flags) & EPOLLEXCLUSIVE:
             # The kernel refuses EPOLL_CTL_MOD on an exclusive registration.
-            self._kernel_remove(fd, old_events)
-            self._kernel_add(fd, events, new_flags)
+            self._kernel_remove(fd)
+            self._kernel_add(fd, mask, new_flags)
             return 0
-        mask = new_flags
-        if events & EVENT_READ:
-            mask |= EPOLLIN
-        if events & EVENT_WRITE:
-            mask |= EPOLLOUT
-        self._epoll.ctl(EPOLL_CTL_MOD, fd, mask, <uint64_t><uint32_t>fd)
+        if mask & EVENT_READ:
+            kernel_events |= EPOLLIN
+        if mask & EVENT_WRITE:
+            kernel_events |= EPOLLOUT
+        self._epoll.ctl(EPOLL_CTL_MOD, cfd, kernel_events, <uint64_t><uint32_t>cfd)
         if new_flags:
             self._flags[fd] = new_flags
-        else:
-            self._flags.pop(fd, None)
+        elif old_flags:
+            del self._flags[fd]
         return 0
 
     def register(self, fileobj, events, data=None, *, flags=0):
@@ -482,17 +497,17 @@ cdef class PollSelector(_BaseSelector):
     def __cinit__(self):
         self._poll = Poll()
 
-    cdef int _kernel_add(self, int fd, int events, uint32_t flags) except -1:
-        self._poll.set_events(fd, (POLLIN if events & EVENT_READ else 0)
-                              | (POLLOUT if events & EVENT_WRITE else 0))
+    cdef int _kernel_add(self, object fd, int mask, uint32_t flags) except -1:
+        self._poll.set_events(fd, (POLLIN if mask & EVENT_READ else 0)
+                              | (POLLOUT if mask & EVENT_WRITE else 0))
         return 0
 
-    cdef int _kernel_remove(self, int fd, int events) except -1:
+    cdef int _kernel_remove(self, object fd) except -1:
         self._poll.remove(fd)
         return 0
 
-    cdef int _kernel_modify(self, int fd, int old_events, int events, object flags) except -1:
-        return self._kernel_add(fd, events, 0)
+    cdef int _kernel_modify(self, object fd, int mask, object flags) except -1:
+        return self._kernel_add(fd, mask, 0)
 
     def select(self, timeout=None):
         """Wait until some registered file objects are ready or ``timeout``
@@ -552,32 +567,53 @@ cdef class SelectSelector(_BaseSelector):
         self.max_fd = -1
         self.out_of_range = 0
 
-    cdef int _kernel_add(self, int fd, int events, uint32_t flags) except -1:
-        if fd >= FD_SETSIZE:
+    cdef int _kernel_add(self, object fd, int mask, uint32_t flags) except -1:
+        cdef int cfd
+        if not fd < FD_SETSIZE:
+            # Accepted, as the stdlib does; select() will refuse it.
             self.out_of_range += 1
             return 0
-        if events & EVENT_READ:
-            FD_SET(fd, &self.readers)
-        if events & EVENT_WRITE:
-            FD_SET(fd, &self.writers)
-        if fd > self.max_fd:
-            self.max_fd = fd
+        cfd = fd
+        if mask & EVENT_READ:
+            FD_SET(cfd, &self.readers)
+        if mask & EVENT_WRITE:
+            FD_SET(cfd, &self.writers)
+        if cfd > self.max_fd:
+            self.max_fd = cfd
         return 0
 
-    cdef int _kernel_remove(self, int fd, int events) except -1:
-        if fd >= FD_SETSIZE:
+    cdef int _kernel_remove(self, object fd) except -1:
+        cdef int cfd
+        if not fd < FD_SETSIZE:
             self.out_of_range -= 1
             return 0
-        FD_CLR(fd, &self.readers)
-        FD_CLR(fd, &self.writers)
+        cfd = fd
+        FD_CLR(cfd, &self.readers)
+        FD_CLR(cfd, &self.writers)
         while self.max_fd >= 0 and not (FD_ISSET(self.max_fd, &self.readers)
                                         or FD_ISSET(self.max_fd, &self.writers)):
             self.max_fd -= 1
         return 0
 
-    cdef int _kernel_modify(self, int fd, int old_events, int events, object flags) except -1:
-        self._kernel_remove(fd, old_events)
-        return self._kernel_add(fd, events, 0)
+    def modify(self, fileobj, events, data=None):
+        """Change the events and data of a registered file object; return its key.
+        As the stdlib's ``SelectSelector``: new events unregister the file
+        object and register it again (validating the events).
+
+        :raises KeyError: the file object is not registered.
+        """
+        fd = self._lookup_fd(fileobj)
+        key = self._fd_to_key.get(fd)
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        if events != key.events:
+            self.unregister(fileobj)
+            return self._register(fileobj, events, data, 0)
+        if data != key.data:
+            key = key._replace(data=data)
+            self._fd_to_key[fd] = key
+            self._slot_set(fd, key, selector_mask(events))
+        return key
 
     def select(self, timeout=None):
         """Wait until some registered file objects are ready or ``timeout``
@@ -609,9 +645,12 @@ cdef class SelectSelector(_BaseSelector):
                 tsp = &ts
             else:
                 tsp = NULL
-            # A zero timeout cannot wait: keep the GIL (releasing costs more).
-            with nogil(timeout_ns != 0):
+            if timeout_ns == 0:
+                # Cannot wait: keep the GIL (releasing it costs more).
                 n = fio_sys_pselect(nfds, &r, &w, tsp)
+            else:
+                with nogil:
+                    n = fio_sys_pselect(nfds, &r, &w, tsp)
             if n >= 0:
                 break
             if n != -EINTR:

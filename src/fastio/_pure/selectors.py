@@ -69,8 +69,9 @@ class EpollSelector(_std.EpollSelector):
         old_flags = self._flags.get(key.fd, 0)
         new_flags = old_flags if flags is None else flags
         if events != key.events or new_flags != old_flags or old_flags & EPOLLONESHOT:
+            # Computed before anything changes: a bad type leaves the key as it was.
+            mask = self._kernel_mask(events, new_flags)
             try:
-                mask = self._kernel_mask(events, new_flags)
                 if (new_flags | old_flags) & EPOLLEXCLUSIVE:
                     # The kernel refuses EPOLL_CTL_MOD on an exclusive registration.
                     self._flags.pop(key.fd, None)
