@@ -109,18 +109,20 @@ def _handler_is_default(signum: int) -> bool:
 class _ThreadSignals:
     """The signals signal-driven IO has blocked in one thread."""
 
-    __slots__ = ("ident", "signums", "sigio_was_blocked", "overflow_gen", "unrestored")
+    __slots__ = ("ident", "signums", "leftover", "sigio_was_blocked", "overflow_gen")
 
     def __init__(self, ident: int, sigio_was_blocked: bool):
         self.ident = ident
         self.signums: set[int] = set()  # one per open SignalIO of this thread
+        # Signals fastio had to leave blocked: a closed SignalIO could not
+        # restore an fd (closed first; a dup of its file may still raise the
+        # signal), or was closed from another thread. A later SignalIO of this
+        # thread takes one of these first. SIGIO stays blocked while any exist.
+        self.leftover: set[int] = set()
         self.sigio_was_blocked = sigio_was_blocked
         # Bumped whenever any SignalIO of this thread reads the fallback
         # SIGIO: each remembers the value it saw, so all of them poll.
         self.overflow_gen = 0
-        # True once a SignalIO here lost track of an fd it could not restore;
-        # SIGIO then stays blocked (a late signal must not kill the process).
-        self.unrestored = False
 
 
 _threads: dict[int, _ThreadSignals] = {}
@@ -143,7 +145,8 @@ def claim_signal(signum) -> tuple[_ThreadSignals, int, bool]:
     table, the signal, and whether the signal was already blocked.
 
     "Free" means: not used by another SignalIO of this thread, not blocked in
-    this thread, and SIG_DFL as its disposition (no handler from Python or C).
+    this thread, and SIG_DFL as its disposition (no handler from Python or C);
+    a signal an earlier SignalIO here had to leave blocked is taken first.
     The search runs from SIGRTMAX down, away from the SIGRTMIN+n an application
     usually takes.
     """
@@ -152,15 +155,19 @@ def claim_signal(signum) -> tuple[_ThreadSignals, int, bool]:
         state = _threads.get(ident)
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         if signum is None:
-            for n in range(signal.SIGRTMAX, signal.SIGRTMIN - 1, -1):
-                if (state is None or n not in state.signums) and n not in blocked and _handler_is_default(n):
-                    signum = n
-                    break
+            spare = sorted(state.leftover - state.signums) if state is not None else []
+            if spare:
+                signum = spare[-1]
             else:
-                raise RuntimeError(
-                    f"no free real-time signal: each of {signal.SIGRTMIN}..{signal.SIGRTMAX} has a handler, is "
-                    "blocked in this thread or is used by another SignalIO here; pass signum= explicitly"
-                )
+                for n in range(signal.SIGRTMAX, signal.SIGRTMIN - 1, -1):
+                    if (state is None or n not in state.signums) and n not in blocked and _handler_is_default(n):
+                        signum = n
+                        break
+                else:
+                    raise RuntimeError(
+                        f"no free real-time signal: each of {signal.SIGRTMIN}..{signal.SIGRTMAX} has a handler, "
+                        "is blocked in this thread or is used by another SignalIO here; pass signum= explicitly"
+                    )
         else:
             signum = _check_signum(signum)
             if state is not None and signum in state.signums:
@@ -177,22 +184,27 @@ def claim_signal(signum) -> tuple[_ThreadSignals, int, bool]:
 
 
 def release_signal(state: _ThreadSignals, signum: int, was_blocked: bool, unrestored: bool) -> None:
-    """Undo claim_signal for one SignalIO. In the thread that claimed it, the
-    signal is unblocked unless it was blocked before or an fd could not be
-    restored (it could still raise it); SIGIO likewise once the thread's last
-    SignalIO is gone. Any other thread cannot change that thread's mask: the
-    signals then stay blocked there. Call only after draining the signalfd."""
+    """Undo claim_signal for one SignalIO; call after draining its signalfd.
+
+    In the thread that claimed it, the signal is unblocked unless it was
+    blocked before or an fd could not be restored (then it is kept as a
+    leftover); SIGIO likewise once the thread has no SignalIO and no leftover.
+    Another thread cannot change that thread's mask: the signal then becomes
+    a leftover there."""
     with _threads_lock:
         state.signums.discard(signum)
-        state.unrestored |= unrestored
-        if state.ident != threading.get_ident():
+        if unrestored or state.ident != threading.get_ident():
+            if not was_blocked or signum in state.leftover:
+                state.leftover.add(signum)
             return
-        if not was_blocked and not unrestored:
+        if signum in state.leftover:
+            return  # still blocked on purpose; stays a leftover
+        if not was_blocked:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
-        if not state.signums:
+        if not state.signums and not state.leftover:
             if _threads.get(state.ident) is state:
                 del _threads[state.ident]
-            if not state.sigio_was_blocked and not state.unrestored:
+            if not state.sigio_was_blocked:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGIO])
 
 
