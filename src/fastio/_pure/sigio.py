@@ -259,7 +259,7 @@ def restore(fd: int, saved: tuple[int, bytes, int]) -> None:
     """fio_sigio_restore: O_ASYNC off first if it was off, else last; every
     step tried; the first OSError raised."""
     flags, owner, sig = saved
-    steps = [(F_SETOWN_EX, owner), (F_SETSIG, sig)]
+    steps: list[tuple[int, int | bytes]] = [(F_SETOWN_EX, owner), (F_SETSIG, sig)]
     if flags & os.O_ASYNC:
         steps.append((fcntl.F_SETFL, flags))
     else:
@@ -643,7 +643,13 @@ class TextbookSignalIO:
         self._need_poll = False
         return self._poll.poll(0)
 
-    _restore_one = SignalIO._restore_one
+    def _restore_one(self, fd: int, entry, raise_errors: bool) -> None:
+        try:
+            restore_entry(fd, entry)
+        except OSError:
+            self._unrestored = True
+            if raise_errors:
+                raise
 
     def close(self) -> None:
         """Restore every fd, the SIGIO mask and the old handler."""
