@@ -474,6 +474,19 @@ def test_close_restores_every_fd(backend):
         os.close(w)
 
 
+def test_signals_of_removed_fds_do_not_end_a_wait(backend, sockpair):
+    a, b = sockpair
+    with backend.SignalIO() as sio:
+        sio.add(a)
+        sio.wait(0)
+        b.send(b"x")  # queues a signal for a ...
+        time.sleep(0.01)
+        sio.remove(a)  # ... which is no longer added when it is read
+        start = time.monotonic()
+        assert sio.wait(0.1) == []
+        assert time.monotonic() - start >= 0.1
+
+
 def test_fd_already_async_is_restored_async(backend, sockpair):
     a, _ = sockpair
     fcntl.fcntl(a, F_SETOWN_EX, OWNER.pack(F_OWNER_TID, threading.get_native_id()))
@@ -600,6 +613,63 @@ def test_wait_from_another_thread_is_an_error(backend, sockpair):
         assert not t.is_alive()
         assert len(errors) == 1 and "thread other than the one that created" in errors[0]
         assert sio.wait(0)  # the owner still can
+
+
+def test_signal_reaches_the_owner_not_threads_that_do_not_block_it(backend, sockpair):
+    """A thread started before the SignalIO does not block its signal. Aimed
+    at the process (F_OWNER_PID), the signal would be delivered there and
+    kill the process (the default action); aimed at the owner's thread id it
+    is queued for the owner only."""
+    a, b = sockpair
+    go, done = threading.Event(), threading.Event()
+    seen = {}
+
+    def helper():
+        go.wait(5)
+        seen["mask"] = thread_mask()
+        for _ in range(20):
+            b.send(b"x")
+            time.sleep(0.002)
+        done.set()
+
+    t = threading.Thread(target=helper)
+    t.start()
+    try:
+        with backend.SignalIO() as sio:
+            sio.add(a)
+            sio.wait(0)
+            go.set()
+            got = wait_until(sio, {a.fileno(): fsigio.POLLIN})
+            done.wait(5)
+            assert sio.signum not in seen["mask"]
+            assert got[a.fileno()] & fsigio.POLLIN
+    finally:
+        go.set()
+        t.join(5)
+
+
+def test_close_from_another_thread(backend, sockpair):
+    """Only the owner can change its mask: closed elsewhere, the fds are
+    restored and the signal stays blocked in the owner as a leftover."""
+    a, _ = sockpair
+    before = fd_state(a.fileno())
+    sio = backend.SignalIO()
+    signum = sio.signum
+    sio.add(a)
+    t = threading.Thread(target=sio.close)
+    t.start()
+    t.join(5)
+    try:
+        assert sio.closed
+        assert fd_state(a.fileno()) == before
+        assert signum in thread_mask()
+        with backend.SignalIO() as again:  # the leftover is taken first
+            assert again.signum == signum
+    finally:
+        from fastio._pure import sigio as pure_sigio
+
+        pure_sigio._threads.pop(threading.get_ident(), None)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum, signal.SIGIO])
 
 
 def test_one_per_thread_works(backend):

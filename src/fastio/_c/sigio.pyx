@@ -433,6 +433,7 @@ cdef class SignalIO:
         See ``signalfd(2)``.
         """
         cdef int64_t timeout_ns = timeout_to_ns(timeout, 1000000000)
+        cdef int64_t deadline
         cdef int limit, count
         cdef void *grown
         cdef dict events
@@ -451,29 +452,37 @@ cdef class SignalIO:
             self.buf = <fio_signalfd_siginfo *>grown
             self.capacity = limit
         state = self.state
-        gen = state.overflow_gen
-        if self.pending or gen != self.seen_gen:
-            timeout_ns = 0
-        count = self.read_wait(limit, timeout_ns)
-        if count == 1 and not self.pending and gen == state.overflow_gen == self.seen_gen:
-            # The common case (ping-pong): one signal, no dict.
-            self._overflowed = False
-            si = &self.buf[0]
-            if (si.ssi_signo == <unsigned int>self._signum and POLL_IN_CODE <= si.ssi_code <= POLL_HUP_CODE
-                    and si.ssi_fd in self.fds):
-                return [(si.ssi_fd, si.ssi_band)]
-            if si.ssi_signo != <unsigned int>SIGIO:
-                return []
-        events = self.pending
-        self.pending = {}
-        if count and self.collect(count, events):
-            state.overflow_gen += 1
-        if state.overflow_gen != self.seen_gen:
-            self.seen_gen = state.overflow_gen
-            self.recover(events)
-        else:
-            self._overflowed = False
-        return list(events.items())
+        deadline = deadline_for(timeout_ns)
+        while True:
+            gen = state.overflow_gen
+            if self.pending or gen != self.seen_gen:
+                timeout_ns = 0
+            count = self.read_wait(limit, timeout_ns)
+            if count == 1 and not self.pending and gen == state.overflow_gen == self.seen_gen:
+                # The common case (ping-pong): one signal, no dict.
+                self._overflowed = False
+                si = &self.buf[0]
+                if (si.ssi_signo == <unsigned int>self._signum and POLL_IN_CODE <= si.ssi_code <= POLL_HUP_CODE
+                        and si.ssi_fd in self.fds):
+                    return [(si.ssi_fd, si.ssi_band)]
+                events = {}
+            else:
+                events = self.pending
+                self.pending = {}
+                if count and self.collect(count, events):
+                    state.overflow_gen += 1
+                if state.overflow_gen != self.seen_gen:
+                    self.seen_gen = state.overflow_gen
+                    self.recover(events)
+                else:
+                    self._overflowed = False
+            if events or count == 0 or timeout_ns == 0:
+                return list(events.items())
+            # Only signals of removed fds (or not from F_SETSIG): wait on
+            # for the time that is left.
+            timeout_ns = -1 if deadline < 0 else deadline - fio_monotonic_ns()
+            if deadline >= 0 and timeout_ns < 0:
+                timeout_ns = 0
 
     def close(self):
         """Restore every added fd's flags, owner and signal, read what is

@@ -440,20 +440,24 @@ class SignalIO:
         if len(self._buf) < limit * SIGINFO_SIZE:
             self._buf = bytearray(limit * SIGINFO_SIZE)
         state = self._state
-        if self._pending or state.overflow_gen != self._seen_gen:
-            timeout_ns = 0
-        count = self._read_wait(limit, timeout_ns)
-        events = self._pending
-        self._pending = {}
-        overflow = self._collect(count, events) if count else False
-        if overflow:
-            state.overflow_gen += 1
-        if state.overflow_gen != self._seen_gen:
-            self._seen_gen = state.overflow_gen
-            self._recover(events)
-        else:
-            self._overflowed = False
-        return list(events.items())
+        deadline = deadline_for(timeout_ns)
+        while True:
+            if self._pending or state.overflow_gen != self._seen_gen:
+                timeout_ns = 0
+            count = self._read_wait(limit, timeout_ns)
+            events = self._pending
+            self._pending = {}
+            if count and self._collect(count, events):
+                state.overflow_gen += 1
+            if state.overflow_gen != self._seen_gen:
+                self._seen_gen = state.overflow_gen
+                self._recover(events)
+            else:
+                self._overflowed = False
+            if events or count == 0 or timeout_ns == 0:
+                return list(events.items())
+            # Only signals of removed fds (or not from F_SETSIG): wait on.
+            timeout_ns = remaining(deadline)
 
     def _read_wait(self, limit: int, timeout_ns: int) -> int:
         if timeout_ns < 0:
