@@ -825,6 +825,30 @@ def test_queue_overflow_loses_no_readiness(backend):
     assert flags == [False, False]
 
 
+def test_a_lone_sigio_triggers_the_poll_rule(backend, sockpair):
+    """Whatever the kernel queued before, reading plain SIGIO means some fd's
+    signal was lost: wait() polls every added fd (here SIGIO is sent by hand,
+    to this thread, as the kernel's fallback would be)."""
+    a, b = sockpair
+    c, d = socket.socketpair()
+    try:
+        with backend.SignalIO() as sio:
+            sio.add(a)
+            sio.add(c)
+            sio.wait(0)
+            b.send(b"x")
+            sio.wait(5)  # its signal is read; the data is still there
+            signal.pthread_kill(threading.get_ident(), signal.SIGIO)
+            events = dict(sio.wait(5))
+            assert sio.overflowed and sio.overflows == 1
+            assert events[a.fileno()] & fsigio.POLLIN  # still readable: reported again
+            assert events[c.fileno()] & fsigio.POLLOUT and not events[c.fileno()] & fsigio.POLLIN
+            assert sio.wait(0) == [] and not sio.overflowed
+    finally:
+        c.close()
+        d.close()
+
+
 def test_no_overflow_flag_in_normal_operation(backend, sockpair):
     a, b = sockpair
     with backend.SignalIO() as sio:

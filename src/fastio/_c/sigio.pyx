@@ -458,12 +458,12 @@ cdef class SignalIO:
             if self.pending or gen != self.seen_gen:
                 timeout_ns = 0
             count = self.read_wait(limit, timeout_ns)
-            if count == 1 and not self.pending and gen == state.overflow_gen == self.seen_gen:
-                # The common case (ping-pong): one signal, no dict.
+            si = &self.buf[0]
+            if (count == 1 and si.ssi_signo == <unsigned int>self._signum and not self.pending
+                    and gen == state.overflow_gen == self.seen_gen):
+                # The common case (ping-pong): one signal of ours, no dict.
                 self._overflowed = False
-                si = &self.buf[0]
-                if (si.ssi_signo == <unsigned int>self._signum and POLL_IN_CODE <= si.ssi_code <= POLL_HUP_CODE
-                        and si.ssi_fd in self.fds):
+                if POLL_IN_CODE <= si.ssi_code <= POLL_HUP_CODE and si.ssi_fd in self.fds:
                     return [(si.ssi_fd, si.ssi_band)]
                 events = {}
             else:
