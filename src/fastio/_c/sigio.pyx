@@ -74,7 +74,7 @@ from fastio._c._common cimport (
 )
 from fastio._c._sys cimport fio_fork_generation, fio_fork_init, fio_monotonic_ns, fio_ns_to_timespec, pollfd, timespec
 
-import errno as _errno
+import os as _os
 import signal as _signal
 
 # The per-thread table of blocked signals is one per process: a thread has one
@@ -227,7 +227,7 @@ cdef class SignalIO:
             err = errno
             self.close_fds()
             release_signal(state, sig, was_blocked, False)
-            raise OSError(err, f"signalfd: {_errno.errorcode.get(err, err)}")
+            raise OSError(err, f"signalfd: {_os.strerror(err)}")
 
     def __del__(self):
         if self.sfd >= 0:
@@ -490,7 +490,7 @@ cdef class SignalIO:
         the thread's last ``SignalIO``, ``SIGIO``) unless it was blocked before
         or an fd could not be restored. Closing twice is fine. In a forked
         child only the signalfds are closed."""
-        cdef int i, n
+        cdef int i, j, n
         if self.sfd < 0:
             return
         if self.fork_gen != fio_fork_generation():
@@ -503,13 +503,15 @@ cdef class SignalIO:
             self.restore_one(fd, entry, False)
         self.pending.clear()
         if pthread_equal(pthread_self(), self.owner):
+            # Read what is queued (ours and SIGIO) before the signal is
+            # unblocked: a pending one would then take its default action.
             for i in range(DRAIN_READS):
                 with nogil:
                     n = fio_sigio_read(self.sfd, self.buf, self.capacity)
                 if n <= 0:
                     break
-                for i in range(n):
-                    if self.buf[i].ssi_signo == <unsigned int>SIGIO:
+                for j in range(n):
+                    if self.buf[j].ssi_signo == <unsigned int>SIGIO:
                         self.state.overflow_gen += 1
         self.close_fds()
         release_signal(self.state, self._signum, self.was_blocked, self.unrestored)
@@ -560,6 +562,7 @@ cdef class TextbookSignalIO:
 
     def __init__(self):
         cdef sigset_t block, old
+        cdef int ret
         import threading
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("TextbookSignalIO needs the main thread: Python runs signal handlers only there")
@@ -574,7 +577,10 @@ cdef class TextbookSignalIO:
         self.old_handler = _signal.SIG_DFL if old_handler is None else old_handler
         sigemptyset(&block)
         sigaddset(&block, SIGIO)
-        pthread_sigmask(SIG_BLOCK, &block, &old)
+        ret = pthread_sigmask(SIG_BLOCK, &block, &old)
+        if ret != 0:
+            _signal.signal(SIGIO, self.old_handler)
+            raise_errno(ret)
         self.wait_mask = old
         self.sigio_was_blocked = sigismember(&old, SIGIO) == 1
         sigdelset(&self.wait_mask, SIGIO)
@@ -698,6 +704,7 @@ cdef class TextbookSignalIO:
     def close(self):
         """Restore every fd, the SIGIO mask and the old handler."""
         cdef sigset_t unblock
+        cdef int ret
         if self._closed:
             return
         self._closed = True
@@ -712,7 +719,11 @@ cdef class TextbookSignalIO:
         if pthread_equal(pthread_self(), self.owner) and not self.sigio_was_blocked:
             sigemptyset(&unblock)
             sigaddset(&unblock, SIGIO)
-            pthread_sigmask(SIG_UNBLOCK, &unblock, NULL)
+            ret = pthread_sigmask(SIG_UNBLOCK, &unblock, NULL)
+            if ret != 0:
+                raise_errno(ret)
+            # A SIGIO pending until now ran Python's C-level handler as it was
+            # unblocked; run our counter for it before the old handler is back.
             PyErr_CheckSignals()
         _signal.signal(SIGIO, self.old_handler)
 
