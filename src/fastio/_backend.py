@@ -20,6 +20,7 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
     "epoll": ("Epoll", "epoll_pwait2_available"),
     "poll": ("Poll",),
     "selectors": ("EpollSelector", "PollSelector", "SelectSelector"),
+    "sigio": ("SignalIO", "TextbookSignalIO"),
 }
 
 BACKENDS = ("c", "pure")

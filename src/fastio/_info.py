@@ -43,11 +43,42 @@ def _probe_select() -> dict:
     return {"available": True, "reason": None, "detail": "pselect: yes (fds below FD_SETSIZE=1024)"}
 
 
+def _probe_sigio() -> dict:
+    import resource
+    import socket
+
+    from fastio import sigio
+
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    try:
+        with sigio.SignalIO() as sio:
+            sio.add(a)
+            sio.wait(0)  # the readiness add() found (writable)
+            b.send(b"x")
+            events = sio.wait(1.0)
+            signum = sio.signum
+    except (OSError, RuntimeError) as exc:
+        return {"available": False, "reason": f"F_SETSIG/signalfd failed: {exc}"}
+    finally:
+        a.close()
+        b.close()
+    if not any(got == fd and band & sigio.POLLIN for got, band in events):
+        return {"available": False, "reason": f"no signal named the ready socket (got {events})"}
+    limit = resource.getrlimit(resource.RLIMIT_SIGPENDING)[0]
+    return {
+        "available": True,
+        "reason": None,
+        "detail": f"F_SETSIG + signalfd: yes (picked signal {signum}; RLIMIT_SIGPENDING {limit})",
+    }
+
+
 # interface name -> (fastio module, probe); later interfaces add their line here.
 INTERFACES = {
     "epoll": ("fastio.epoll", _probe_epoll),
     "poll": ("fastio.poll", _probe_poll),
     "select": ("fastio.selectors.SelectSelector", _probe_select),
+    "sigio": ("fastio.sigio", _probe_sigio),
 }
 
 

@@ -1,0 +1,679 @@
+"""Signal-driven IO through ctypes and the stdlib: the pure twin of ``fastio._c.sigio``.
+
+The kernel facts are those in ``fastio/_c/sigio.pyx``'s docstring. ``signalfd(2)``
+and ``sigaction(2)`` go through ctypes; ``fcntl(2)`` through the stdlib ``fcntl``
+module; the thread's signal mask through ``signal.pthread_sigmask``.
+
+This module also holds the one per-thread table of the signals that signal-driven
+IO has blocked, which the compiled backend shares: a thread has one signal mask,
+so both backends must count its users in one place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import select
+import signal
+import stat
+import struct
+import threading
+
+from fastio._consts import (
+    POLLERR,
+    POLLHUP,
+    POLLIN,
+    POLLNVAL,
+    POLLOUT,
+    POLLPRI,
+    POLLRDBAND,
+    POLLRDNORM,
+    POLLWRBAND,
+    POLLWRNORM,
+)
+from fastio._pure import _libc
+from fastio._pure._common import as_c_int, as_fd, check_fork, deadline_for, fork_generation, remaining, timeout_to_ns
+
+__all__ = ["SignalIO", "TextbookSignalIO"]
+
+# fcntl(2) commands and the owner type, from include/uapi/asm-generic/fcntl.h
+# (the stdlib has F_SETSIG but not the F_*OWN_EX pair before Python 3.12).
+F_SETSIG = 10
+F_GETSIG = 11
+F_SETOWN_EX = 15
+F_GETOWN_EX = 16
+F_OWNER_TID = 0
+_OWNER = struct.Struct("ii")  # struct f_owner_ex {int type; pid_t pid;}
+
+# si_code of a signal queued by F_SETSIG: POLL_IN (1) .. POLL_HUP (6).
+POLL_IN = 1
+POLL_HUP = 6
+
+# struct signalfd_siginfo, 128 bytes: ssi_signo @0, ssi_code @8, ssi_fd @20, ssi_band @28.
+SIGINFO_SIZE = 128
+_SIGINFO = struct.Struct("=I4xi8xi4xI96x")
+assert _SIGINFO.size == SIGINFO_SIZE
+
+SFD_CLOEXEC = os.O_CLOEXEC
+SFD_NONBLOCK = os.O_NONBLOCK
+
+# Everything a readiness signal's band can hold, asked of poll(2) when fastio
+# looks for itself (at add() and after a queue overflow).
+POLL_ASK = POLLIN | POLLPRI | POLLOUT | POLLRDNORM | POLLRDBAND | POLLWRNORM | POLLWRBAND
+
+DEFAULT_MAX_EVENTS = 1024
+# Reads of a full batch while draining after an overflow or at close; bounds
+# the loop even if signals keep arriving.
+DRAIN_READS = 64
+
+_sigset_t = ctypes.c_ubyte * 128  # glibc's and musl's sigset_t: 1024 bits
+
+_signalfd = _libc.libc.signalfd
+_signalfd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+_signalfd.restype = ctypes.c_int
+_sigaction = _libc.libc.sigaction
+_sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_sigaction.restype = ctypes.c_int
+_sigemptyset = _libc.libc.sigemptyset
+_sigemptyset.argtypes = [ctypes.c_void_p]
+_sigaddset = _libc.libc.sigaddset
+_sigaddset.argtypes = [ctypes.c_void_p, ctypes.c_int]
+_ppoll = _libc.libc.ppoll
+_ppoll.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_void_p]
+_ppoll.restype = ctypes.c_int
+
+
+def _sigset(signums) -> ctypes.Array:
+    mask = _sigset_t()
+    _sigemptyset(mask)
+    for n in signums:
+        if _sigaddset(mask, n) < 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return mask
+
+
+def _handler_is_default(signum: int) -> bool:
+    """Whether the process-wide disposition of signum is SIG_DFL (no handler
+    from Python, C or anyone): sigaction(2) with no new action."""
+    old = (ctypes.c_ubyte * 256)()  # larger than any libc's struct sigaction
+    if _sigaction(signum, None, old) < 0:
+        return False
+    return ctypes.c_void_p.from_buffer(old).value is None
+
+
+# ---------------------------------------------------------------- the thread table
+
+
+class _ThreadSignals:
+    """The signals signal-driven IO has blocked in one thread."""
+
+    __slots__ = ("ident", "signums", "leftover", "sigio_was_blocked", "overflow_gen")
+
+    def __init__(self, ident: int, sigio_was_blocked: bool):
+        self.ident = ident
+        self.signums: set[int] = set()  # one per open SignalIO of this thread
+        # Signals fastio had to leave blocked: a closed SignalIO could not
+        # restore an fd (closed first; a dup of its file may still raise the
+        # signal), or was closed from another thread. A later SignalIO of this
+        # thread takes one of these first. SIGIO stays blocked while any exist.
+        self.leftover: set[int] = set()
+        self.sigio_was_blocked = sigio_was_blocked
+        # Bumped whenever any SignalIO of this thread reads the fallback
+        # SIGIO: each remembers the value it saw, so all of them poll.
+        self.overflow_gen = 0
+
+
+_threads: dict[int, _ThreadSignals] = {}
+_threads_lock = threading.Lock()
+
+
+def _check_signum(signum) -> int:
+    signum = as_c_int(signum)
+    if not signal.SIGRTMIN <= signum <= signal.SIGRTMAX:
+        raise ValueError(
+            f"signum must be a real-time signal ({signal.SIGRTMIN}..{signal.SIGRTMAX}), got {signum}: "
+            "only real-time signals queue one entry per event with the fd in it"
+        )
+    return signum
+
+
+def claim_signal(signum) -> tuple[_ThreadSignals, int, bool]:
+    """Pick (signum None) or check a real-time signal for a new SignalIO of the
+    calling thread, block it and SIGIO in this thread. Returns the thread's
+    table, the signal, and whether the signal was already blocked.
+
+    "Free" means: not used by another SignalIO of this thread, not blocked in
+    this thread, and SIG_DFL as its disposition (no handler from Python or C);
+    a signal an earlier SignalIO here had to leave blocked is taken first.
+    The search runs from SIGRTMAX down, away from the SIGRTMIN+n an application
+    usually takes.
+    """
+    ident = threading.get_ident()
+    with _threads_lock:
+        state = _threads.get(ident)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        if signum is None:
+            spare = sorted(state.leftover - state.signums) if state is not None else []
+            if spare:
+                signum = spare[-1]
+            else:
+                for n in range(signal.SIGRTMAX, signal.SIGRTMIN - 1, -1):
+                    if (state is None or n not in state.signums) and n not in blocked and _handler_is_default(n):
+                        signum = n
+                        break
+                else:
+                    raise RuntimeError(
+                        f"no free real-time signal: each of {signal.SIGRTMIN}..{signal.SIGRTMAX} has a handler, "
+                        "is blocked in this thread or is used by another SignalIO here; pass signum= explicitly"
+                    )
+        else:
+            signum = _check_signum(signum)
+            if state is not None and signum in state.signums:
+                raise ValueError(
+                    f"signal {signum} is already used by another SignalIO of this thread; "
+                    "each needs its own (leave signum=None to pick a free one)"
+                )
+        if state is None:
+            state = _ThreadSignals(ident, signal.SIGIO in blocked)
+            _threads[ident] = state
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signum, signal.SIGIO])
+        state.signums.add(signum)
+        return state, signum, signum in blocked
+
+
+def release_signal(state: _ThreadSignals, signum: int, was_blocked: bool, unrestored: bool) -> None:
+    """Undo claim_signal for one SignalIO; call after draining its signalfd.
+
+    In the thread that claimed it, the signal is unblocked unless it was
+    blocked before or an fd could not be restored (then it is kept as a
+    leftover); SIGIO likewise once the thread has no SignalIO and no leftover.
+    Another thread cannot change that thread's mask: the signal then becomes
+    a leftover there."""
+    with _threads_lock:
+        state.signums.discard(signum)
+        if unrestored or state.ident != threading.get_ident():
+            if not was_blocked or signum in state.leftover:
+                state.leftover.add(signum)
+            return
+        if signum in state.leftover:
+            return  # still blocked on purpose; stays a leftover
+        if not was_blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+        if not state.signums and not state.leftover:
+            if _threads.get(state.ident) is state:
+                del _threads[state.ident]
+            if not state.sigio_was_blocked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGIO])
+
+
+# ---------------------------------------------------------------- fcntl helpers
+
+
+def file_id(fd: int) -> tuple[int, int]:
+    """(st_dev, st_ino): tells a reused fd number from the file that was added."""
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def check_signalable(fd: int) -> tuple[int, int]:
+    """fstat the fd; refuse regular files and directories, whose open files
+    have no fasync hook: O_ASYNC is accepted but the kernel never signals."""
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        kind = "a regular file" if stat.S_ISREG(st.st_mode) else "a directory"
+        raise PermissionError(
+            errno.EPERM,
+            f"fd {fd} is {kind}: the kernel never raises a signal for it (always ready, no fasync hook); "
+            "read it directly or through fastio.uring / fastio.aio",
+        )
+    return st.st_dev, st.st_ino
+
+
+def arm(fd: int, tid: int, signum: int) -> tuple[int, bytes, int]:
+    """fio_sigio_arm: save flags, owner and signal; aim signum at thread tid;
+    turn on O_ASYNC | O_NONBLOCK; re-aim if a tty reset the owner. Returns
+    what was saved; on an error restores fd and raises the OSError."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    owner = fcntl.fcntl(fd, F_GETOWN_EX, bytes(_OWNER.size))
+    sig = fcntl.fcntl(fd, F_GETSIG)
+    saved = (flags, owner, sig)
+    mine = _OWNER.pack(F_OWNER_TID, tid)
+    try:
+        fcntl.fcntl(fd, F_SETOWN_EX, mine)
+        fcntl.fcntl(fd, F_SETSIG, signum)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
+        if fcntl.fcntl(fd, F_GETOWN_EX, bytes(_OWNER.size)) != mine:
+            fcntl.fcntl(fd, F_SETOWN_EX, mine)  # tty_fasync reset it
+    except OSError:
+        try:
+            restore(fd, saved)
+        except OSError:
+            pass
+        raise
+    return saved
+
+
+def restore(fd: int, saved: tuple[int, bytes, int]) -> None:
+    """fio_sigio_restore: O_ASYNC off first if it was off, else last; every
+    step tried; the first OSError raised."""
+    flags, owner, sig = saved
+    steps: list[tuple[int, int | bytes]] = [(F_SETOWN_EX, owner), (F_SETSIG, sig)]
+    if flags & os.O_ASYNC:
+        steps.append((fcntl.F_SETFL, flags))
+    else:
+        steps.insert(0, (fcntl.F_SETFL, flags))
+    first = None
+    for cmd, arg in steps:
+        try:
+            fcntl.fcntl(fd, cmd, arg)
+        except OSError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
+
+
+def restore_entry(fd: int, entry) -> None:
+    """Restore an added fd from its (saved, file id) entry; EBADF if the fd was
+    closed or its number now names another file (which must not be touched)."""
+    saved, ident = entry
+    try:
+        same = file_id(fd) == ident
+    except OSError:
+        same = False
+    if not same:
+        raise OSError(errno.EBADF, f"fd {fd} was closed before remove(): its flags cannot be restored")
+    restore(fd, saved)
+
+
+def poll_now(fds, events: int) -> list[tuple[int, int]]:
+    """The readiness of fds right now: poll(2) with a zero timeout."""
+    p = select.poll()
+    for fd in fds:
+        p.register(fd, events)
+    return p.poll(0)
+
+
+# ---------------------------------------------------------------- SignalIO
+
+
+class SignalIO:
+    """SignalIO(signum=None)
+
+    Signal-driven IO for the fds of one thread; see ``fastio._c.sigio.SignalIO``.
+    """
+
+    def __init__(self, signum=None):
+        self._sfd = -1
+        self._bfd = -1
+        self._fork_gen = fork_generation()
+        self._owner = threading.get_ident()
+        self._tid = threading.get_native_id()
+        self._fds: dict[int, tuple] = {}
+        self._pending: dict[int, int] = {}
+        self._unrestored = False
+        self._seen_gen = 0
+        self._buf = bytearray(DEFAULT_MAX_EVENTS * SIGINFO_SIZE)
+        self._overflowed = False
+        self._overflows = 0
+        state, signum, was_blocked = claim_signal(signum)
+        self._state, self._signum, self._was_blocked = state, signum, was_blocked
+        self._seen_gen = state.overflow_gen
+        try:
+            mask = _sigset([signum, signal.SIGIO])
+            for attr, flags in (("_sfd", SFD_NONBLOCK | SFD_CLOEXEC), ("_bfd", SFD_CLOEXEC)):
+                fd = _signalfd(-1, mask, flags)
+                if fd < 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"signalfd: {os.strerror(err)}")
+                setattr(self, attr, fd)
+        except BaseException:
+            self._close_fds()
+            release_signal(state, signum, was_blocked, False)
+            raise
+
+    def __del__(self):
+        if getattr(self, "_sfd", -1) >= 0:
+            self.close()
+
+    @property
+    def signum(self) -> int:
+        """The real-time signal the kernel queues for the fds of this object."""
+        return self._signum
+
+    @property
+    def closed(self) -> bool:
+        """True once close() ran."""
+        return self._sfd < 0
+
+    @property
+    def overflowed(self) -> bool:
+        """True if the last wait() met a real-time queue overflow (and so polled
+        every added fd)."""
+        return self._overflowed
+
+    @property
+    def overflows(self) -> int:
+        """How many wait() calls met an overflow since creation."""
+        return self._overflows
+
+    def fileno(self) -> int:
+        """The non-blocking signalfd: readable while a signal is queued."""
+        if self._sfd < 0:
+            raise ValueError("I/O operation on closed SignalIO object")
+        return self._sfd
+
+    def _check(self) -> None:
+        if self._sfd < 0:
+            raise ValueError("I/O operation on closed SignalIO object")
+        check_fork(self._fork_gen, "SignalIO")
+
+    def add(self, fd):
+        """Arm ``fd``; see ``fastio._c.sigio.SignalIO.add``."""
+        cfd = as_fd(fd)
+        self._check()
+        if cfd in self._fds:
+            raise FileExistsError(errno.EEXIST, f"fd {cfd} is already added")
+        ident = check_signalable(cfd)
+        saved = arm(cfd, self._tid, self._signum)
+        self._fds[cfd] = (saved, ident)
+        ready = poll_now([cfd], POLL_ASK)
+        if ready and ready[0][1]:
+            self._pending[cfd] = self._pending.get(cfd, 0) | ready[0][1]
+
+    def remove(self, fd):
+        """Disarm ``fd``; see ``fastio._c.sigio.SignalIO.remove``."""
+        cfd = as_fd(fd)
+        self._check()
+        entry = self._fds.pop(cfd, None)
+        if entry is None:
+            raise FileNotFoundError(errno.ENOENT, f"fd {cfd} was not added")
+        self._pending.pop(cfd, None)
+        self._restore_one(cfd, entry, raise_errors=True)
+
+    def _restore_one(self, fd: int, entry, raise_errors: bool) -> None:
+        try:
+            restore_entry(fd, entry)
+        except OSError:
+            self._unrestored = True
+            if raise_errors:
+                raise
+
+    def _read(self, fd: int, limit: int) -> int:
+        """One read of at most limit signals into self._buf; 0 on EAGAIN."""
+        try:
+            n = os.readv(fd, [memoryview(self._buf)[: limit * SIGINFO_SIZE]])
+        except BlockingIOError:
+            return 0
+        return n // SIGINFO_SIZE
+
+    def _collect(self, count: int, events: dict) -> bool:
+        """Merge count signals from self._buf into events; True if the
+        fallback SIGIO was among them."""
+        overflow = False
+        mine = self._signum
+        fds = self._fds
+        for signo, code, fd, band in _SIGINFO.iter_unpack(memoryview(self._buf)[: count * SIGINFO_SIZE]):
+            if signo == mine:
+                if POLL_IN <= code <= POLL_HUP and fd in fds:
+                    events[fd] = events.get(fd, 0) | band
+            elif signo == signal.SIGIO:
+                overflow = True
+        return overflow
+
+    def wait(self, timeout=None, max_events=None):
+        """Wait for readiness; see ``fastio._c.sigio.SignalIO.wait``."""
+        timeout_ns = timeout_to_ns(timeout, 1_000_000_000)
+        if max_events is None:
+            limit = DEFAULT_MAX_EVENTS
+        else:
+            limit = as_c_int(max_events)
+            if limit <= 0:
+                raise ValueError(f"max_events must be greater than 0, got {limit}")
+        self._check()
+        if threading.get_ident() != self._owner:
+            raise RuntimeError(
+                "SignalIO.wait() called from a thread other than the one that created the SignalIO: its "
+                "signals are aimed at and blocked in that thread only; wait there, or create one per thread"
+            )
+        if len(self._buf) < limit * SIGINFO_SIZE:
+            self._buf = bytearray(limit * SIGINFO_SIZE)
+        state = self._state
+        deadline = deadline_for(timeout_ns)
+        while True:
+            if self._pending or state.overflow_gen != self._seen_gen:
+                timeout_ns = 0
+            count = self._read_wait(limit, timeout_ns)
+            events = self._pending
+            self._pending = {}
+            if count and self._collect(count, events):
+                state.overflow_gen += 1
+            if state.overflow_gen != self._seen_gen:
+                self._seen_gen = state.overflow_gen
+                self._recover(events)
+            else:
+                self._overflowed = False
+            if events or count == 0 or timeout_ns == 0:
+                return list(events.items())
+            # Only signals of removed fds (or not from F_SETSIG): wait on.
+            timeout_ns = remaining(deadline)
+
+    def _read_wait(self, limit: int, timeout_ns: int) -> int:
+        if timeout_ns < 0:
+            # os.readv on the blocking signalfd: GIL released, PEP 475 retry.
+            n = os.readv(self._bfd, [memoryview(self._buf)[: limit * SIGINFO_SIZE]])
+            return n // SIGINFO_SIZE
+        count = self._read(self._sfd, limit)
+        if count or timeout_ns == 0:
+            return count
+        deadline = deadline_for(timeout_ns)
+        p = select.poll()
+        p.register(self._sfd, POLLIN)
+        while True:
+            # select.poll retries EINTR itself with the time left (PEP 475).
+            p.poll(-(-timeout_ns // 1_000_000))
+            self._check()
+            count = self._read(self._sfd, limit)
+            timeout_ns = remaining(deadline)
+            if count or timeout_ns == 0:
+                return count
+
+    def _recover(self, events: dict) -> None:
+        """After the kernel fell back to plain SIGIO (real-time queue full):
+        drain the signalfd, then poll every added fd and merge its readiness."""
+        self._overflowed = True
+        self._overflows += 1
+        for _ in range(DRAIN_READS):
+            count = self._read(self._sfd, DEFAULT_MAX_EVENTS)
+            if not count:
+                break
+            self._collect(count, events)
+        for fd, revents in poll_now(self._fds, POLL_ASK):
+            if revents:
+                events[fd] = events.get(fd, 0) | revents
+
+    def _drain(self) -> None:
+        for _ in range(DRAIN_READS):
+            try:
+                n = os.readv(self._sfd, [self._buf])
+            except BlockingIOError:
+                return
+            for signo, *_rest in _SIGINFO.iter_unpack(memoryview(self._buf)[: n - n % SIGINFO_SIZE]):
+                if signo == signal.SIGIO:
+                    self._state.overflow_gen += 1
+
+    def _close_fds(self) -> None:
+        for attr in ("_sfd", "_bfd"):
+            fd = getattr(self, attr)
+            setattr(self, attr, -1)
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """Restore every fd, drain and close; see ``fastio._c.sigio.SignalIO.close``."""
+        if self._sfd < 0:
+            return
+        if self._fork_gen != fork_generation():
+            # A forked child shares the fds' open files with the parent:
+            # touching their flags would disarm the parent's. Close ours only.
+            self._fds.clear()
+            self._close_fds()
+            return
+        fds, self._fds = self._fds, {}
+        for fd, entry in fds.items():
+            self._restore_one(fd, entry, raise_errors=False)
+        self._pending.clear()
+        if threading.get_ident() == self._owner:
+            self._drain()
+        self._close_fds()
+        release_signal(self._state, self._signum, self._was_blocked, self._unrestored)
+
+    def __enter__(self):
+        if self._sfd < 0:
+            raise ValueError("I/O operation on closed SignalIO object")
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+
+# ---------------------------------------------------------------- textbook mode
+
+
+class _Counter:
+    """The textbook SIGIO handler: counts signals (kept apart from the
+    TextbookSignalIO so that the handler does not keep it alive)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, signum, frame):
+        self.count += 1
+
+
+class TextbookSignalIO:
+    """TextbookSignalIO()
+
+    The textbook signal-driven loop, for comparison; see
+    ``fastio._c.sigio.TextbookSignalIO``.
+    """
+
+    def __init__(self):
+        self._closed = True
+        self._fork_gen = fork_generation()
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(
+                "TextbookSignalIO needs the main thread: Python runs signal handlers only there"
+            )
+        self._owner = threading.get_ident()
+        self._tid = threading.get_native_id()
+        self._fds: dict[int, tuple] = {}
+        self._poll = select.poll()
+        self._unrestored = False
+        self._counter = _Counter()
+        self._seen = 0
+        self._need_poll = False
+        old = signal.signal(signal.SIGIO, self._counter)
+        self._old_handler = signal.SIG_DFL if old is None else old
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGIO])
+        self._sigio_was_blocked = signal.SIGIO in blocked
+        self._wait_mask = _sigset(set(blocked) - {signal.SIGIO})
+        self._closed = False
+
+    def __del__(self):
+        if not getattr(self, "_closed", True):
+            self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once close() ran."""
+        return self._closed
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on closed TextbookSignalIO object")
+        check_fork(self._fork_gen, "TextbookSignalIO")
+
+    def add(self, fd, events=POLLIN | POLLPRI):
+        """Arm ``fd`` for plain SIGIO; see ``fastio._c.sigio.TextbookSignalIO.add``."""
+        cfd = as_fd(fd)
+        mask = as_c_int(events)
+        self._check()
+        if cfd in self._fds:
+            raise FileExistsError(errno.EEXIST, f"fd {cfd} is already added")
+        ident = check_signalable(cfd)
+        saved = arm(cfd, self._tid, 0)
+        self._fds[cfd] = (saved, ident)
+        self._poll.register(cfd, mask)
+        self._need_poll = True
+
+    def remove(self, fd):
+        """Disarm ``fd`` and restore it."""
+        cfd = as_fd(fd)
+        self._check()
+        entry = self._fds.pop(cfd, None)
+        if entry is None:
+            raise FileNotFoundError(errno.ENOENT, f"fd {cfd} was not added")
+        self._poll.unregister(cfd)
+        self._restore_one(cfd, entry, raise_errors=True)
+
+    def wait(self, timeout=None):
+        """Sleep until SIGIO's handler ran, then poll every fd; see
+        ``fastio._c.sigio.TextbookSignalIO.wait``."""
+        timeout_ns = timeout_to_ns(timeout, 1_000_000_000)
+        self._check()
+        if threading.get_ident() != self._owner:
+            raise RuntimeError("TextbookSignalIO.wait() called from a thread other than the main thread")
+        deadline = deadline_for(timeout_ns)
+        while self._counter.count == self._seen and not self._need_poll:
+            if timeout_ns == 0:
+                return []
+            ts = None if timeout_ns < 0 else _libc.Timespec(*divmod(timeout_ns, 1_000_000_000))
+            # sigsuspend with a timeout: SIGIO unblocked only while asleep.
+            ret = _ppoll(None, 0, None if ts is None else ctypes.byref(ts), self._wait_mask)
+            if ret < 0 and ctypes.get_errno() != errno.EINTR:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+            # Python ran the handlers (the counter's too) when ppoll returned.
+            self._check()
+            timeout_ns = remaining(deadline)
+        self._seen = self._counter.count
+        self._need_poll = False
+        return self._poll.poll(0)
+
+    def _restore_one(self, fd: int, entry, raise_errors: bool) -> None:
+        try:
+            restore_entry(fd, entry)
+        except OSError:
+            self._unrestored = True
+            if raise_errors:
+                raise
+
+    def close(self) -> None:
+        """Restore every fd, the SIGIO mask and the old handler."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._fork_gen != fork_generation():
+            return
+        fds, self._fds = self._fds, {}
+        for fd, entry in fds.items():
+            self._restore_one(fd, entry, raise_errors=False)
+        if threading.get_ident() == self._owner and not self._sigio_was_blocked and not self._unrestored:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGIO])
+        if not self._unrestored:
+            signal.signal(signal.SIGIO, self._old_handler)
+
+    def __enter__(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed TextbookSignalIO object")
+        return self
+
+    def __exit__(self, *args):
+        self.close()
