@@ -22,7 +22,7 @@ def test_info_json(name):
     assert report["backend"] == name
     assert report["kernel"] == platform.release()
     assert report["python"].endswith(platform.python_version())
-    for iface in ("epoll", "poll", "select"):
+    for iface in ("epoll", "poll", "select", "sigio"):
         assert report["interfaces"][iface]["available"] is True, report["interfaces"][iface]
 
 
@@ -31,7 +31,7 @@ def test_info_text():
                           timeout=60, check=True)
     assert "backend:" in proc.stdout and platform.release() in proc.stdout
     assert [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")] == [
-        "epoll", "poll", "select"]
+        "epoll", "poll", "select", "sigio"]
 
 
 def test_no_command_is_an_error():
