@@ -215,6 +215,12 @@ cdef class _BaseSelector:
     def _fileobj_lookup(self, fileobj):
         """The fd of ``fileobj``; for a closed file object still registered, the fd
         it was registered with."""
+        return self._lookup_fd(fileobj)
+
+    cdef object _lookup_fd(self, object fileobj):
+        """``_fileobj_lookup`` without the Python-level method call."""
+        if type(fileobj) is int and fileobj >= 0:
+            return fileobj
         try:
             return fileobj_to_fd(fileobj)
         except ValueError:
@@ -222,12 +228,6 @@ cdef class _BaseSelector:
                 if key.fileobj is fileobj:
                     return key.fd
             raise
-
-    cdef object _lookup_fd(self, object fileobj):
-        """``_fileobj_lookup`` with the common case (a non-negative int) inline."""
-        if type(fileobj) is int and fileobj >= 0:
-            return fileobj
-        return self._fileobj_lookup(fileobj)
 
     cdef object _register(self, object fileobj, object events, object data, uint32_t flags):
         cdef int mask
