@@ -550,9 +550,9 @@ def test_fd_closed_before_remove(backend, sockpair):
             while signal.sigtimedwait([signum, signal.SIGIO], 0) is not None:
                 pass
         # forget the leftover, so that the mask fixture sees the mask as before
-        from fastio._pure import sigio as pure_sigio
+        from fastio import _sigclaim
 
-        pure_sigio._threads.pop(threading.get_ident(), None)
+        _sigclaim._threads.pop(threading.get_ident(), None)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum, signal.SIGIO])
 
 
@@ -666,9 +666,9 @@ def test_close_from_another_thread(backend, sockpair):
         with backend.SignalIO() as again:  # the leftover is taken first
             assert again.signum == signum
     finally:
-        from fastio._pure import sigio as pure_sigio
+        from fastio import _sigclaim
 
-        pure_sigio._threads.pop(threading.get_ident(), None)
+        _sigclaim._threads.pop(threading.get_ident(), None)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum, signal.SIGIO])
 
 

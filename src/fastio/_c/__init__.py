@@ -3,6 +3,8 @@
 from fastio._backend import PUBLIC_API
 from fastio._c import epoll, poll, selectors, sigio
 
+__all__ = ["epoll", "poll", "selectors", "sigio"]
+
 for _module, _names in PUBLIC_API.items():
     for _name in _names:
         if not hasattr(globals()[_module], _name):

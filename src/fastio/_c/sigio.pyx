@@ -79,7 +79,7 @@ import signal as _signal
 
 # The per-thread table of blocked signals is one per process: a thread has one
 # signal mask, whichever backend blocked its signals. It lives in the pure module.
-from fastio._pure.sigio import claim_signal, release_signal
+from fastio._sigclaim import claim_signal, release_signal
 
 cdef extern from "<poll.h>":
     int POLLIN, POLLPRI, POLLOUT, POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND
