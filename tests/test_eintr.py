@@ -4,22 +4,10 @@ propagates out of the wait (so Ctrl-C works)."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
 
 import pytest
-
-
-@contextlib.contextmanager
-def interval_timer(handler, interval=0.005):
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, interval, interval)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, old)
+from support import Interrupted, interval_timer, raise_interrupted
 
 
 def _waits(backend):
@@ -58,20 +46,12 @@ def test_wait_resumes_after_signals(backend, kind):
     assert elapsed >= 0.2  # ... and resumed until the whole timeout had passed
 
 
-class Interrupted(Exception):
-    pass
-
-
-def _raise(*args):
-    raise Interrupted
-
-
 @pytest.mark.parametrize("kind", ["Epoll.poll", "Poll.poll", "EpollSelector.select", "PollSelector.select",
                                   "SelectSelector.select"])
 def test_handler_exception_ends_an_infinite_wait(backend, kind):
     waits, close = _waits(backend)
     try:
-        with interval_timer(_raise, 0.05), pytest.raises(Interrupted):
+        with interval_timer(raise_interrupted, 0.05), pytest.raises(Interrupted):
             waits[kind](None)
     finally:
         close()

@@ -22,6 +22,7 @@ import threading
 import time
 
 import pytest
+from support import Interrupted, in_child, interval_timer, raise_interrupted
 
 from fastio import sigio as fsigio
 
@@ -696,26 +697,6 @@ def test_one_per_thread_works(backend):
     assert results == {i: True for i in range(4)}
 
 
-def _in_child(func) -> str:
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            try:
-                msg = f"ok {func()!r}"
-            except BaseException as exc:
-                msg = f"{type(exc).__name__}: {exc}"
-            os.write(w, msg.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read().decode()
-    os.waitpid(pid, 0)
-    return out
-
-
 @pytest.mark.parametrize("call", ["add", "remove", "wait"])
 def test_use_in_forked_child_is_refused(backend, sockpair, call):
     a, b = sockpair
@@ -723,35 +704,16 @@ def test_use_in_forked_child_is_refused(backend, sockpair, call):
         sio.add(a)
         sio.wait(0)
         args = {"add": (b,), "remove": (a,), "wait": (0,)}[call]
-        out = _in_child(lambda: getattr(sio, call)(*args))
+        out = in_child(lambda: getattr(sio, call)(*args))
         assert out.startswith("RuntimeError") and "fork" in out
         # close() in the child must not disarm the parent's fds
-        assert _in_child(lambda: (sio.close(), sio.closed)[1]) == "ok True"
+        assert in_child(lambda: (sio.close(), sio.closed)[1]) == "ok True"
         assert fd_state(a.fileno())[0] & os.O_ASYNC
         b.send(b"x")
         assert sio.wait(5) == [(a.fileno(), fsigio.POLLIN | fsigio.POLLRDNORM)]
 
 
 # ---------------------------------------------------------------- EINTR
-
-
-@contextlib.contextmanager
-def interval_timer(handler, interval=0.005):
-    old = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, interval, interval)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-class Interrupted(Exception):
-    pass
-
-
-def _raise(*args):
-    raise Interrupted
 
 
 @pytest.mark.parametrize("cls", ["SignalIO", "TextbookSignalIO"])
@@ -773,7 +735,7 @@ def test_wait_resumes_after_other_signals(backend, sockpair, cls):
 @pytest.mark.parametrize("cls", ["SignalIO", "TextbookSignalIO"])
 def test_handler_exception_ends_an_infinite_wait(backend, cls):
     with getattr(backend, cls)() as sio:
-        with interval_timer(_raise, 0.05), pytest.raises(Interrupted):
+        with interval_timer(raise_interrupted, 0.05), pytest.raises(Interrupted):
             sio.wait(None)
 
 

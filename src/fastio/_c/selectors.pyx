@@ -340,6 +340,16 @@ cdef class _BaseSelector:
         self.close()
 
 
+cdef int64_t select_timeout_ns(object timeout) except? -2:
+    """``select(timeout)``'s seconds as nanoseconds: None waits forever (-1),
+    zero or less polls (0), anything else is exact (rounded up to 1 ns)."""
+    if timeout is None:
+        return -1
+    if timeout <= 0:
+        return 0
+    return timeout_to_ns(timeout, 1000000000)
+
+
 cdef uint32_t check_epoll_flags(object flags) except? 0xFFFFFFFF:
     """The extra epoll flags a selector registration may carry, or ValueError."""
     if not isinstance(flags, int) or flags < 0 or flags & ~EPOLL_FLAGS:
@@ -457,12 +467,7 @@ cdef class EpollSelector(_BaseSelector):
         cdef int maxevents = len(self._fd_to_key) or 1
         cdef int n, i, fd, ready
         cdef list result = []
-        if timeout is None:
-            timeout_ns = -1
-        elif timeout <= 0:
-            timeout_ns = 0
-        else:
-            timeout_ns = timeout_to_ns(timeout, 1000000000)
+        timeout_ns = select_timeout_ns(timeout)
         if maxevents > STACK_EVENTS:
             events = <epoll_event *>malloc(maxevents * sizeof(epoll_event))
             if events == NULL:
@@ -520,12 +525,7 @@ cdef class PollSelector(_BaseSelector):
         cdef int n
         cdef pollfd *fds
         cdef list result = []
-        if timeout is None:
-            timeout_ns = -1
-        elif timeout <= 0:
-            timeout_ns = 0
-        else:
-            timeout_ns = timeout_to_ns(timeout, 1000000000)
+        timeout_ns = select_timeout_ns(timeout)
         fds = self._poll.snapshot(&nfds)
         try:
             n = self._poll.wait(fds, nfds, timeout_ns)
@@ -627,12 +627,7 @@ cdef class SelectSelector(_BaseSelector):
         cdef timespec ts
         cdef timespec *tsp
         cdef list result = []
-        if timeout is None:
-            timeout_ns = -1
-        elif timeout <= 0:
-            timeout_ns = 0
-        else:
-            timeout_ns = timeout_to_ns(timeout, 1000000000)
+        timeout_ns = select_timeout_ns(timeout)
         if self.out_of_range:
             raise ValueError("filedescriptor out of range in select()")
         deadline = deadline_for(timeout_ns)

@@ -1,0 +1,49 @@
+"""Helpers several test modules share (tests/ is on sys.path under pytest)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+
+def in_child(func) -> str:
+    """Run func in a forked child; return ``"ok <repr of result>"`` or
+    ``"<ExceptionType>: <message>"``, as the child reported it through a pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            try:
+                msg = f"ok {func()!r}"
+            except BaseException as exc:
+                msg = f"{type(exc).__name__}: {exc}"
+            os.write(w, msg.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+@contextlib.contextmanager
+def interval_timer(handler, interval=0.005):
+    """SIGALRM every ``interval`` seconds into ``handler`` while in the block."""
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, interval, interval)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+class Interrupted(Exception):
+    """Raised by a test's signal handler to end a wait."""
+
+
+def raise_interrupted(*args):
+    raise Interrupted
