@@ -872,3 +872,31 @@ def test_select_selector_close_forgets_fds(backend):
     b.close()
     assert sel.select(0) == []
     assert sel.get_map() is None
+
+
+@pytest.mark.parametrize("cls", ["EpollSelector", "PollSelector", "SelectSelector"])
+def test_close_from_another_thread_while_select_waits(backend, cls):
+    """Regression: PollSelector.close() replaced the Poll object a waiting
+    select() was still inside (a use-after-free once ppoll returned). The wait
+    must end normally, and the selector is closed."""
+    import threading
+    import time
+
+    a, b = socket.socketpair()
+    sel = getattr(backend, cls)()
+    try:
+        sel.register(a, selectors.EVENT_READ)
+        result = []
+        t = threading.Thread(target=lambda: result.append(sel.select(2)))
+        t.start()
+        time.sleep(0.05)
+        sel.close()
+        b.send(b"x")  # wakes a poll/select still watching a; epoll keeps its own reference
+        t.join(5)
+        assert not t.is_alive()
+        assert result and all(key.fileobj is a for key, _ in result[0])
+        assert sel.get_map() is None
+    finally:
+        sel.close()
+        a.close()
+        b.close()

@@ -784,6 +784,7 @@ def test_queue_overflow_loses_no_readiness(backend):
     assert report["first"] == report["want_first"]
     assert report["second"] == report["want_second"]
     first_after, second_after, *flags = report["after"]
+    assert first_after == [] and second_after == []  # everything was reported the first time
     assert flags == [False, False]
 
 
@@ -876,3 +877,73 @@ def test_textbook_refuses_regular_files(backend, tmp_path):
     with open(path) as f, backend.TextbookSignalIO() as tb:
         with pytest.raises(PermissionError):
             tb.add(f)
+
+
+# ---------------------------------------------------------------- misuse found in review
+
+
+def test_wait_cannot_be_reentered_from_a_signal_handler(backend, sockpair):
+    """Regression: a handler calling wait(max_events=8192) during a wait grew the
+    signalfd buffer under the outer read(2) (a kernel write into freed memory
+    on the compiled backend). Re-entry is now a RuntimeError."""
+    a, b = sockpair
+    with backend.SignalIO() as sio:
+        sio.add(a)
+        sio.wait(0)
+        seen = []
+
+        def handler(*args):
+            try:
+                sio.wait(0, max_events=8192)
+            except RuntimeError as exc:
+                seen.append(str(exc))
+            b.send(b"x")
+
+        with interval_timer(handler, 0.02):
+            events = sio.wait(5)
+        assert seen and "re-entered" in seen[0]
+        assert events == [(a.fileno(), fsigio.POLLIN | fsigio.POLLRDNORM)]
+
+
+def test_close_while_waiting_is_refused(backend, sockpair):
+    a, b = sockpair
+    with backend.SignalIO() as sio:
+        sio.add(a)
+        sio.wait(0)
+        errors = []
+
+        def close_elsewhere():
+            time.sleep(0.05)
+            try:
+                sio.close()
+            except RuntimeError as exc:
+                errors.append(str(exc))
+            b.send(b"x")
+
+        t = threading.Thread(target=close_elsewhere)
+        t.start()
+        assert sio.wait(5) == [(a.fileno(), fsigio.POLLIN | fsigio.POLLRDNORM)]
+        t.join(5)
+        assert errors and "while its wait() runs" in errors[0]
+        assert not sio.closed
+
+
+def test_a_dup_or_a_second_signalio_cannot_arm_the_same_file(backend, sockpair):
+    """Regression: O_ASYNC, owner and signal belong to the open file. Arming a
+    dup saved the first arming as "the original"; close() then left the file
+    raising a signal nobody blocked, which killed the process."""
+    a, b = sockpair
+    dup = os.dup(a.fileno())
+    before = fd_state(a.fileno())
+    try:
+        with backend.SignalIO() as sio, backend.SignalIO() as other:
+            sio.add(a)
+            with pytest.raises(FileExistsError, match="already has armed"):
+                sio.add(dup)
+            with pytest.raises(FileExistsError, match="already has armed"):
+                other.add(a)
+        assert fd_state(a.fileno()) == before
+        b.send(b"x")  # would kill the process if the file were still armed
+        assert a.recv(1) == b"x"
+    finally:
+        os.close(dup)

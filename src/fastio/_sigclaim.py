@@ -8,13 +8,16 @@ handler) goes through ctypes.
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
+import os
 import signal
 import threading
 
 from fastio._pure import _libc
 from fastio._pure._common import as_c_int
 
-__all__ = ["claim_signal", "release_signal"]
+__all__ = ["claim_signal", "refuse_if_armed", "release_signal"]
 
 _sigaction = _libc.libc.sigaction
 _sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
@@ -133,3 +136,26 @@ def release_signal(state: _ThreadSignals, signum: int, was_blocked: bool, unrest
                 del _threads[state.ident]
             if not state.sigio_was_blocked:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGIO])
+
+
+F_GETSIG = 11  # include/uapi/asm-generic/fcntl.h
+
+
+def refuse_if_armed(fd: int) -> None:
+    """FileExistsError if fd's open file is already armed by a SignalIO of this
+    process (a dup of an added fd, or one added to another SignalIO). Owner,
+    signal and O_ASYNC belong to the open file, not to the fd number, so a
+    second arming would save the first one's settings as "the original" and
+    restore them, leaving the file raising a signal nobody blocks."""
+    if not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ASYNC:
+        return
+    signum = fcntl.fcntl(fd, F_GETSIG)
+    with _threads_lock:
+        in_use = any(signum in state.signums or signum in state.leftover for state in _threads.values())
+    if in_use:
+        raise FileExistsError(
+            errno.EEXIST,
+            f"fd {fd} refers to an open file a SignalIO already has armed (signal {signum}): "
+            "a dup of an added fd, or an fd added to another SignalIO; the kernel keeps one "
+            "owner and signal per open file",
+        )

@@ -175,26 +175,31 @@ cdef class _BaseSelector:
 
     cdef object _ready_pair(self, int fd, int ready):
         """The ``(key, ready & key.events)`` pair for a ready fd, or None if the
-        fd is not registered (any more). ``ready`` is EVENT_READ|EVENT_WRITE."""
-        cdef PyObject *entry
+        fd is not registered (any more). ``ready`` is EVENT_READ|EVENT_WRITE.
+
+        The slot is held by a strong reference before anything is allocated:
+        an allocation may run the garbage collector, and a ``__del__`` there
+        may unregister the fd and drop the slot."""
         cdef PyObject *pair
         cdef PyObject *found
+        cdef list entry
         cdef long events
         if fd < PyList_GET_SIZE(self._slots):
-            entry = PyList_GET_ITEM(self._slots, fd)
-            if <object>entry is None:
+            entry = <object>PyList_GET_ITEM(self._slots, fd)
+            if entry is None:
                 return None
-            events = ready & PyLong_AsLong(<object>PyList_GET_ITEM(<object>entry, 1))
-            pair = PyList_GET_ITEM(<object>entry, 2 + events)
+            events = ready & PyLong_AsLong(<object>PyList_GET_ITEM(entry, 1))
+            pair = PyList_GET_ITEM(entry, 2 + events)
             if <object>pair is not None:
                 return <object>pair
-            made = (<object>PyList_GET_ITEM(<object>entry, 0), events)
-            (<list>entry)[2 + events] = made
+            made = (entry[0], events)
+            entry[2 + events] = made
             return made
         found = PyDict_GetItem(self._fd_to_key, fd)
         if found == NULL:
             return None
-        return (<object>found, ready & (<object>found)[2])
+        key = <object>found
+        return (key, ready & key[2])
 
     # -- the kernel side, overridden by each selector ----------------------------
     # fd is the registered Python int; mask is EVENT_READ|EVENT_WRITE (0-3).
@@ -526,9 +531,12 @@ cdef class PollSelector(_BaseSelector):
         cdef pollfd *fds
         cdef list result = []
         timeout_ns = select_timeout_ns(timeout)
-        fds = self._poll.snapshot(&nfds)
+        # A local reference: close() from another thread replaces self._poll
+        # while this one waits in it.
+        cdef Poll poll = self._poll
+        fds = poll.snapshot(&nfds)
         try:
-            n = self._poll.wait(fds, nfds, timeout_ns)
+            n = poll.wait(fds, nfds, timeout_ns)
             i = 0
             while n > 0 and i < nfds:
                 if fds[i].revents:

@@ -71,10 +71,12 @@ cdef class SignalIO:
     cdef unsigned long _overflows
     cdef fio_signalfd_siginfo *buf
     cdef int capacity
+    cdef bint waiting
     cdef object __weakref__
 
     cdef int check(self) except -1
     cdef int check_owner(self) except -1
+    cdef object _wait(self, object timeout, object max_events)
     cdef int read_wait(self, int limit, int64_t timeout_ns) except -1
     cdef bint collect(self, int count, dict events) except -1
     cdef int recover(self, dict events) except -1

@@ -79,7 +79,7 @@ import signal as _signal
 
 # The per-thread table of blocked signals is one per process: a thread has one
 # signal mask, whichever backend blocked its signals. It lives in the pure module.
-from fastio._sigclaim import claim_signal, release_signal
+from fastio._sigclaim import claim_signal, refuse_if_armed, release_signal
 
 cdef extern from "<poll.h>":
     int POLLIN, POLLPRI, POLLOUT, POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND
@@ -204,7 +204,7 @@ cdef class SignalIO:
 
     def __init__(self, signum=None):
         cdef sigset_t mask
-        if self.sfd >= 0:
+        if self.capacity:
             raise RuntimeError("SignalIO.__init__ called twice")
         self.owner = pthread_self()
         self.tid = fio_gettid()
@@ -310,6 +310,7 @@ cdef class SignalIO:
         if cfd in self.fds:
             raise FileExistsError(EEXIST, f"fd {cfd} is already added")
         ident = file_id(cfd, True)
+        refuse_if_armed(cfd)
         saved = arm(cfd, self.tid, self._signum)
         self.fds[cfd] = (saved, ident)
         for rfd, revents in poll_now((cfd,), POLL_ASK):
@@ -432,6 +433,17 @@ cdef class SignalIO:
 
         See ``signalfd(2)``.
         """
+        if self.waiting:
+            raise RuntimeError(
+                "SignalIO.wait() is already running in this thread (called again from a "
+                "signal handler?); it cannot be re-entered")
+        self.waiting = True
+        try:
+            return self._wait(timeout, max_events)
+        finally:
+            self.waiting = False
+
+    cdef object _wait(self, object timeout, object max_events):
         cdef int64_t timeout_ns = timeout_to_ns(timeout, 1000000000)
         cdef int64_t deadline
         cdef int limit, count
@@ -493,6 +505,11 @@ cdef class SignalIO:
         cdef int i, j, n
         if self.sfd < 0:
             return
+        if self.waiting:
+            # The owner is inside wait(), maybe blocked in read(2) on the
+            # signalfd forever: closing under it would leave it hanging.
+            raise RuntimeError("cannot close a SignalIO while its wait() runs; close it in "
+                               "the owner thread once wait() has returned")
         if self.fork_gen != fio_fork_generation():
             self.fds.clear()
             self.close_fds()
@@ -639,10 +656,13 @@ cdef class TextbookSignalIO:
         """
         cdef int cfd = as_fd(fd)
         cdef int mask = as_c_int(events)
+        if not 0 <= mask <= 0xFFFF:
+            raise ValueError(f"events must be poll(2) bits in 0..0xFFFF, got {mask:#x}")
         self.check()
         if cfd in self.fds:
             raise FileExistsError(EEXIST, f"fd {cfd} is already added")
         ident = file_id(cfd, True)
+        refuse_if_armed(cfd)
         saved = arm(cfd, self.tid, 0)
         self.fds[cfd] = (saved, ident, mask)
         self.rebuild()

@@ -30,7 +30,7 @@ from fastio._consts import (
     POLLWRNORM,
 )
 from fastio._pure import _libc
-from fastio._sigclaim import claim_signal, release_signal
+from fastio._sigclaim import claim_signal, refuse_if_armed, release_signal
 from fastio._pure._common import as_c_int, as_fd, check_fork, deadline_for, fork_generation, remaining, timeout_to_ns
 
 __all__ = ["SignalIO", "TextbookSignalIO"]
@@ -195,6 +195,7 @@ class SignalIO:
         self._unrestored = False
         self._seen_gen = 0
         self._buf = bytearray(DEFAULT_MAX_EVENTS * SIGINFO_SIZE)
+        self._waiting = False
         self._overflowed = False
         self._overflows = 0
         state, signum, was_blocked = claim_signal(signum)
@@ -256,6 +257,7 @@ class SignalIO:
         if cfd in self._fds:
             raise FileExistsError(errno.EEXIST, f"fd {cfd} is already added")
         ident = check_signalable(cfd)
+        refuse_if_armed(cfd)
         saved = arm(cfd, self._tid, self._signum)
         self._fds[cfd] = (saved, ident)
         ready = poll_now([cfd], POLL_ASK)
@@ -304,6 +306,17 @@ class SignalIO:
 
     def wait(self, timeout=None, max_events=None):
         """Wait for readiness; see ``fastio._c.sigio.SignalIO.wait``."""
+        if self._waiting:
+            raise RuntimeError(
+                "SignalIO.wait() is already running in this thread (called again from a "
+                "signal handler?); it cannot be re-entered")
+        self._waiting = True
+        try:
+            return self._wait(timeout, max_events)
+        finally:
+            self._waiting = False
+
+    def _wait(self, timeout, max_events):
         timeout_ns = timeout_to_ns(timeout, 1_000_000_000)
         if max_events is None:
             limit = DEFAULT_MAX_EVENTS
@@ -397,6 +410,9 @@ class SignalIO:
         """Restore every fd, drain and close; see ``fastio._c.sigio.SignalIO.close``."""
         if self._sfd < 0:
             return
+        if self._waiting:
+            raise RuntimeError("cannot close a SignalIO while its wait() runs; close it in "
+                               "the owner thread once wait() has returned")
         if self._fork_gen != fork_generation():
             # A forked child shares the fds' open files with the parent:
             # touching their flags would disarm the parent's. Close ours only.
@@ -484,10 +500,13 @@ class TextbookSignalIO:
         """Arm ``fd`` for plain SIGIO; see ``fastio._c.sigio.TextbookSignalIO.add``."""
         cfd = as_fd(fd)
         mask = as_c_int(events)
+        if not 0 <= mask <= 0xFFFF:
+            raise ValueError(f"events must be poll(2) bits in 0..0xFFFF, got {mask:#x}")
         self._check()
         if cfd in self._fds:
             raise FileExistsError(errno.EEXIST, f"fd {cfd} is already added")
         ident = check_signalable(cfd)
+        refuse_if_armed(cfd)
         saved = arm(cfd, self._tid, 0)
         self._fds[cfd] = (saved, ident)
         self._poll.register(cfd, mask)
