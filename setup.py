@@ -3,7 +3,7 @@
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["epoll", "poll", "selectors"]
+MODULES = ["epoll", "poll", "selectors", "uring"]
 
 extensions = [
     Extension(

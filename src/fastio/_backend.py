@@ -20,6 +20,7 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
     "epoll": ("Epoll", "epoll_pwait2_available"),
     "poll": ("Poll",),
     "selectors": ("EpollSelector", "PollSelector", "SelectSelector"),
+    "uring": ("Ring", "Completion", "BufRing", "available", "why_unavailable"),
 }
 
 BACKENDS = ("c", "pure")

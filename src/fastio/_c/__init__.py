@@ -1,7 +1,7 @@
 """The compiled backend: one Cython extension per kernel interface."""
 
 from fastio._backend import PUBLIC_API
-from fastio._c import epoll, poll, selectors
+from fastio._c import epoll, poll, selectors, uring
 
 for _module, _names in PUBLIC_API.items():
     for _name in _names:
