@@ -1536,7 +1536,7 @@ cdef class Ring:
             raise ValueError("size must be between 1 and 4 GiB - 1")
         # offsets -> a private int64 array (the kernel never sees it)
         if PyObject_CheckBuffer(offsets):
-            PyObject_GetBuffer(offsets, &oview, PyBUF_SIMPLE | 0x0004)  # PyBUF_FORMAT
+            PyObject_GetBuffer(offsets, &oview, 0x003C)  # PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
             try:
                 if oview.itemsize != 8 or (oview.format != NULL and oview.format[strlen(oview.format) - 1] not in b"qQlL"):
                     raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
@@ -1581,7 +1581,7 @@ cdef class Ring:
                     s.more_views = <Py_buffer *>calloc(1, sizeof(Py_buffer))
                     if s.more_views == NULL:
                         raise MemoryError()
-                    PyObject_GetBuffer(results, &s.more_views[0], PyBUF_WRITABLE | 0x0004)
+                    PyObject_GetBuffer(results, &s.more_views[0], 0x003D)  # C_CONTIGUOUS | FORMAT | WRITABLE
                     s.nviews = 2
                     if s.more_views[0].itemsize != 4 or s.more_views[0].len < n * 4:
                         raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
