@@ -222,15 +222,21 @@ def test_openat_statx_close_fallocate(ring, tmp_path):
 
 # ---- errors as negative res -----------------------------------------------
 
-def test_errors_come_back_as_negative_res(ring):
-    big = 1 << 20
-    ring.prep_read(big, bytearray(1), 0, user_data="ebadf")
-    ring.prep_timeout(0.001, user_data="etime")
-    ring.prep_fsync(big, fsync_flags=0xFF, user_data="einval")
-    done = {c.user_data: c.res for c in wait_all(ring, 3)}
-    assert done["ebadf"] == -errno.EBADF
-    assert done["etime"] == -errno.ETIME
-    assert done["einval"] in (-errno.EINVAL, -errno.EBADF)
+def test_errors_come_back_as_negative_res(ring, tmp_path):
+    fd = os.open(tmp_path / "e", os.O_RDWR | os.O_CREAT)
+    try:
+        ring.prep_read(1 << 20, bytearray(1), 0, user_data="ebadf")
+        ring.prep_timeout(0.001, user_data="etime")
+        ring.prep_fsync(fd, fsync_flags=0xFF, user_data="einval")   # unknown fsync flag
+        done = {c.user_data: c for c in wait_all(ring, 3)}
+    finally:
+        os.close(fd)
+    assert done["ebadf"].res == -errno.EBADF
+    assert done["etime"].res == -errno.ETIME
+    assert done["einval"].res == -errno.EINVAL
+    with pytest.raises(OSError) as info:
+        done["einval"].result()
+    assert info.value.errno == errno.EINVAL
 
 
 def test_timeout_count_and_remove(ring):
