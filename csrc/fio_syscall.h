@@ -20,6 +20,18 @@
 
 #include "fio_common.h"
 
+/* io_uring(7) entries, Linux 5.1; the same numbers on every architecture
+ * (the unified syscall table), absent from old libc headers. */
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+#ifndef __NR_io_uring_register
+#define __NR_io_uring_register 427
+#endif
+
 /* epoll_pwait2(2), Linux 5.11: epoll_wait with a timespec timeout. The number
  * is the same on every architecture (the unified syscall table). */
 #ifndef __NR_epoll_pwait2
@@ -55,6 +67,32 @@ FIO_INLINE int fio_sys_pselect(int nfds, fd_set *readers, fd_set *writers, const
 {
     int ret = pselect(nfds, readers, writers, NULL, timeout, NULL);
     return ret < 0 ? -errno : ret;
+}
+
+/* io_uring_setup(2): a new ring fd, or -errno (-ENOSYS: kernel without
+ * io_uring or kernel.io_uring_disabled=2; -EPERM: disabled for this user or
+ * refused by seccomp; -ENOMEM: RLIMIT_MEMLOCK on kernels before 5.12). */
+FIO_INLINE int fio_sys_io_uring_setup(unsigned entries, void *params)
+{
+    long ret = syscall(__NR_io_uring_setup, entries, params);
+    return ret < 0 ? -errno : (int)ret;
+}
+
+/* io_uring_enter(2): submit `to_submit` SQEs and/or wait for `min_complete`
+ * CQEs. Returns the number of SQEs consumed, or -errno (-EINTR, -ETIME when an
+ * EXT_ARG timeout expired, -EBUSY/-EAGAIN under CQ backpressure). */
+FIO_INLINE int fio_sys_io_uring_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags,
+                                      const void *arg, size_t argsz)
+{
+    long ret = syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz);
+    return ret < 0 ? -errno : (int)ret;
+}
+
+/* io_uring_register(2): the opcode's result (>= 0) or -errno. */
+FIO_INLINE int fio_sys_io_uring_register(int fd, unsigned opcode, const void *arg, unsigned nr_args)
+{
+    long ret = syscall(__NR_io_uring_register, fd, opcode, arg, nr_args);
+    return ret < 0 ? -errno : (int)ret;
 }
 
 #endif /* FIO_SYSCALL_H */

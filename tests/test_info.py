@@ -22,16 +22,19 @@ def test_info_json(name):
     assert report["backend"] == name
     assert report["kernel"] == platform.release()
     assert report["python"].endswith(platform.python_version())
-    for iface in ("epoll", "poll", "select", "sigio"):
+    for iface in ("epoll", "poll", "select", "sigio", "uring"):
         assert report["interfaces"][iface]["available"] is True, report["interfaces"][iface]
+    assert {"NOP", "READ", "WRITE", "RECV", "SEND"} <= set(report["interfaces"]["uring"]["opcodes"])
+    assert "NODROP" in report["interfaces"]["uring"]["features"]
 
 
 def test_info_text():
     proc = subprocess.run([sys.executable, "-m", "fastio", "info"], capture_output=True, text=True,
                           timeout=60, check=True)
     assert "backend:" in proc.stdout and platform.release() in proc.stdout
-    assert [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")] == [
-        "epoll", "poll", "select", "sigio"]
+    assert [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ") and
+            not line.startswith("   ")] == ["epoll", "poll", "select", "sigio", "uring"]
+    assert "opcodes: NOP READV WRITEV" in proc.stdout
 
 
 def test_no_command_is_an_error():

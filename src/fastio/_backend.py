@@ -21,6 +21,7 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
     "poll": ("Poll",),
     "selectors": ("EpollSelector", "PollSelector", "SelectSelector"),
     "sigio": ("SignalIO", "TextbookSignalIO"),
+    "uring": ("Ring", "Completion", "BufRing", "available", "why_unavailable"),
 }
 
 BACKENDS = ("c", "pure")

@@ -73,12 +73,35 @@ def _probe_sigio() -> dict:
     }
 
 
+def _probe_uring() -> dict:
+    from fastio import uring
+
+    if not uring.available():
+        return {"available": False, "reason": uring.why_unavailable()}
+    try:
+        with uring.Ring(4) as ring:
+            ops = sorted(ring.probe())
+            features = ring.features
+    except OSError as exc:
+        return {"available": False, "reason": f"io_uring_setup/register failed: {exc}"}
+    names = [uring.OPCODE_NAMES[op] if op < len(uring.OPCODE_NAMES) else str(op) for op in ops]
+    feats = [name[5:] for name in uring.__all__ if name.startswith("FEAT_") and features & getattr(uring, name)]
+    return {
+        "available": True,
+        "reason": None,
+        "detail": f"{len(ops)} opcodes (probe)",
+        "opcodes": names,
+        "features": feats,
+    }
+
+
 # interface name -> (fastio module, probe); later interfaces add their line here.
 INTERFACES = {
     "epoll": ("fastio.epoll", _probe_epoll),
     "poll": ("fastio.poll", _probe_poll),
     "select": ("fastio.selectors.SelectSelector", _probe_select),
     "sigio": ("fastio.sigio", _probe_sigio),
+    "uring": ("fastio.uring", _probe_uring),
 }
 
 
@@ -109,4 +132,8 @@ def format_text(report: dict) -> str:
         state = "yes" if info["available"] else "no"
         why = info.get("detail") if info["available"] else info["reason"]
         lines.append(f"  {name:<8} {state:<4} {info['module']:<34} {why}")
+        if info.get("opcodes"):
+            lines.append(f"           opcodes: {' '.join(info['opcodes'])}")
+        if info.get("features"):
+            lines.append(f"           features: {' '.join(info['features'])}")
     return "\n".join(lines)

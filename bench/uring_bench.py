@@ -1,0 +1,283 @@
+"""4 KiB random reads of one big file: io_uring through fastio (c, pure, the
+batch path) against an os.pread loop, a thread pool, and fio's io_uring
+engine when fio is installed, all in one run, page cache warm and O_DIRECT,
+at several queue depths. Prints a table of median IOPS (and --json).
+
+    python bench/uring_bench.py [--size-mib 1024] [--depths 1,8,32,128]
+                                [--seconds 1.0] [--repeat 3] [--dir /var/tmp]
+
+Method: one file of --size-mib MiB (random bytes, written once), warmed by
+reading it through; for each mode (warm, direct) and queue depth every
+method reads random 4 KiB-aligned blocks for --seconds, --repeat times,
+interleaved method by method; the median IOPS is reported. Depth means
+requests in flight: a fastio ring keeps that many queued (refilling as
+completions arrive), read_batch is called with depth=, the thread pool has
+that many threads, fio gets --iodepth. The os.pread loop is depth 1 by
+nature (shown on every row). fio runs with its batching options,
+fixedbufs and registerfiles (its best io_uring setup here), --thread, one job.
+A benchmark, not a test: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import concurrent.futures
+import json
+import mmap
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from fastio._c import uring as c_uring
+from fastio._pure import uring as pure_uring
+
+BS = 4096
+
+
+def make_file(path: str, size: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def warm(path: str) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def offsets(n: int, nblocks: int, seed: int) -> array.array:
+    rng = random.Random(seed)
+    return array.array("q", (rng.randrange(nblocks) * BS for _ in range(n)))
+
+
+def timed(fn, seconds: float) -> float:
+    """Call fn(chunk_index) until `seconds` passed; fn returns reads done. IOPS."""
+    done = 0
+    t0 = time.perf_counter()
+    i = 0
+    while True:
+        done += fn(i)
+        i += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return done / elapsed
+
+
+def aligned(n: int) -> mmap.mmap:
+    return mmap.mmap(-1, max(n, mmap.PAGESIZE))
+
+
+# ---- methods: each returns fn(i) -> reads done in one chunk -----------------
+
+def m_pread(fd, offs, depth, direct):
+    chunk = 256
+    n = len(offs)
+    if direct:
+        buf = aligned(BS)
+
+        def run(i):
+            base = (i * chunk) % (n - chunk)
+            for k in range(base, base + chunk):
+                os.preadv(fd, [buf], offs[k])
+            return chunk
+    else:
+        def run(i):
+            base = (i * chunk) % (n - chunk)
+            for k in range(base, base + chunk):
+                os.pread(fd, BS, offs[k])
+            return chunk
+    return run, lambda: None
+
+
+def m_threads(fd, offs, depth, direct):
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=depth)
+    chunk = max(depth * 32, 256)
+    n = len(offs)
+    bufs = [aligned(BS) for _ in range(depth)]
+
+    def one(args):
+        k, slot = args
+        return os.preadv(fd, [bufs[slot]], offs[k])
+
+    def run(i):
+        base = (i * chunk) % (n - chunk)
+        list(pool.map(one, ((k, k % depth) for k in range(base, base + chunk)), chunksize=32))
+        return chunk
+    return run, lambda: pool.shutdown()
+
+
+def _ring_per_op(mod, fd, offs, depth):
+    ring = mod.Ring(max(depth, 8))
+    buf = aligned(depth * BS)
+    views = [memoryview(buf)[j * BS:(j + 1) * BS] for j in range(depth)]
+    n = len(offs)
+    chunk = max(depth * 16, 256)
+    state = {"k": 0}
+
+    def run(i):
+        k = state["k"]
+        for j in range(depth):
+            ring.prep_read(fd, views[j], offs[k % n], user_data=j)
+            k += 1
+        done, issued = 0, depth
+        while done < issued:
+            for c in ring.wait(1):
+                done += 1
+                if c.res != BS:
+                    raise OSError(-c.res if c.res < 0 else 0, f"read returned {c.res}")
+                if issued < chunk:
+                    ring.prep_read(fd, views[c.user_data], offs[k % n], user_data=c.user_data)
+                    k += 1
+                    issued += 1
+        state["k"] = k
+        return done
+
+    def close():
+        ring.close()
+        del views[:]
+        buf.close()
+    return run, close
+
+
+def m_c(fd, offs, depth, direct):
+    return _ring_per_op(c_uring, fd, offs, depth)
+
+
+def m_pure(fd, offs, depth, direct):
+    return _ring_per_op(pure_uring, fd, offs, depth)
+
+
+def _ring_batch(mod, fd, offs, depth, fixed_chunk=None):
+    ring = mod.Ring(max(depth, 8))
+    chunk = fixed_chunk or max(depth * 64, 1024)
+    n = len(offs)
+    buf = aligned(chunk * BS)
+    results = array.array("i", bytes(4 * chunk))
+    mv = memoryview(offs)
+
+    def run(i):
+        base = (i * chunk) % (n - chunk)
+        ring.read_batch(fd, buf, mv[base:base + chunk], BS, results, depth=depth)
+        return chunk
+
+    def close():
+        ring.close()
+        buf.close()
+    return run, close
+
+
+def m_c_batch(fd, offs, depth, direct):
+    return _ring_batch(c_uring, fd, offs, depth)
+
+
+def m_pure_batch(fd, offs, depth, direct):
+    return _ring_batch(pure_uring, fd, offs, depth)
+
+
+METHODS = {
+    "os.pread loop": m_pread,
+    "thread pool": m_threads,
+    "fastio c": m_c,
+    "fastio pure": m_pure,
+    "fastio c read_batch": m_c_batch,
+    "fastio pure read_batch": m_pure_batch,
+}
+
+
+def run_fio(path: str, depth: int, direct: bool, seconds: float) -> float | None:
+    if not shutil.which("fio"):
+        return None
+    batch = max(1, depth // 4)
+    cmd = [
+        "fio", "--name=uring", f"--filename={path}", "--rw=randread", f"--bs={BS}", "--ioengine=io_uring",
+        f"--iodepth={depth}", f"--iodepth_batch_submit={batch}", f"--iodepth_batch_complete_min=1",
+        f"--iodepth_batch_complete_max={depth}", "--fixedbufs", "--registerfiles", "--hipri=0",
+        f"--direct={1 if direct else 0}", f"--runtime={seconds}", "--time_based", "--thread",
+        "--norandommap", "--randrepeat=0", "--output-format=json", "--invalidate=0",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        print(f"fio failed: {proc.stderr.strip()[:200]}", file=sys.stderr)
+        return None
+    text = proc.stdout[proc.stdout.index("{"):]
+    return json.loads(text)["jobs"][0]["read"]["iops"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--depths", default="1,8,32,128")
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", default="/var/tmp")
+    ap.add_argument("--modes", default="warm,direct")
+    ap.add_argument("--methods", default=",".join(METHODS) + ",fio")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    depths = [int(d) for d in args.depths.split(",")]
+    methods = [m.strip() for m in args.methods.split(",")]
+    tmpdir = tempfile.mkdtemp(dir=args.dir, prefix="fastio-bench-")
+    path = os.path.join(tmpdir, "data")
+    size = args.size_mib << 20
+    results = []
+    try:
+        t0 = time.perf_counter()
+        make_file(path, size)
+        warm(path)
+        print(f"# {size >> 20} MiB file in {args.dir} written+warmed in {time.perf_counter() - t0:.1f}s; "
+              f"Linux {platform.release()} {platform.machine()}, {os.cpu_count()} CPUs, "
+              f"Python {platform.python_version()}, fio: {shutil.which('fio') and subprocess.run(['fio', '--version'], capture_output=True, text=True).stdout.strip()}",
+              flush=True)
+        offs = offsets(1 << 20, size // BS, 7)
+        for mode in args.modes.split(","):
+            direct = mode == "direct"
+            fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if direct else 0))
+            try:
+                for depth in depths:
+                    row = {"mode": mode, "depth": depth}
+                    samples: dict[str, list[float]] = {m: [] for m in methods}
+                    for _ in range(args.repeat):
+                        for name in methods:
+                            if name == "fio":
+                                iops = run_fio(path, depth, direct, args.seconds)
+                                if iops is not None:
+                                    samples[name].append(iops)
+                                continue
+                            run, close = METHODS[name](fd, offs, depth, direct)
+                            try:
+                                samples[name].append(timed(run, args.seconds))
+                            finally:
+                                close()
+                    for name, vals in samples.items():
+                        row[name] = round(statistics.median(vals)) if vals else None
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                os.close(fd)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    names = [m for m in methods]
+    print()
+    print("| mode | depth | " + " | ".join(names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
+    for row in results:
+        cells = [f"{row[n] / 1000:.0f}k" if row.get(n) else "-" for n in names]
+        print(f"| {row['mode']} | {row['depth']} | " + " | ".join(cells) + " |")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,806 @@
+"""fastio.uring on the real kernel, both backends: data, errors, timeouts,
+links, cancel, registration, the batch path, and the safety rules (pinning,
+close with requests in flight, GC, fork, full SQ, CQ overflow, threads)."""
+
+from __future__ import annotations
+
+import array
+import errno
+import gc
+import os
+import random
+import select
+import threading
+import time
+import weakref
+
+import pytest
+
+from fastio import UnsupportedError, uring
+
+pytestmark = pytest.mark.skipif(not uring.available(), reason=f"io_uring unusable: {uring.why_unavailable()}")
+
+AT_FDCWD = -100
+
+
+@pytest.fixture
+def ring(backend):
+    r = backend.Ring(64)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def datafile(tmp_path):
+    """A 1 MiB file of random bytes; yields (fd, bytes)."""
+    data = random.Random(1).randbytes(1 << 20)
+    path = tmp_path / "data"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    yield fd, data
+    os.close(fd)
+
+
+def wait_all(ring, n, timeout=10.0):
+    """Exactly n completions, within timeout (bounded loop)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        out += ring.wait(n - len(out), timeout=max(deadline - time.monotonic(), 0.001))
+    assert len(out) == n, out
+    return out
+
+
+# ---- basics --------------------------------------------------------------
+
+def test_ring_properties(backend):
+    with backend.Ring(5) as r:
+        assert r.sq_entries == 8 and r.cq_entries == 16
+        assert r.features & uring.FEAT_NODROP and r.features & uring.FEAT_EXT_ARG
+        assert r.fileno() > 2 and not os.get_inheritable(r.fileno())
+        assert not r.closed and r.inflight == 0
+    assert r.closed
+    with backend.Ring(4, cq_entries=64) as r:
+        assert r.cq_entries == 64 and r.setup_flags & uring.SETUP_CQSIZE
+
+
+@pytest.mark.parametrize("kwargs, exc", [
+    ({"entries": 0}, ValueError), ({"entries": "x"}, TypeError), ({"flags": uring.SETUP_SQE128}, ValueError),
+    ({"flags": 1 << 40}, ValueError), ({"entries": 1 << 20}, OSError), ({"flags": 1 << 30}, OSError),
+])
+def test_ring_bad_arguments(backend, kwargs, exc):
+    with pytest.raises(exc) as info:
+        backend.Ring(**kwargs)
+    if exc is OSError:
+        assert info.value.errno == errno.EINVAL
+
+
+def test_nop_user_data_any_object(ring):
+    token = object()
+    ids = [ring.prep_nop(user_data=u) for u in (token, "s", None, 42)]
+    assert len(set(ids)) == 4
+    done = wait_all(ring, 4)
+    assert [c.user_data for c in done] == [token, "s", None, 42]
+    assert all(c.res == 0 and c.result() == 0 and not c.more for c in done)
+    assert ring.inflight == 0
+
+
+def test_peek_never_blocks_and_submit_and_wait(ring):
+    assert ring.peek() == []
+    ring.prep_nop(user_data=1)
+    ring.prep_nop(user_data=2)
+    assert ring.submit_and_wait(2) == 2
+    assert ring.cq_ready == 2
+    assert [c.user_data for c in ring.peek()] == [1, 2]
+    assert ring.peek() == []
+
+
+def test_wait_timeout_returns_empty(ring):
+    t0 = time.monotonic()
+    assert ring.wait(1, timeout=0.05) == []
+    assert time.monotonic() - t0 >= 0.04
+
+
+def test_completion_result_raises_oserror(backend):
+    c = backend.Completion("u", -errno.ENOENT, 0)
+    with pytest.raises(FileNotFoundError):
+        c.result()
+    assert backend.Completion("u", 7, uring.CQE_F_MORE).more
+    assert backend.Completion("u", 7).result() == 7
+
+
+# ---- file IO --------------------------------------------------------------
+
+def test_reads_equal_pread(ring, datafile):
+    fd, data = datafile
+    rng = random.Random(2)
+    cases = [(rng.randrange(0, len(data) + 8192), rng.choice([1, 100, 512, 4096, 65536, 100_000]))
+             for _ in range(200)]
+    cases += [(len(data) - 10, 100), (len(data), 10), (len(data) + 4096, 4096)]   # past EOF
+    bufs = []
+    for i, (off, size) in enumerate(cases):
+        buf = bytearray(size)
+        bufs.append(buf)
+        ring.prep_read(fd, buf, off, user_data=i)
+    for c in wait_all(ring, len(cases)):
+        off, size = cases[c.user_data]
+        expected = os.pread(fd, size, off)
+        assert c.res == len(expected)
+        assert bytes(bufs[c.user_data][:c.res]) == expected
+
+
+def test_write_fsync_read_back(ring, tmp_path):
+    fd = os.open(tmp_path / "w", os.O_RDWR | os.O_CREAT)
+    try:
+        ring.prep_write(fd, b"hello ", 0, user_data="w1", flags=uring.IOSQE_IO_LINK)
+        ring.prep_write(fd, memoryview(b"world!")[:5], 6, user_data="w2", flags=uring.IOSQE_IO_LINK)
+        ring.prep_fsync(fd, user_data="sync")
+        done = wait_all(ring, 3)
+        assert [(c.user_data, c.res) for c in done] == [("w1", 6), ("w2", 5), ("sync", 0)]
+        buf = bytearray(11)
+        ring.prep_read(fd, buf, 0)
+        assert wait_all(ring, 1)[0].res == 11 and buf == b"hello world"
+        assert os.pread(fd, 20, 0) == b"hello world"
+    finally:
+        os.close(fd)
+
+
+def test_readv_writev(ring, tmp_path):
+    fd = os.open(tmp_path / "v", os.O_RDWR | os.O_CREAT)
+    try:
+        ring.prep_writev(fd, [b"abc", bytearray(b"defg"), memoryview(b"hi")], 0)
+        assert wait_all(ring, 1)[0].res == 9
+        a, b = bytearray(4), bytearray(10)
+        ring.prep_readv(fd, [a, b], 1)
+        assert wait_all(ring, 1)[0].res == 8
+        assert a == b"bcde" and b[:4] == b"fghi"
+    finally:
+        os.close(fd)
+
+
+def test_fixed_buffers_and_files(ring, datafile, tmp_path):
+    fd, data = datafile
+    buf = bytearray(8192)
+    ring.register_buffers([buf])
+    ring.register_files([fd])
+    # fd 0 here is the fixed-file index
+    ring.prep_read_fixed(0, 0, 4096, nbytes=4096, buf_offset=4096, flags=uring.IOSQE_FIXED_FILE)
+    assert wait_all(ring, 1)[0].res == 4096
+    assert bytes(buf[4096:]) == data[4096:8192]
+    with pytest.raises(BufferError):
+        buf.append(1)     # registered buffers stay pinned
+    wfd = os.open(tmp_path / "fixed", os.O_RDWR | os.O_CREAT)
+    try:
+        assert ring.register_files_update(0, [wfd]) == 1
+        ring.prep_write_fixed(0, 0, 0, nbytes=100, flags=uring.IOSQE_FIXED_FILE)
+        assert wait_all(ring, 1)[0].res == 100
+        assert os.pread(wfd, 200, 0) == bytes(buf[:100])
+    finally:
+        os.close(wfd)
+    ring.unregister_files()
+    ring.unregister_buffers()
+    buf.append(1)         # released
+
+
+def test_unregister_buffers_refused_while_in_flight(ring):
+    r, w = os.pipe()
+    try:
+        ring.register_buffers([bytearray(16)])
+        ring.prep_read_fixed(r, 0, -1)
+        ring.submit()
+        with pytest.raises(OSError) as info:
+            ring.unregister_buffers()
+        assert info.value.errno == errno.EBUSY
+        os.write(w, b"x")
+        assert wait_all(ring, 1)[0].res == 1
+        ring.unregister_buffers()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_openat_statx_close_fallocate(ring, tmp_path):
+    path = tmp_path / "new"
+    ring.prep_openat(AT_FDCWD, path, os.O_RDWR | os.O_CREAT, 0o600, user_data="open")
+    fd = wait_all(ring, 1)[0].result()
+    assert not os.get_inheritable(fd)
+    ring.prep_fallocate(fd, 0, 0, 12345)
+    assert wait_all(ring, 1)[0].res == 0
+    stx = bytearray(256)
+    ring.prep_statx(AT_FDCWD, str(path), 0, 0x7FF, stx)
+    assert wait_all(ring, 1)[0].res == 0
+    assert int.from_bytes(stx[40:48], "little") == 12345 == os.stat(path).st_size   # stx_size
+    assert int.from_bytes(stx[28:30], "little") & 0o777 == 0o600                    # stx_mode
+    ring.prep_close(fd)
+    assert wait_all(ring, 1)[0].res == 0
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    ring.prep_openat(AT_FDCWD, tmp_path / "missing", os.O_RDONLY)
+    with pytest.raises(FileNotFoundError):
+        wait_all(ring, 1)[0].result()
+
+
+# ---- errors as negative res -----------------------------------------------
+
+def test_errors_come_back_as_negative_res(ring, tmp_path):
+    fd = os.open(tmp_path / "e", os.O_RDWR | os.O_CREAT)
+    try:
+        ring.prep_read(1 << 20, bytearray(1), 0, user_data="ebadf")
+        ring.prep_timeout(0.001, user_data="etime")
+        ring.prep_fsync(fd, fsync_flags=0xFF, user_data="einval")   # unknown fsync flag
+        done = {c.user_data: c for c in wait_all(ring, 3)}
+    finally:
+        os.close(fd)
+    assert done["ebadf"].res == -errno.EBADF
+    assert done["etime"].res == -errno.ETIME
+    assert done["einval"].res == -errno.EINVAL
+    with pytest.raises(OSError) as info:
+        done["einval"].result()
+    assert info.value.errno == errno.EINVAL
+
+
+def test_timeout_count_and_remove(ring):
+    ring.prep_timeout(10, count=2, user_data="t")
+    ring.prep_nop(user_data=1)
+    ring.prep_nop(user_data=2)
+    done = {c.user_data: c.res for c in wait_all(ring, 3)}
+    assert done == {"t": 0, 1: 0, 2: 0}
+    t = ring.prep_timeout(10, user_data="long")
+    ring.submit()
+    ring.prep_timeout_remove(t, user_data="rm")
+    done = {c.user_data: c.res for c in wait_all(ring, 2)}
+    assert done == {"long": -errno.ECANCELED, "rm": 0}
+
+
+def test_linked_read_then_write(ring, datafile, tmp_path):
+    fd, data = datafile
+    out = os.open(tmp_path / "copy", os.O_RDWR | os.O_CREAT)
+    try:
+        buf = bytearray(4096)
+        ring.prep_read(fd, buf, 8192, user_data="r", flags=uring.IOSQE_IO_LINK)
+        ring.prep_write(out, buf, 0, user_data="w")
+        done = [(c.user_data, c.res) for c in wait_all(ring, 2)]
+        assert done == [("r", 4096), ("w", 4096)]
+        assert os.pread(out, 4096, 0) == data[8192:12288]
+        # a failed link head cancels the rest of the chain
+        ring.prep_read(1 << 20, buf, 0, user_data="bad", flags=uring.IOSQE_IO_LINK)
+        ring.prep_write(out, buf, 0, user_data="skipped")
+        done = {c.user_data: c.res for c in wait_all(ring, 2)}
+        assert done == {"bad": -errno.EBADF, "skipped": -errno.ECANCELED}
+    finally:
+        os.close(out)
+
+
+def test_link_timeout_fires(ring):
+    r, w = os.pipe()
+    try:
+        ring.prep_read(r, bytearray(10), -1, user_data="read", flags=uring.IOSQE_IO_LINK)
+        ring.prep_link_timeout(0.05, user_data="lt")
+        done = {c.user_data: c.res for c in wait_all(ring, 2)}
+        assert done == {"read": -errno.ECANCELED, "lt": -errno.ETIME}
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_cancel_by_id_and_by_fd(ring):
+    r, w = os.pipe()
+    try:
+        target = ring.prep_read(r, bytearray(8), -1, user_data="a")
+        ring.submit()
+        ring.prep_async_cancel(target, user_data="cancel")
+        done = {c.user_data: c.res for c in wait_all(ring, 2)}
+        assert done == {"a": -errno.ECANCELED, "cancel": 0}
+        # a stale id (already reaped) matches nothing
+        ring.prep_async_cancel(target, user_data="stale")
+        assert wait_all(ring, 1)[0].res == -errno.ENOENT
+        for i in range(3):
+            ring.prep_read(r, bytearray(8), -1, user_data=i)
+        ring.submit()
+        ring.prep_async_cancel(fd=r, cancel_flags=uring.ASYNC_CANCEL_ALL, user_data="byfd")
+        done = {c.user_data: c.res for c in wait_all(ring, 4)}
+        assert done == {0: -errno.ECANCELED, 1: -errno.ECANCELED, 2: -errno.ECANCELED, "byfd": 3}
+        assert ring.inflight == 0
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_poll_single_and_multishot(ring, sockpair):
+    a, b = sockpair
+    ring.prep_poll_add(a, select.POLLIN, user_data="once")
+    ring.submit()
+    assert ring.wait(1, timeout=0.02) == []
+    b.send(b"x")
+    c = wait_all(ring, 1)[0]
+    assert c.user_data == "once" and c.res & select.POLLIN and not c.more
+    a.recv(1)
+    pid = ring.prep_poll_add(a, select.POLLIN, multishot=True, user_data="multi")
+    ring.submit()
+    for _ in range(3):
+        b.send(b"y")
+        c = wait_all(ring, 1)[0]
+        assert c.user_data == "multi" and c.more
+        a.recv(1)
+    ring.prep_poll_remove(pid, user_data="rm")
+    done = {c.user_data: c for c in wait_all(ring, 2)}
+    assert done["rm"].res == 0 and done["multi"].res == -errno.ECANCELED and not done["multi"].more
+    assert ring.inflight == 0
+
+
+# ---- network ----------------------------------------------------------------
+
+def wait_for(ring, names, timeout=10.0):
+    """Completions by user_data until every name in ``names`` came (bounded)."""
+    got = {}
+    deadline = time.monotonic() + timeout
+    while not set(names) <= set(got) and time.monotonic() < deadline:
+        for c in ring.wait(1, timeout=max(deadline - time.monotonic(), 0.001)):
+            got[c.user_data] = c
+    assert set(names) <= set(got), got
+    return got
+
+
+def test_tcp_echo(ring):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        cli = socket.socket()
+        ring.prep_accept(srv, user_data="accept")
+        ring.prep_connect(cli, srv.getsockname(), user_data="connect")
+        done = wait_for(ring, ["accept", "connect"])
+        assert done["connect"].res == 0
+        peer = socket.socket(fileno=done["accept"].result())
+        try:
+            for size in (1, 1000, 100_000):
+                payload = os.urandom(size)
+                ring.prep_send(cli, payload, user_data="send")
+                got = bytearray()
+                sent = False
+                for _ in range(1000):
+                    if len(got) >= size:
+                        break
+                    buf = bytearray(65536)
+                    ring.prep_recv(peer, buf, user_data="recv")
+                    done = wait_for(ring, ["recv"])
+                    got += buf[:done["recv"].result()]
+                    sent = sent or "send" in done
+                if not sent:
+                    wait_for(ring, ["send"])
+                assert bytes(got) == payload
+                ring.prep_send(peer, got, user_data="echo")
+                back = bytearray(size)
+                ring.prep_recv(cli, back, msg_flags=socket.MSG_WAITALL, user_data="back")
+                done = wait_for(ring, ["echo", "back"])
+                assert done["back"].res == size and bytes(back) == payload
+            ring.prep_shutdown(cli, socket.SHUT_WR, user_data="shut")
+            ring.prep_recv(peer, bytearray(10), user_data="eof")
+            done = wait_for(ring, ["shut", "eof"])
+            assert done["shut"].res == 0 and done["eof"].res == 0
+        finally:
+            peer.close()
+            cli.close()
+
+
+def test_sendmsg_recvmsg(ring, sockpair):
+    a, b = sockpair
+    ring.prep_sendmsg(a, [b"ab", b"cde"], user_data="s")
+    x, y = bytearray(1), bytearray(10)
+    ring.prep_recvmsg(b, [x, y], user_data="r")
+    done = {c.user_data: c.res for c in wait_all(ring, 2)}
+    assert done == {"s": 5, "r": 5} and x == b"a" and y[:4] == b"bcde"
+
+
+def test_splice(ring, datafile):
+    fd, data = datafile
+    r, w = os.pipe()
+    try:
+        ring.prep_splice(fd, 100, w, -1, 1000)
+        assert wait_all(ring, 1)[0].res == 1000
+        assert os.read(r, 2000) == data[100:1100]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_multishot_accept_many_clients(ring):
+    import socket
+
+    n = 20
+    with socket.create_server(("127.0.0.1", 0), backlog=n) as srv:
+        ring.prep_accept(srv, multishot=True, user_data="acc")
+        ring.submit()
+        clients = [socket.create_connection(srv.getsockname()) for _ in range(n)]
+        try:
+            got = wait_all(ring, n)
+            assert all(c.user_data == "acc" and c.res >= 0 and c.more for c in got)
+            for c in got:
+                os.close(c.res)
+            ring.prep_async_cancel(fd=srv, user_data="stop")
+            done = {c.user_data: c for c in wait_all(ring, 2)}
+            assert done["acc"].res == -errno.ECANCELED and not done["acc"].more
+            assert ring.inflight == 0
+        finally:
+            for cl in clients:
+                cl.close()
+
+
+def test_multishot_recv_buf_ring_runs_out_and_refills(ring, sockpair):
+    a, b = sockpair
+    br = ring.register_buf_ring(1, 4, 64)
+    assert (br.bgid, br.entries, br.size) == (1, 4, 64)
+    received = []
+    for round_ in range(3):
+        ring.prep_recv_multishot(a, 1, user_data="rx")
+        ring.submit()
+        # 6 messages before reaping: 4 buffers, then the group is dry
+        for i in range(6):
+            b.send(f"r{round_}m{i}".encode())
+            time.sleep(0.005)
+        ended = False
+        rounds = 0
+        while not ended and rounds < 100:
+            rounds += 1
+            for c in ring.wait(1, timeout=5):
+                assert c.user_data == "rx"
+                if c.res > 0:
+                    assert c.buffer_id is not None and len(c.buffer) == c.res
+                    received.append(c.buffer)
+                if not c.more:
+                    ended = True
+                    assert c.res == -errno.ENOBUFS or c.res > 0
+        assert ended
+    assert b"".join(received).startswith(b"r0m0")
+    # everything sent arrives, in order, across the re-arms
+    rest = b"".join(received)
+    a.setblocking(False)
+    try:
+        rest += a.recv(4096)
+    except BlockingIOError:
+        pass
+    assert rest == b"".join(f"r{r}m{i}".encode() for r in range(3) for i in range(6))
+    with pytest.raises(OSError):
+        ring.register_buf_ring(1, 4, 64)   # group taken
+    ring.unregister_buf_ring(1)
+
+
+def test_register_eventfd(ring):
+    import ctypes
+
+    efd = ctypes.CDLL(None, use_errno=True).eventfd(0, os.O_CLOEXEC)   # os.eventfd is 3.10+
+    assert efd >= 0, ctypes.get_errno()
+    try:
+        ring.register_eventfd(efd)
+        ring.prep_nop()
+        wait_all(ring, 1)
+        assert int.from_bytes(os.read(efd, 8), "little") >= 1
+        ring.unregister_eventfd()
+    finally:
+        os.close(efd)
+
+
+def test_probe(ring):
+    ops = ring.probe()
+    for name in ("NOP", "READ", "WRITE", "READV", "ACCEPT", "RECV", "SEND", "TIMEOUT", "ASYNC_CANCEL",
+                 "SPLICE", "STATX", "OPENAT", "CLOSE", "SHUTDOWN"):
+        assert getattr(uring, f"IORING_OP_{name}") in ops, name
+
+
+# ---- the batch path ---------------------------------------------------------
+
+@pytest.mark.parametrize("depth", [1, 7, 0])
+def test_read_batch_equals_pread(ring, datafile, depth):
+    fd, data = datafile
+    rng = random.Random(depth)
+    size = 4096
+    offsets = [rng.randrange(0, len(data) // size + 2) * size for _ in range(300)]
+    buf = bytearray(len(offsets) * size)
+    results = ring.read_batch(fd, buf, offsets, size, depth=depth)
+    for i, off in enumerate(offsets):
+        expected = os.pread(fd, size, off)
+        assert results[i] == len(expected)
+        assert buf[i * size:i * size + results[i]] == expected
+    assert ring.inflight == 0
+
+
+def test_read_batch_array_forms_and_write_batch(ring, tmp_path):
+    fd = os.open(tmp_path / "b", os.O_RDWR | os.O_CREAT)
+    try:
+        src = bytes(range(256)) * 16
+        res = array.array("i", [0] * 8)
+        assert ring.write_batch(fd, src, array.array("q", [i * 512 for i in range(8)]), 512, res) is res
+        assert list(res) == [512] * 8
+        assert os.pread(fd, 4096, 0) == src
+        out = bytearray(4096)
+        assert ring.read_batch(fd, out, range(0, 4096, 512), 512) == [512] * 8 and out == src
+        with pytest.raises(ValueError, match="blocks"):
+            ring.read_batch(fd, bytearray(10), [0, 512], 512)
+        with pytest.raises(TypeError):
+            ring.read_batch(fd, b"readonly", [0], 8)
+        with pytest.raises(TypeError):
+            ring.read_batch(fd, bytearray(8), array.array("i", [0]), 8)
+        assert ring.inflight == 0
+    finally:
+        os.close(fd)
+
+
+def test_read_batch_keeps_other_completions(ring, datafile):
+    fd, _ = datafile
+    ring.prep_nop(user_data="other")
+    ring.submit()
+    ring.read_batch(fd, bytearray(4096 * 4), [0, 4096, 8192, 12288], 4096)
+    assert [c.user_data for c in ring.peek()] == ["other"]
+
+
+# ---- safety ---------------------------------------------------------------
+
+def test_pinned_buffer_survives_dropped_references(ring):
+    r, w = os.pipe()
+    try:
+        class Token:
+            pass
+
+        buf = bytearray(5)
+        buf_ref = weakref.ref(Token())   # noqa: F841 - shape of the test below
+        token = Token()
+        token_ref = weakref.ref(token)
+        ring.prep_read(r, memoryview(buf), -1, user_data=token)
+        ring.submit()
+        with pytest.raises(BufferError):
+            buf.extend(b"grow")           # resizing a buffer in flight
+        view_ref = weakref.ref(buf) if hasattr(buf, "__weakref__") else None
+        del token
+        gc.collect()
+        assert token_ref() is not None     # the ring holds user_data
+        os.write(w, b"hello")
+        c = wait_all(ring, 1)[0]
+        assert c.user_data is token_ref() and c.res == 5
+        del c
+        gc.collect()
+        assert token_ref() is None         # released once reaped
+        assert buf == b"hello"
+        buf.extend(b"!")                   # no longer pinned
+        assert view_ref is None
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_buffer_with_no_python_reference_left(ring):
+    """The only reference to the buffer is the ring's pin."""
+    r, w = os.pipe()
+    try:
+        ring.prep_read(r, bytearray(4), -1, user_data="orphan")
+        ring.submit()
+        gc.collect()
+        os.write(w, b"data")
+        c = wait_all(ring, 1)[0]
+        assert (c.user_data, c.res) == ("orphan", 4)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_buffer_released_after_cancel(ring):
+    r, w = os.pipe()
+    try:
+        buf = bytearray(4)
+        rid = ring.prep_read(r, buf, -1)
+        ring.submit()
+        ring.prep_async_cancel(rid)
+        wait_all(ring, 2)
+        buf.extend(b"ok")     # released by the cancelled completion
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_close_with_requests_in_flight(backend):
+    r, w = os.pipe()
+    try:
+        ring = backend.Ring(8)
+        bufs = [bytearray(8) for _ in range(4)]
+        for b in bufs:
+            ring.prep_read(r, b, -1)
+        ring.prep_timeout(100)
+        ring.prep_poll_add(r, select.POLLIN, multishot=True)
+        ring.submit()
+        ring.prep_nop()           # queued, never submitted: dropped
+        assert ring.inflight == 7
+        t0 = time.monotonic()
+        ring.close()
+        assert time.monotonic() - t0 < 5
+        assert ring.closed and ring.inflight == 0
+        for b in bufs:
+            b.extend(b"free")     # every pin released
+        os.write(w, b"late")      # nothing reads into freed memory any more
+        assert os.read(r, 4) == b"late"
+        ring.close()              # idempotent
+        with pytest.raises(ValueError, match="closed"):
+            ring.prep_nop()
+        with pytest.raises(ValueError, match="closed"):
+            ring.wait()
+        with pytest.raises(ValueError, match="closed"):
+            ring.fileno()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_gc_with_requests_in_flight(backend):
+    r, w = os.pipe()
+    try:
+        buf = bytearray(8)
+        ring = backend.Ring(8)
+        ring.prep_read(r, buf, -1)
+        ring.submit()
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            del ring
+            gc.collect()
+        buf.extend(b"free")
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_full_sq_flushes_and_loses_nothing(backend):
+    with backend.Ring(4, cq_entries=256) as ring:
+        ids = [ring.prep_nop(user_data=i) for i in range(50)]   # SQ of 4: auto-submits
+        assert len(set(ids)) == 50
+        got = wait_all(ring, 50)
+        assert sorted(c.user_data for c in got) == list(range(50))
+
+
+def test_cq_overflow_loses_nothing(backend):
+    with backend.Ring(8) as ring:          # CQ of 16
+        for i in range(100):
+            ring.prep_nop(user_data=i)
+            if i % 8 == 7:
+                ring.submit()
+        ring.submit()
+        got = wait_all(ring, 100)
+        assert sorted(c.user_data for c in got) == list(range(100))
+
+
+def test_threads_share_a_ring(ring):
+    errors = []
+
+    def worker(k):
+        try:
+            for i in range(200):
+                ring.prep_nop(user_data=(k, i))
+                if i % 16 == 0:
+                    ring.submit()
+        except BaseException as exc:   # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    got = wait_all(ring, 800)
+    assert sorted(c.user_data for c in got) == sorted((k, i) for k in range(4) for i in range(200))
+
+
+def test_close_while_another_thread_waits_is_refused(ring):
+    started = threading.Event()
+    result = []
+
+    def waiter():
+        started.set()
+        result.append(ring.wait(1, timeout=2))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    started.wait(5)
+    time.sleep(0.1)
+    with pytest.raises(RuntimeError, match="another thread"):
+        ring.close()
+    ring.prep_nop(user_data="wake")
+    ring.submit()
+    t.join(10)
+    assert not t.is_alive()
+
+
+def _in_child(func) -> str:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            try:
+                msg = f"ok {func()!r}"
+            except BaseException as exc:
+                msg = f"{type(exc).__name__}: {exc}"
+            os.write(w, msg.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_fork_child_refuses_and_parent_unharmed(ring):
+    r, w = os.pipe()
+    try:
+        buf = bytearray(4)
+        ring.prep_read(r, buf, -1, user_data="parent")
+        ring.submit()
+        for call in (ring.prep_nop, ring.peek, ring.submit, lambda: ring.wait(0)):
+            out = _in_child(call)
+            assert out.startswith("RuntimeError") and "fork" in out
+        assert _in_child(lambda: (ring.close(), ring.closed)[1]) == "ok True"
+        os.write(w, b"abcd")
+        c = wait_all(ring, 1)[0]
+        assert (c.user_data, c.res, bytes(buf)) == ("parent", 4, b"abcd")
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+# ---- availability -----------------------------------------------------------
+
+def test_available_here(backend):
+    assert backend.available() is True and backend.why_unavailable() is None
+
+
+def _run(code: str, **env):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", ["c", "pure"])
+def test_fastio_disable_switch(name):
+    code = (
+        "import fastio, fastio.uring as u\n"
+        "print(u.available(), u.why_unavailable())\n"
+        "try:\n    u.Ring()\nexcept fastio.UnsupportedError as e:\n    print('refused', e)\n"
+    )
+    proc = _run(code, FASTIO_DISABLE="uring", FASTIO_BACKEND=name)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("False") and "FASTIO_DISABLE=uring" in lines[0]
+    assert lines[1].startswith("refused") and "FASTIO_DISABLE" in lines[1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="toggling kernel.io_uring_disabled needs root")
+@pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/io_uring_disabled"),
+                    reason="kernel without kernel.io_uring_disabled (before 6.6)")
+@pytest.mark.parametrize("name", ["c", "pure"])
+def test_sysctl_io_uring_disabled_is_named(name):
+    path = "/proc/sys/kernel/io_uring_disabled"
+    with open(path) as f:
+        saved = f.read().strip()
+    try:
+        try:
+            with open(path, "w") as f:
+                f.write("2")
+        except OSError as exc:
+            pytest.skip(f"cannot write {path}: {exc}")
+        code = (
+            "import fastio, fastio.uring as u\n"
+            "print(u.available())\nprint(u.why_unavailable())\n"
+            "try:\n    u.Ring()\nexcept fastio.UnsupportedError as e:\n    print('refused', e.errno, e)\n"
+        )
+        proc = _run(code, FASTIO_BACKEND=name)
+    finally:
+        with open(path, "w") as f:
+            f.write(saved)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "False"
+    assert "kernel.io_uring_disabled=2" in lines[1]
+    # Linux 6.6+ answers EPERM (the sysctl's documentation); ENOSYS is accepted for older backports
+    assert lines[2].split()[:2] in (["refused", str(errno.EPERM)], ["refused", str(errno.ENOSYS)])
+    assert "kernel.io_uring_disabled=2" in lines[2]
+
+
+def test_unsupported_error_is_oserror():
+    assert issubclass(UnsupportedError, OSError)
