@@ -15,6 +15,7 @@ import time
 import weakref
 
 import pytest
+from support import in_child
 
 from fastio import UnsupportedError, uring
 
@@ -704,26 +705,6 @@ def test_close_while_another_thread_waits_is_refused(ring):
     assert not t.is_alive()
 
 
-def _in_child(func) -> str:
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            try:
-                msg = f"ok {func()!r}"
-            except BaseException as exc:
-                msg = f"{type(exc).__name__}: {exc}"
-            os.write(w, msg.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read().decode()
-    os.waitpid(pid, 0)
-    return out
-
-
 def test_fork_child_refuses_and_parent_unharmed(ring):
     r, w = os.pipe()
     try:
@@ -731,9 +712,9 @@ def test_fork_child_refuses_and_parent_unharmed(ring):
         ring.prep_read(r, buf, -1, user_data="parent")
         ring.submit()
         for call in (ring.prep_nop, ring.peek, ring.submit, lambda: ring.wait(0)):
-            out = _in_child(call)
+            out = in_child(call)
             assert out.startswith("RuntimeError") and "fork" in out
-        assert _in_child(lambda: (ring.close(), ring.closed)[1]) == "ok True"
+        assert in_child(lambda: (ring.close(), ring.closed)[1]) == "ok True"
         os.write(w, b"abcd")
         c = wait_all(ring, 1)[0]
         assert (c.user_data, c.res, bytes(buf)) == ("parent", 4, b"abcd")
