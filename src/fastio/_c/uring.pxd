@@ -75,6 +75,7 @@ cdef class Ring:
     cdef uint32_t slot_alloc(self) except? 0xFFFFFFFF
     cdef void slot_release(self, uint32_t idx) noexcept
     cdef fio_io_uring_sqe *next_sqe(self) except NULL
+    cdef fio_io_uring_sqe *sqe_for(self, uint32_t idx) except NULL
     cdef int enter(self, unsigned to_submit, unsigned min_complete, unsigned flags, long long timeout_ns) except? -1
     cdef int submit_pending(self) except -1
     cdef int reap(self, list out) except -1

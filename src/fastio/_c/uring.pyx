@@ -641,6 +641,15 @@ cdef class Ring:
             PyErr_CheckSignals()
             self.check()
 
+    cdef fio_io_uring_sqe *sqe_for(self, uint32_t idx) except NULL:
+        """next_sqe() for a request whose slot idx is taken: on failure the
+        slot is abandoned before the error propagates."""
+        try:
+            return self.next_sqe()
+        except BaseException:
+            self.abandon(idx)
+            raise
+
     cdef fio_io_uring_sqe *next_sqe(self) except NULL:
         """A free SQE; on a full SQ, submit first (documented rule)."""
         cdef fio_io_uring_sqe *sqe = fio_ring_get_sqe(&self.ring)
@@ -1057,11 +1066,7 @@ cdef class Ring:
         """Queue a NOP (completes with res 0). Matches ``io_uring_prep_nop(3)``."""
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         fio_prep_nop(sqe)
         return self.commit(idx, sqe, flags)
 
@@ -1172,11 +1177,7 @@ cdef class Ring:
         if boff < 0 or n < 0 or boff + n > view.len:
             raise ValueError("buf_offset/nbytes fall outside the registered buffer")
         idx = self.new_slot(user_data, flags, True)
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         self.slot_at(idx).fixed = 1
         self.fixed_inflight += 1
         fio_prep_rw_fixed(sqe, op, fd, <uint64_t><size_t>(<char *>view.buf + boff), len32(n), off, <uint16_t>bi)
@@ -1200,11 +1201,7 @@ cdef class Ring:
         cdef int cfd = as_fd(fd)
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         fio_prep_fsync(sqe, cfd, fsync_flags)
         return self.commit(idx, sqe, flags)
 
@@ -1214,11 +1211,7 @@ cdef class Ring:
         cdef uint64_t off = as_offset(offset), ln = length
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         fio_prep_fallocate(sqe, cfd, cmode, off, ln)
         return self.commit(idx, sqe, flags)
 
@@ -1248,11 +1241,7 @@ cdef class Ring:
         cdef int cfd = as_fd(fd)
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         fio_prep_close(sqe, cfd)
         return self.commit(idx, sqe, flags)
 
@@ -1290,11 +1279,7 @@ cdef class Ring:
         cdef uint32_t mask = poll_mask
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         fio_prep_poll_add(sqe, cfd, mask, 1 if multishot else 0)
         return self.commit(idx, sqe, flags)
 
@@ -1303,11 +1288,7 @@ cdef class Ring:
         cdef uint64_t t = 0 if target is None else PyLong_AsUnsignedLongLongMask(target)
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         fio_prep_target(sqe, op, fd, t, op_flags)
         return self.commit(idx, sqe, flags)
 
@@ -1385,11 +1366,7 @@ cdef class Ring:
         cdef uint32_t aflags = accept_flags | _os.O_CLOEXEC
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         fio_prep_accept(sqe, cfd, aflags, 1 if multishot else 0)
         return self.commit(idx, sqe, flags)
 
@@ -1423,11 +1400,7 @@ cdef class Ring:
         if br is None:
             raise ValueError(f"buffer group {gid} is not registered on this ring")
         idx = self.new_slot(user_data, flags, True)
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         self.slot_at(idx).buf_group = gid
         br.inflight += 1
         fio_prep_recv_multishot(sqe, cfd, <uint16_t>gid, msg_flags)
@@ -1473,11 +1446,7 @@ cdef class Ring:
         cdef int cfd = as_fd(fd), chow = as_c_int(how)
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         fio_prep_shutdown(sqe, cfd, chow)
         return self.commit(idx, sqe, flags)
 
@@ -1490,11 +1459,7 @@ cdef class Ring:
         cdef uint32_t n = len32(nbytes)
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
-        try:
-            sqe = self.next_sqe()
-        except BaseException:
-            self.abandon(idx)
-            raise
+        sqe = self.sqe_for(idx)
         fio_prep_splice(sqe, cin, oin, cout, oout, n, splice_flags)
         return self.commit(idx, sqe, flags)
 
