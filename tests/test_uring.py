@@ -785,3 +785,131 @@ def test_sysctl_io_uring_disabled_is_named(name):
 
 def test_unsupported_error_is_oserror():
     assert issubclass(UnsupportedError, OSError)
+
+
+# ---------------------------------------------------------------- found in review
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_one_signal_during_a_submitting_wait_runs_its_handler(backend):
+    """Regression: wait() that submits and waits in one io_uring_enter got the
+    submitted count back, not EINTR, when a signal arrived; the handler never
+    ran and Ctrl-C hung the wait. One SIGALRM must end an endless wait."""
+    import signal
+
+    r, w = os.pipe()
+    old = signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(_Stop()))
+    try:
+        with backend.Ring(8) as ring:
+            buf = bytearray(16)
+            ring.prep_read(r, buf, -1)
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            with pytest.raises(_Stop):
+                ring.wait(1, timeout=None)
+            os.write(w, b"x")  # complete the read so close() has nothing to cancel
+            assert [c.res for c in ring.wait(1, timeout=5)] == [1]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(r)
+        os.close(w)
+
+
+def test_close_inside_a_call_is_refused(backend, datafile):
+    """Regression: close() from Python code run inside a prep (here, the
+    iterable of buffers) or from a signal handler inside read_batch unmapped
+    the ring under the call (a 10 s hang, then a crash). It is a RuntimeError
+    now, and the ring stays usable."""
+    import signal
+
+    fd, data = datafile
+    ring = backend.Ring(8)
+
+    def buffers():
+        with pytest.raises(RuntimeError, match="while a call on this ring is running"):
+            ring.close()
+        yield bytearray(8)
+
+    ring.prep_readv(fd, buffers(), 0, user_data="v")
+    [c] = ring.wait(1, timeout=5)
+    assert (c.user_data, c.res) == ("v", 8)
+
+    ring.close()
+
+    # A repeating timer whose handler closes the ring while read_batch runs
+    # (the handler runs inside the batch's wait, or, rarely, in the few
+    # bytecodes around the call: then the ring is closed and we try again).
+    refused = []
+    armed = [False]
+
+    def handler(*args):
+        if armed[0]:
+            armed[0] = False  # one attempt per call
+            try:
+                ring.close()
+            except RuntimeError as exc:
+                refused.append(str(exc))
+
+    old = signal.signal(signal.SIGALRM, handler)
+    offsets = [i * 4096 for i in range(256)] * 8
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        for _ in range(20):
+            ring = backend.Ring(8)
+            try:
+                armed[0] = True
+                out = ring.read_batch(fd, bytearray(4096 * len(offsets)), offsets, 4096)
+                armed[0] = False
+            except ValueError:  # closed just before the call: not the case under test
+                armed[0] = False
+                continue
+            assert out == [4096] * len(offsets)
+            if refused:
+                break
+            ring.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert refused, "the handler never ran inside read_batch"
+    assert not ring.closed
+    ring.close()
+    assert ring.closed
+
+
+def test_a_bad_argument_after_the_slot_leaves_nothing_queued(backend):
+    """Regression: prep_fsync(fsync_flags=-1) raised after taking an SQE, which
+    stayed half written in the SQ and kept close() waiting for it."""
+    with backend.Ring(8) as ring:
+        with pytest.raises(OverflowError):
+            ring.prep_fsync(0, fsync_flags=-1)
+        with pytest.raises(ValueError):
+            ring.prep_splice(0, -1, 1, -1, -1)
+        assert ring.sq_ready == 0
+    assert ring.closed
+
+
+def test_gc_of_a_cycle_with_a_multishot_recv_in_flight(backend):
+    """Regression: a ring in a reference cycle, collected with a multishot recv
+    armed on a buffer ring, had its buffer ring unmapped first and was put in
+    a module list from its deallocator (a use-after-free)."""
+    import gc
+    import socket
+    import warnings
+
+    a, b = socket.socketpair()
+    try:
+        ring = backend.Ring(8)
+        ring.register_buf_ring(1, 8, 64)
+        ring.prep_recv_multishot(a.fileno(), 1, user_data=ring)  # the cycle
+        ring.submit()
+        del ring
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        b.send(b"after the ring is gone")  # nothing may write into freed memory
+    finally:
+        a.close()
+        b.close()

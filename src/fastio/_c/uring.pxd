@@ -55,7 +55,10 @@ cdef class Ring:
     cdef fio_ring ring
     cdef unsigned long fork_gen
     cdef int busy
-    cdef int closing
+    cdef int preparing
+    cdef int batches
+    cdef bint closing
+    cdef bint leak_table
     cdef Slot **chunks
     cdef uint32_t nchunks
     cdef uint32_t free_head
@@ -77,6 +80,7 @@ cdef class Ring:
     cdef fio_io_uring_sqe *next_sqe(self) except NULL
     cdef fio_io_uring_sqe *sqe_for(self, uint32_t idx) except NULL
     cdef int enter(self, unsigned to_submit, unsigned min_complete, unsigned flags, long long timeout_ns) except? -1
+    cdef int enter_raw(self, unsigned to_submit, unsigned min_complete, unsigned flags, long long timeout_ns) except? -1
     cdef int submit_pending(self) except -1
     cdef int reap(self, list out) except -1
     cdef int handle_cqe(self, fio_io_uring_cqe *cqe, list out) except -1

@@ -44,8 +44,9 @@ Kernel facts this module relies on:
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+cimport cython
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ETIME, errno
 from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -88,7 +89,6 @@ if fio_fork_init() != 0:
     raise ImportError("pthread_atfork failed: fastio cannot detect fork()")
 
 # Objects whose memory a request may still write after close() gave up on it.
-_leaked = []
 
 # None: not probed yet; "": io_uring works; otherwise why it does not.
 cdef object _probe_reason = None
@@ -231,6 +231,8 @@ cdef inline int check_sqe_flags(int flags) except -1:
 
 
 cdef inline uint32_t len32(Py_ssize_t n) except? 0xFFFFFFFF:
+    if n < 0:
+        raise ValueError(f"a length must be >= 0, got {n}")
     if n > 0xFFFFFFFF:
         raise ValueError("a single request moves at most 4 GiB - 1 bytes")
     return <uint32_t>n
@@ -244,6 +246,7 @@ cdef inline uint64_t as_offset(object offset) except? 0xFFFFFFFFFFFFFFFF:
     return <uint64_t>off
 
 
+@cython.no_gc_clear
 cdef class Ring:
     """Ring(entries=256, *, flags=0, cq_entries=None, sq_thread_idle=None, sq_thread_cpu=None)
 
@@ -315,7 +318,7 @@ cdef class Ring:
     # ---- lifetime -------------------------------------------------------
 
     cdef int check(self) except -1:
-        if self.ring.fd < 0:
+        if self.ring.fd < 0 or self.closing:
             raise ValueError("I/O operation on closed Ring")
         check_fork(self.fork_gen, "Ring")
         return 0
@@ -336,13 +339,16 @@ cdef class Ring:
         discarded), release their buffers, unregister, unmap and close.
         Idempotent. In a forked child it only drops the child's copy.
 
-        :raises RuntimeError: another thread is waiting in this ring.
+        :raises RuntimeError: a call on this ring is still running: another
+            thread waits in it, or close() was called from a signal handler or
+            from Python code run inside a prep_*, wait or batch call.
         """
-        if self.ring.fd < 0:
+        if self.ring.fd < 0 or self.closing:
             return
-        if self.busy and self.fork_gen == fio_fork_generation():
-            raise RuntimeError("Ring.close() while another thread is waiting in it; "
-                               "wake that thread (a completion or its timeout) first")
+        if (self.busy or self.preparing or self.batches) and self.fork_gen == fio_fork_generation():
+            raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
+                               "waiting in it, or a signal handler or callback inside a prep_*, "
+                               "wait or batch call); close it once that call has returned")
         self.shutdown()
 
     def __enter__(self):
@@ -353,14 +359,16 @@ cdef class Ring:
         self.close()
 
     def __dealloc__(self):
-        if self.ring.fd >= 0:
+        # Ring is no_gc_clear: its attributes (buf_rings, backlog) are intact here.
+        if self.ring.fd >= 0 and not self.closing:
             try:
                 import warnings
                 warnings.warn(f"unclosed fastio.uring.Ring (fd {self.ring.fd})", ResourceWarning)
             except BaseException:
                 pass
             self.shutdown()
-        self.free_table()
+        if not self.leak_table:
+            self.free_table()
 
     cdef void free_table(self) noexcept:
         cdef uint32_t i
@@ -376,6 +384,8 @@ cdef class Ring:
         cdef uint32_t i
         cdef int drained = 1
         cdef BufRing br
+        # From here on every method but this one refuses the ring (check()).
+        self.closing = True
         if self.fork_gen == fio_fork_generation():
             drained = self.drain()
         if drained:
@@ -385,7 +395,11 @@ cdef class Ring:
                 if self.slot_at(i).pending:
                     self.slot_release(i)
         else:
-            _leaked.append(self)   # keep this object (and its slots) forever
+            # Some request outlived the limit: the kernel may still write into
+            # its buffers. Leak them (the slot table keeps every Py_buffer and
+            # so every exporter alive; the buffer rings keep their extra
+            # reference) rather than free memory the kernel may touch.
+            self.leak_table = 1
         fio_ring_exit(&self.ring)
         if drained:
             for i in range(self.nreg_views):
@@ -395,6 +409,7 @@ cdef class Ring:
             self.nreg_views = 0
             for br in self.buf_rings.values():
                 br.free_memory()
+                Py_DECREF(br)   # the reference register_buf_ring took
         self.buf_rings = {}
         self.backlog = []
 
@@ -435,7 +450,7 @@ cdef class Ring:
                         sqe.user_data = UD_INTERNAL
                     last_cancel = now
                 fio_ring_flush_sq(&self.ring)
-                ret = self.enter(fio_ring_sq_ready(&self.ring), 1, FIO_IORING_ENTER_GETEVENTS, DRAIN_STEP_NS)
+                ret = self.enter_raw(fio_ring_sq_ready(&self.ring), 1, FIO_IORING_ENTER_GETEVENTS, DRAIN_STEP_NS)
                 self.reap(sink)
                 del sink[:]
             return 1
@@ -558,11 +573,15 @@ cdef class Ring:
             if user_data is not None:
                 raise ValueError("IOSQE_CQE_SKIP_SUCCESS needs user_data=None: a successful "
                                  "request never comes back")
+            self.preparing += 1
             return NO_SLOT
         idx = self.slot_alloc()
         s = self.slot_at(idx)
         Py_INCREF(user_data)
         s.user_data = <PyObject *>user_data
+        # Until commit() or abandon(): close() refuses (Python code run while
+        # the request is built, a buffer's exporter say, may try to close).
+        self.preparing += 1
         return idx
 
     cdef int pin(self, uint32_t idx, object obj, bint writable) except -1:
@@ -581,6 +600,7 @@ cdef class Ring:
 
     cdef object commit(self, uint32_t idx, fio_io_uring_sqe *sqe, int flags):
         """Finish an SQE: IOSQE flags and user_data; returns the request id."""
+        self.preparing -= 1
         sqe.flags |= <uint8_t>flags
         if idx == NO_SLOT:
             sqe.user_data = UD_SKIP
@@ -590,6 +610,7 @@ cdef class Ring:
         return PyLong_FromUnsignedLongLong(sqe.user_data)
 
     cdef void abandon(self, uint32_t idx) noexcept:
+        self.preparing -= 1
         if idx != NO_SLOT:
             self.slot_release(idx)
 
@@ -597,6 +618,21 @@ cdef class Ring:
 
     cdef int enter(self, unsigned to_submit, unsigned min_complete, unsigned flags,
                    long long timeout_ns) except? -1:
+        """enter_raw() on an open ring. A signal that arrived while the kernel
+        waited runs its handler even when the call succeeded (the kernel
+        returns what it submitted, not EINTR, when the SQEs went in first), so
+        Ctrl-C always ends a wait; the ring is checked again afterwards (a
+        handler may have closed it)."""
+        cdef int ret
+        self.check()
+        ret = self.enter_raw(to_submit, min_complete, flags, timeout_ns)
+        if ret >= 0 and (flags & FIO_IORING_ENTER_GETEVENTS):
+            PyErr_CheckSignals()
+        self.check()
+        return ret
+
+    cdef int enter_raw(self, unsigned to_submit, unsigned min_complete, unsigned flags,
+                       long long timeout_ns) except? -1:
         """io_uring_enter without the GIL; timeout_ns >= 0 bounds the wait
         (EXT_ARG). Returns the kernel's count or -errno (EINTR, ETIME, EBUSY)."""
         cdef fio_io_uring_getevents_arg arg
@@ -1039,6 +1075,9 @@ cdef class Ring:
         for i in range(n):
             br.recycle(<uint16_t>i)
         self.buf_rings[gid] = br
+        # A reference the garbage collector cannot clear: the kernel may fill
+        # these buffers until the ring is drained, whatever happens to the dict.
+        Py_INCREF(br)
         return br
 
     def unregister_buf_ring(self, bgid):
@@ -1059,6 +1098,7 @@ cdef class Ring:
         self.register(FIO_IORING_UNREGISTER_PBUF_RING, &reg, 1)
         del self.buf_rings[gid]
         br.free_memory()
+        Py_DECREF(br)   # the reference register_buf_ring took
 
     # ---- prep: one method per opcode ------------------------------------
 
@@ -1174,13 +1214,18 @@ cdef class Ring:
             raise ValueError(f"buf_index {bi} is not a registered buffer")
         view = &self.reg_views[bi]
         n = view.len - boff if nbytes is None else nbytes
-        if boff < 0 or n < 0 or boff + n > view.len:
+        # (n > view.len - boff, not boff + n > view.len: that sum can overflow)
+        if boff < 0 or n < 0 or boff > view.len or n > view.len - boff:
             raise ValueError("buf_offset/nbytes fall outside the registered buffer")
+        cdef uint32_t length = len32(n)
         idx = self.new_slot(user_data, flags, True)
-        sqe = self.sqe_for(idx)
+        # Counted before sqe_for(), which may submit with the GIL released:
+        # unregister_buffers() from another thread refuses from here on.
         self.slot_at(idx).fixed = 1
         self.fixed_inflight += 1
-        fio_prep_rw_fixed(sqe, op, fd, <uint64_t><size_t>(<char *>view.buf + boff), len32(n), off, <uint16_t>bi)
+        sqe = self.sqe_for(idx)
+        view = &self.reg_views[bi]
+        fio_prep_rw_fixed(sqe, op, fd, <uint64_t><size_t>(<char *>view.buf + boff), length, off, <uint16_t>bi)
         return self.commit(idx, sqe, flags)
 
     def prep_read_fixed(self, fd, buf_index, offset, *, nbytes=None, buf_offset=0, user_data=None, flags=0):
@@ -1199,10 +1244,11 @@ cdef class Ring:
     def prep_fsync(self, fd, *, fsync_flags=0, user_data=None, flags=0):
         """Queue an fsync (``FSYNC_DATASYNC``: fdatasync). Matches ``io_uring_prep_fsync(3)``."""
         cdef int cfd = as_fd(fd)
+        cdef uint32_t fflags = fsync_flags   # every conversion before the SQE is taken
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
-        fio_prep_fsync(sqe, cfd, fsync_flags)
+        fio_prep_fsync(sqe, cfd, fflags)
         return self.commit(idx, sqe, flags)
 
     def prep_fallocate(self, fd, mode, offset, length, *, user_data=None, flags=0):
@@ -1394,6 +1440,7 @@ cdef class Ring:
         False) on EOF (res 0), an error, or ``-ENOBUFS`` when the group ran
         dry; re-arm it then. Matches ``io_uring_prep_recv_multishot(3)``."""
         cdef int cfd = as_fd(fd), gid = as_c_int(buf_group)
+        cdef uint32_t mflags = msg_flags
         cdef BufRing br = self.buf_rings.get(gid)
         cdef uint32_t idx
         cdef fio_io_uring_sqe *sqe
@@ -1403,7 +1450,7 @@ cdef class Ring:
         sqe = self.sqe_for(idx)
         self.slot_at(idx).buf_group = gid
         br.inflight += 1
-        fio_prep_recv_multishot(sqe, cfd, <uint16_t>gid, msg_flags)
+        fio_prep_recv_multishot(sqe, cfd, <uint16_t>gid, mflags)
         return self.commit(idx, sqe, flags)
 
     cdef object prep_msg(self, uint8_t op, int fd, object buffers, object address, uint32_t msg_flags,
@@ -1457,10 +1504,11 @@ cdef class Ring:
         cdef int cin = as_fd(fd_in), cout = as_fd(fd_out)
         cdef long long oin = off_in, oout = off_out
         cdef uint32_t n = len32(nbytes)
+        cdef uint32_t sflags = splice_flags
         cdef uint32_t idx = self.new_slot(user_data, flags, False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
-        fio_prep_splice(sqe, cin, oin, cout, oout, n, splice_flags)
+        fio_prep_splice(sqe, cin, oin, cout, oout, n, sflags)
         return self.commit(idx, sqe, flags)
 
     # ---- the batch path ---------------------------------------------------
@@ -1536,6 +1584,8 @@ cdef class Ring:
             s.pending = 0
             s.batch = 1
             s.batch_owned = 1
+            self.batches += 1
+            self.preparing -= 1   # not a prep: the batch owns the slot from here
             try:
                 self.pin(idx, buf, op == FIO_OP_READ)
                 if s.view.len < n * bsize:
@@ -1548,7 +1598,9 @@ cdef class Ring:
                         raise MemoryError()
                     PyObject_GetBuffer(results, &s.more_views[0], 0x003D)  # C_CONTIGUOUS | FORMAT | WRITABLE
                     s.nviews = 2
-                    if s.more_views[0].itemsize != 4 or s.more_views[0].len < n * 4:
+                    if (s.more_views[0].itemsize != 4 or s.more_views[0].format == NULL
+                            or (<bytes>s.more_views[0].format).lstrip(b"@=<>!") not in (b"i", b"l")
+                            or s.more_views[0].len < n * 4):
                         raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
                     s.results = <int32_t *>s.more_views[0].buf
                 else:
@@ -1585,6 +1637,7 @@ cdef class Ring:
                 return [s.results[i] for i in range(n)]
             finally:
                 s.batch_owned = 0
+                self.batches -= 1
                 if not s.pending:
                     self.slot_release(idx)
         finally:

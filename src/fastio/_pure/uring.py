@@ -37,6 +37,7 @@ import mmap
 import os
 import platform
 import threading
+import warnings
 
 from fastio._errors import UnsupportedError
 from fastio._pure import _libc
@@ -259,6 +260,8 @@ def _check_sqe_flags(flags) -> int:
 
 
 def _len32(n: int) -> int:
+    if n < 0:
+        raise ValueError(f"a length must be >= 0, got {n}")
     if n > 0xFFFFFFFF:
         raise ValueError("a single request moves at most 4 GiB - 1 bytes")
     return n
@@ -285,11 +288,15 @@ class Ring:
     """
 
     def __init__(self, entries=256, *, flags=0, cq_entries=None, sq_thread_idle=None, sq_thread_cpu=None):
+        if getattr(self, "_lock", None) is not None:
+            raise RuntimeError("Ring.__init__ called twice")
         self._fd = -1
+        self._closing = False
         self._fork_gen = fork_generation()
         self._lock = threading.Lock()
         self._owner = None
         self._busy = 0
+        self._batches = 0
         self._slots: list[_Slot] = []
         self._free: list[int] = []
         self._inflight = 0
@@ -378,7 +385,13 @@ class Ring:
         for name in ("_cq_mm", "_sq_mm", "_sqes_mm"):
             mm = self.__dict__.get(name)
             if mm is not None and not mm.closed:
-                mm.close()
+                try:
+                    mm.close()
+                except BufferError:
+                    # A view is still alive elsewhere (a traceback kept by the
+                    # caller holds one of our frames): the mapping goes away
+                    # with the last view; nothing reads it any more.
+                    pass
             self.__dict__[name] = None
 
     @property
@@ -409,7 +422,7 @@ class Ring:
     # ---- lifetime --------------------------------------------------------
 
     def _check(self) -> None:
-        if self._fd < 0:
+        if self._fd < 0 or self._closing:
             raise ValueError("I/O operation on closed Ring")
         check_fork(self._fork_gen, "Ring")
 
@@ -423,6 +436,11 @@ class Ring:
                                "running inside one of its own calls)")
         self._lock.acquire()
         self._owner = me
+        if self._fd < 0 or self._closing:
+            # Closed while this call was between two holds of the lock (by a
+            # signal handler, say): stop before touching the unmapped ring.
+            self._release()
+            raise ValueError("I/O operation on closed Ring")
 
     def _release(self) -> None:
         self._owner = None
@@ -441,11 +459,12 @@ class Ring:
 
     def close(self):
         """Cancel, wait, release, unmap, close; see ``fastio._c.uring.Ring.close``."""
-        if getattr(self, "_fd", -1) < 0:
+        if getattr(self, "_fd", -1) < 0 or self._closing:
             return
-        if self._busy and self._fork_gen == fork_generation():
-            raise RuntimeError("Ring.close() while another thread is waiting in it; "
-                               "wake that thread (a completion or its timeout) first")
+        if (self._busy or self._batches or self._owner is not None) and self._fork_gen == fork_generation():
+            raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
+                               "waiting in it, or a signal handler or callback inside a prep_*, "
+                               "wait or batch call); close it once that call has returned")
         self._shutdown()
 
     def __enter__(self):
@@ -456,9 +475,7 @@ class Ring:
         self.close()
 
     def __del__(self):
-        if getattr(self, "_fd", -1) >= 0:
-            import warnings
-
+        if getattr(self, "_fd", -1) >= 0 and not self._closing:
             try:
                 warnings.warn(f"unclosed fastio.uring.Ring (fd {self._fd})", ResourceWarning)
             except BaseException:
@@ -466,6 +483,8 @@ class Ring:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        # From here on every method but this one refuses the ring (_check()).
+        self._closing = True
         drained = True
         if self._fork_gen == fork_generation():
             drained = self._drain()
@@ -474,7 +493,10 @@ class Ring:
                 if slot.pending:
                     self._slot_release(idx)
         else:
-            _leaked.append(self.__dict__.copy())
+            # Some request outlived the limit: keep what the kernel may still
+            # write into (the slots' pinned buffers, the buffer rings) forever;
+            # not the ring's own views, or its mmap could not be closed.
+            _leaked.append((self._slots, self._reg_views, dict(self._buf_rings)))
         fd, self._fd = self._fd, -1
         self._unmap()
         os.close(fd)
@@ -1344,6 +1366,7 @@ class Ring:
             slot = self._slots[idx]
             slot.pending = 0
             slot.batch = slot.batch_owned = True
+            self._batches += 1   # close() refuses until the batch is over
         finally:
             self._release()
         try:
@@ -1398,6 +1421,7 @@ class Ring:
         finally:
             self._acquire()
             try:
+                self._batches -= 1
                 slot.batch_owned = False
                 if not slot.pending:
                     self._slot_release(idx)
