@@ -46,6 +46,7 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyOb
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 cimport cython
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.number cimport PyNumber_Index
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ETIME, errno
 from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -239,8 +240,9 @@ cdef inline uint32_t len32(Py_ssize_t n) except? 0xFFFFFFFF:
 
 
 cdef inline uint64_t as_offset(object offset) except? 0xFFFFFFFFFFFFFFFF:
-    """A file offset; -1 means the current file position (FEAT_RW_CUR_POS)."""
-    cdef long long off = offset
+    """A file offset (an int: 1.5 or "8" is a TypeError); -1 means the current
+    file position (FEAT_RW_CUR_POS)."""
+    cdef long long off = PyNumber_Index(offset)
     if off < -1:
         raise ValueError(f"offset must be >= 0 or -1 (current position), got {off}")
     return <uint64_t>off

@@ -34,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
+import operator
 import os
 import platform
 import threading
@@ -268,7 +269,7 @@ def _len32(n: int) -> int:
 
 
 def _as_offset(offset) -> int:
-    off = int(offset)
+    off = operator.index(offset)
     if off < -1:
         raise ValueError(f"offset must be >= 0 or -1 (current position), got {off}")
     return off & 0xFFFFFFFFFFFFFFFF
