@@ -654,8 +654,11 @@ class Ring:
             return 0
         flags = 0
         if self._setup_flags & abi.SETUP_SQPOLL:
-            if not self._sq_flags.value & abi.SQ_NEED_WAKEUP:
-                return pending
+            # Reading SQ_NEED_WAKEUP after storing the tail needs a full fence
+            # (store->load; even x86-64 reorders that), which Python cannot
+            # issue. A syscall is one: always enter with SQ_WAKEUP, which
+            # wakes the SQ thread if it went to sleep meanwhile.
+            flags = abi.ENTER_SQ_WAKEUP
         while True:
             ret = self._enter_raw(pending, 0, flags, -1)
             if ret >= 0:
