@@ -54,6 +54,7 @@ cdef class Context:
     cdef void slot_release(self, uint32_t idx) noexcept
     cdef uint32_t new_slot(self, object user_data) except? 0xFFFFFFFF
     cdef void fill(self, uint32_t idx, uint32_t op, int fd, uint32_t rw_flags, int prio) noexcept
+    cdef int reserve(self, uint32_t n) except -1
     cdef object enqueue(self, uint32_t idx)
     cdef int reject(self, uint32_t idx, long err) except -1
     cdef long submit_queue(self) except -1

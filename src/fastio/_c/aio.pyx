@@ -65,6 +65,7 @@ from fastio._pure import _aio_abi as _abi
 
 cdef extern from "<errno.h>":
     int ECANCELED
+    int ENOMEM
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)
@@ -449,17 +450,23 @@ cdef class Context:
             s.cb.aio_flags |= FIO_IOCB_FLAG_RESFD
             s.cb.aio_resfd = <uint32_t>self.resfd
 
-    cdef object enqueue(self, uint32_t idx):
-        """Append the filled slot to the submission queue; returns its id."""
+    cdef int reserve(self, uint32_t n) except -1:
+        """Room for n entries in the submission queue."""
         cdef uint32_t *q
-        cdef uint32_t cap
-        if self.qlen == self.qcap:
-            cap = self.qcap * 2 if self.qcap else 64
+        cdef uint32_t cap = self.qcap if self.qcap else 64
+        while cap < n:
+            cap *= 2
+        if cap != self.qcap:
             q = <uint32_t *>realloc(self.queue, cap * sizeof(uint32_t))
             if q == NULL:
                 raise MemoryError()
             self.queue = q
             self.qcap = cap
+        return 0
+
+    cdef object enqueue(self, uint32_t idx):
+        """Append the filled slot to the submission queue; returns its id."""
+        self.reserve(self.qlen + 1)
         self.queue[self.qlen] = idx
         self.qlen += 1
         self.slot_at(idx).state = ST_QUEUED
@@ -636,7 +643,15 @@ cdef class Context:
                 self.slot_at(taken_idx[i]).state = ST_SUBMITTED
             self.submitted += nt
             total += nt
-            # Put what the kernel did not take back at the front, in order.
+            # Put what the kernel did not take back at the front, in order
+            # (other threads may have queued more meanwhile: make room).
+            if self.qlen + (k - nt) > self.qcap:
+                try:
+                    self.reserve(self.qlen + (k - nt))
+                except MemoryError:
+                    for i in range(nt, k):
+                        self.reject(taken_idx[i], -ENOMEM)
+                    raise
             memmove(self.queue + (k - nt), self.queue, self.qlen * sizeof(uint32_t))
             for i in range(nt, k):
                 self.queue[i - nt] = taken_idx[i]
