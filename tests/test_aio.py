@@ -615,6 +615,38 @@ def test_aio_max_nr_exhausted_is_named(backend):
     assert f"fs.aio-max-nr={max_nr}" in str(info.value) and "fs.aio-nr=" in str(info.value)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="lowering fs.aio-max-nr needs root")
+@pytest.mark.parametrize("name", ["c", "pure"])
+def test_aio_max_nr_reached_by_other_contexts_is_named(name):
+    """The real exhaustion: fs.aio-nr + this context > fs.aio-max-nr. The
+    sysctl is lowered to 1 for the few milliseconds of a subprocess, then
+    restored; one context of 1 event fits, a second does not (6.18 counts
+    the events asked for, not the larger ring it allocates)."""
+    path = "/proc/sys/fs/aio-max-nr"
+    with open(path) as f:
+        saved = f.read().strip()
+    code = (
+        "import fastio, fastio.aio as a\n"
+        "first = a.Context(1)\n"
+        "try:\n    a.Context(1)\nexcept fastio.UnsupportedError as e:\n    print('refused', e.errno, e)\n"
+        "first.close()\n"
+    )
+    try:
+        try:
+            with open(path, "w") as f:
+                f.write("1")
+        except OSError as exc:
+            pytest.skip(f"cannot write {path}: {exc}")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "FASTIO_BACKEND": name})
+    finally:
+        with open(path, "w") as f:
+            f.write(saved)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"refused {errno.EAGAIN} "), proc.stdout
+    assert "fs.aio-max-nr=1," in proc.stdout and "fs.aio-nr=1 " in proc.stdout
+
+
 @pytest.mark.parametrize("name", ["c", "pure"])
 def test_fastio_disable_switch(name):
     code = (

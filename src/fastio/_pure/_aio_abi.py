@@ -104,8 +104,8 @@ def diagnose(err: int, nr_events: int) -> str:
     if err == errno.EAGAIN:
         max_nr, cur = _read("/proc/sys/fs/aio-max-nr"), _read("/proc/sys/fs/aio-nr")
         return (f"io_setup({nr_events}) failed with EAGAIN: the system-wide AIO limit is reached "
-                f"(fs.aio-max-nr={max_nr}, fs.aio-nr={cur} events already reserved; the kernel reserves "
-                f"about twice the events asked for). Ask for fewer events, close other AIO contexts, or "
+                f"(fs.aio-max-nr={max_nr}, fs.aio-nr={cur} events already taken by open contexts; "
+                f"{nr_events} more do not fit). Ask for fewer events, close other AIO contexts, or "
                 f"raise it: sysctl -w fs.aio-max-nr=<n> (as root)")
     if err == errno.ENOSYS:
         if _seccomp_mode() == "2":
