@@ -3,7 +3,7 @@
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["epoll", "poll", "selectors", "sigio", "uring"]
+MODULES = ["epoll", "poll", "selectors", "sigio", "uring", "aio"]
 
 extensions = [
     Extension(

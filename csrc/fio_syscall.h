@@ -95,4 +95,53 @@ FIO_INLINE int fio_sys_io_uring_register(int fd, unsigned opcode, const void *ar
     return ret < 0 ? -errno : (int)ret;
 }
 
+/* Linux native AIO, io_setup(2) and friends (2.6). <sys/syscall.h> defines
+ * their numbers on every architecture; glibc has no wrappers (libaio does). */
+
+/* io_setup(2): a context for nr_events requests in *ctx (which must be 0 on
+ * entry), or -errno (-EAGAIN: fs.aio-max-nr would be exceeded; -ENOSYS:
+ * CONFIG_AIO off or hidden by seccomp; -EINVAL: nr_events out of range). */
+FIO_INLINE int fio_sys_io_setup(unsigned nr_events, unsigned long *ctx)
+{
+    long ret = syscall(__NR_io_setup, nr_events, ctx);
+    return ret < 0 ? -errno : (int)ret;
+}
+
+/* io_destroy(2): cancel what can be cancelled, wait for every request of the
+ * context to finish, free it. 0 or -errno. */
+FIO_INLINE int fio_sys_io_destroy(unsigned long ctx)
+{
+    long ret = syscall(__NR_io_destroy, ctx);
+    return ret < 0 ? -errno : (int)ret;
+}
+
+/* io_submit(2): the number of iocbs the kernel took (from the front of
+ * iocbpp), or -errno when it took none (-EAGAIN: no room now). Buffered IO
+ * runs inside this call, so it can block. */
+FIO_INLINE long fio_sys_io_submit(unsigned long ctx, long nr, void **iocbpp)
+{
+    long ret = syscall(__NR_io_submit, ctx, nr, iocbpp);
+    return ret < 0 ? -errno : ret;
+}
+
+/* io_getevents(2): wait for at least min_nr events (at most `timeout`, NULL:
+ * forever), copy up to nr into events. The count, or -errno (-EINTR when a
+ * signal arrived before any event). */
+FIO_INLINE long fio_sys_io_getevents(unsigned long ctx, long min_nr, long nr, void *events,
+                                     struct timespec *timeout)
+{
+    long ret = syscall(__NR_io_getevents, ctx, min_nr, nr, events, timeout);
+    return ret < 0 ? -errno : ret;
+}
+
+/* io_cancel(2): ask the kernel to cancel the request submitted from `iocb`.
+ * Since 4.19 the event always comes through the ring and success is
+ * -EINPROGRESS; older kernels return 0 and write it into *result. -EINVAL:
+ * not found, or the request cannot be cancelled (file reads and writes). */
+FIO_INLINE int fio_sys_io_cancel(unsigned long ctx, void *iocb, void *result)
+{
+    long ret = syscall(__NR_io_cancel, ctx, iocb, result);
+    return ret < 0 ? -errno : (int)ret;
+}
+
 #endif /* FIO_SYSCALL_H */

@@ -94,3 +94,47 @@ def test_facade_exports_the_constants():
         assert getattr(fastio.uring, name) == value, name
         assert name in fastio.uring.__all__
     assert fastio.uring.OPCODE_NAMES[fastio.uring.IORING_OP_READ] == "READ"
+
+
+# ---- Linux AIO: csrc/fio_aio_abi.h == fastio._pure._aio_abi == include/uapi/linux/aio_abi.h ----
+
+from fastio._c.aio import _abi_layout as _aio_abi_layout  # noqa: E402
+from fastio._pure import _aio_abi as aio_abi  # noqa: E402
+
+AIO_LAYOUT = _aio_abi_layout()
+AIO_SIZES = {"iocb": 64, "io_event": 32}
+AIO_OFFSETS = {
+    "iocb": {"aio_data": 0, "aio_key": 8, "aio_rw_flags": 12, "aio_lio_opcode": 16, "aio_reqprio": 18,
+             "aio_fildes": 20, "aio_buf": 24, "aio_nbytes": 32, "aio_offset": 40, "aio_reserved2": 48,
+             "aio_flags": 56, "aio_resfd": 60},
+    "io_event": {"data": 0, "obj": 8, "res": 16, "res2": 24},
+}
+AIO_LITERALS = {
+    "IOCB_CMD_PREAD": 0, "IOCB_CMD_PWRITE": 1, "IOCB_CMD_FSYNC": 2, "IOCB_CMD_FDSYNC": 3, "IOCB_CMD_POLL": 5,
+    "IOCB_CMD_NOOP": 6, "IOCB_CMD_PREADV": 7, "IOCB_CMD_PWRITEV": 8, "IOCB_FLAG_RESFD": 1, "IOCB_FLAG_IOPRIO": 2,
+    "RWF_HIPRI": 1, "RWF_DSYNC": 2, "RWF_SYNC": 4, "RWF_NOWAIT": 8, "RWF_APPEND": 16,
+}
+
+
+@pytest.mark.parametrize("name", sorted(AIO_SIZES))
+def test_aio_sizes_c_ctypes_literal(name):
+    assert AIO_LAYOUT["sizes"][name] == AIO_SIZES[name]
+    assert ctypes.sizeof(aio_abi.STRUCTS[name]) == AIO_SIZES[name]
+
+
+@pytest.mark.parametrize("struct", sorted(AIO_OFFSETS))
+def test_aio_offsets_c_ctypes_literal(struct):
+    ctype = aio_abi.STRUCTS[struct]
+    for field, offset in AIO_OFFSETS[struct].items():
+        assert AIO_LAYOUT["offsets"][struct][field] == offset, field
+        assert getattr(ctype, field).offset == offset, field
+
+
+def test_aio_constants_c_python_literal_facade():
+    import fastio.aio
+
+    assert set(AIO_LAYOUT["constants"]) == set(AIO_LITERALS)
+    for name, value in AIO_LITERALS.items():
+        assert AIO_LAYOUT["constants"][name] == value, name
+        assert getattr(aio_abi, name) == value, name
+        assert getattr(fastio.aio, name) == value and name in fastio.aio.__all__, name

@@ -22,7 +22,7 @@ def test_info_json(name):
     assert report["backend"] == name
     assert report["kernel"] == platform.release()
     assert report["python"].endswith(platform.python_version())
-    for iface in ("epoll", "poll", "select", "sigio", "uring"):
+    for iface in ("epoll", "poll", "select", "sigio", "uring", "aio"):
         assert report["interfaces"][iface]["available"] is True, report["interfaces"][iface]
     assert {"NOP", "READ", "WRITE", "RECV", "SEND"} <= set(report["interfaces"]["uring"]["opcodes"])
     assert "NODROP" in report["interfaces"]["uring"]["features"]
@@ -33,7 +33,7 @@ def test_info_text():
                           timeout=60, check=True)
     assert "backend:" in proc.stdout and platform.release() in proc.stdout
     assert [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ") and
-            not line.startswith("   ")] == ["epoll", "poll", "select", "sigio", "uring"]
+            not line.startswith("   ")] == ["epoll", "poll", "select", "sigio", "uring", "aio"]
     assert "opcodes: NOP READV WRITEV" in proc.stdout
 
 

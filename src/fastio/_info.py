@@ -95,6 +95,34 @@ def _probe_uring() -> dict:
     }
 
 
+def _probe_aio() -> dict:
+    import tempfile
+
+    from fastio import aio
+
+    if not aio.available():
+        return {"available": False, "reason": aio.why_unavailable()}
+    try:
+        with open("/proc/sys/fs/aio-max-nr") as f:
+            max_nr = f.read().strip()
+        with open("/proc/sys/fs/aio-nr") as f:
+            nr = f.read().strip()
+    except OSError:
+        max_nr = nr = "?"
+    try:
+        with aio.Context(4) as ctx, tempfile.TemporaryFile(dir="/var/tmp") as f:
+            f.write(b"fastio")
+            f.flush()
+            ctx.prep_pread(f.fileno(), bytearray(6), 0)
+            got = ctx.getevents(1, timeout=5)
+    except OSError as exc:
+        return {"available": False, "reason": f"io_setup/io_submit failed: {exc}"}
+    if len(got) != 1 or got[0].res != 6:
+        return {"available": False, "reason": f"a 6-byte read completed as {got}"}
+    return {"available": True, "reason": None,
+            "detail": f"io_submit: yes (fs.aio-nr {nr} of fs.aio-max-nr {max_nr})"}
+
+
 # interface name -> (fastio module, probe); later interfaces add their line here.
 INTERFACES = {
     "epoll": ("fastio.epoll", _probe_epoll),
@@ -102,6 +130,7 @@ INTERFACES = {
     "select": ("fastio.selectors.SelectSelector", _probe_select),
     "sigio": ("fastio.sigio", _probe_sigio),
     "uring": ("fastio.uring", _probe_uring),
+    "aio": ("fastio.aio", _probe_aio),
 }
 
 

@@ -1,9 +1,9 @@
 """The compiled backend: one Cython extension per kernel interface."""
 
 from fastio._backend import PUBLIC_API
-from fastio._c import epoll, poll, selectors, sigio, uring
+from fastio._c import aio, epoll, poll, selectors, sigio, uring
 
-__all__ = ["epoll", "poll", "selectors", "sigio", "uring"]
+__all__ = ["epoll", "poll", "selectors", "sigio", "uring", "aio"]
 
 for _module, _names in PUBLIC_API.items():
     for _name in _names:

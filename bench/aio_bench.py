@@ -1,0 +1,233 @@
+"""4 KiB random O_DIRECT reads of one big file: Linux AIO through fastio (c,
+pure, the read_batch path) against an os.pread loop and fio's libaio engine
+when fio is installed, all in one run, at queue depths 1..128. Prints a table
+of median IOPS (and --json).
+
+    python bench/aio_bench.py [--size-mib 512] [--depths 1,2,4,8,16,32,64,128]
+                              [--seconds 1.0] [--repeat 3] [--dir /var/tmp]
+
+Method: one file of --size-mib MiB (random bytes, written once and fsynced)
+in a temporary directory under --dir (which must support O_DIRECT: not a
+tmpfs), opened O_RDONLY | O_DIRECT; for each depth every method reads random
+4 KiB-aligned blocks for --seconds, --repeat times, interleaved method by
+method, and the median IOPS is reported. Depth means requests in flight: the
+per-request fastio loop keeps that many prepared and submitted (refilling
+each slot as its completion is reaped with getevents), read_batch is called
+with depth=, fio gets --iodepth with its batching options (submit depth/4,
+complete 1..depth), one job, --thread. The os.pread loop (os.preadv into one
+aligned buffer) is depth 1 by nature. A benchmark, not a test: nothing here
+asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from fastio._c import aio as c_aio
+from fastio._pure import aio as pure_aio
+from fastio._pure._aio_abi import aligned_buffer, dio_alignment
+
+BS = 4096
+
+
+def make_file(path: str, size: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def offsets(n: int, nblocks: int, seed: int) -> array.array:
+    rng = random.Random(seed)
+    return array.array("q", (rng.randrange(nblocks) * BS for _ in range(n)))
+
+
+def timed(fn, seconds: float) -> float:
+    """Call fn(chunk_index) until `seconds` passed; fn returns reads done. IOPS."""
+    done = 0
+    t0 = time.perf_counter()
+    i = 0
+    while True:
+        done += fn(i)
+        i += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return done / elapsed
+
+
+# ---- methods: each returns (fn(i) -> reads done in one chunk, close) ---------
+
+def m_pread(fd, offs, depth):
+    chunk = 256
+    n = len(offs)
+    buf = aligned_buffer(BS)
+
+    def run(i):
+        base = (i * chunk) % (n - chunk)
+        for k in range(base, base + chunk):
+            os.preadv(fd, [buf], offs[k])
+        return chunk
+    return run, lambda: None
+
+
+def _per_request(mod, fd, offs, depth):
+    ctx = mod.Context(max(depth, 8))
+    buf = aligned_buffer(depth * BS)
+    views = [buf[j * BS:(j + 1) * BS] for j in range(depth)]
+    n = len(offs)
+    chunk = max(depth * 16, 256)
+    state = {"k": 0}
+
+    def run(i):
+        k = state["k"]
+        for j in range(depth):
+            ctx.prep_pread(fd, views[j], offs[k % n], user_data=j)
+            k += 1
+        done, issued = 0, depth
+        while done < issued:
+            for c in ctx.getevents(1):          # submits what is queued, then reaps
+                done += 1
+                if c.res != BS:
+                    raise OSError(-c.res if c.res < 0 else 0, f"read returned {c.res}")
+                if issued < chunk:
+                    ctx.prep_pread(fd, views[c.user_data], offs[k % n], user_data=c.user_data)
+                    k += 1
+                    issued += 1
+        state["k"] = k
+        return done
+    return run, ctx.close
+
+
+def m_c(fd, offs, depth):
+    return _per_request(c_aio, fd, offs, depth)
+
+
+def m_pure(fd, offs, depth):
+    return _per_request(pure_aio, fd, offs, depth)
+
+
+def _batch(mod, fd, offs, depth):
+    ctx = mod.Context(max(depth, 8))
+    chunk = max(depth * 64, 1024)
+    n = len(offs)
+    buf = aligned_buffer(chunk * BS)
+    results = array.array("i", bytes(4 * chunk))
+    mv = memoryview(offs)
+
+    def run(i):
+        base = (i * chunk) % (n - chunk)
+        ctx.read_batch(fd, buf, mv[base:base + chunk], BS, results, depth=depth)
+        return chunk
+    return run, ctx.close
+
+
+def m_c_batch(fd, offs, depth):
+    return _batch(c_aio, fd, offs, depth)
+
+
+def m_pure_batch(fd, offs, depth):
+    return _batch(pure_aio, fd, offs, depth)
+
+
+METHODS = {
+    "os.pread loop": m_pread,
+    "fastio c": m_c,
+    "fastio pure": m_pure,
+    "fastio c read_batch": m_c_batch,
+    "fastio pure read_batch": m_pure_batch,
+}
+
+
+def run_fio(path: str, depth: int, seconds: float) -> float | None:
+    if not shutil.which("fio"):
+        return None
+    cmd = [
+        "fio", "--name=libaio", f"--filename={path}", "--rw=randread", f"--bs={BS}", "--ioengine=libaio",
+        f"--iodepth={depth}", f"--iodepth_batch_submit={max(1, depth // 4)}", "--iodepth_batch_complete_min=1",
+        f"--iodepth_batch_complete_max={depth}", "--direct=1", f"--runtime={seconds}", "--time_based",
+        "--thread", "--norandommap", "--randrepeat=0", "--output-format=json", "--invalidate=0",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        print(f"fio failed: {proc.stderr.strip()[:200]}", file=sys.stderr)
+        return None
+    text = proc.stdout[proc.stdout.index("{"):]
+    return json.loads(text)["jobs"][0]["read"]["iops"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--depths", default="1,2,4,8,16,32,64,128")
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", default="/var/tmp")
+    ap.add_argument("--methods", default=",".join(METHODS) + ",fio libaio")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    depths = [int(d) for d in args.depths.split(",")]
+    methods = [m.strip() for m in args.methods.split(",")]
+    tmpdir = tempfile.mkdtemp(dir=args.dir, prefix="fastio-aio-bench-")
+    path = os.path.join(tmpdir, "data")
+    size = args.size_mib << 20
+    results = []
+    try:
+        t0 = time.perf_counter()
+        make_file(path, size)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        fio = shutil.which("fio") and subprocess.run(["fio", "--version"], capture_output=True,
+                                                     text=True).stdout.strip()
+        print(f"# {size >> 20} MiB file in {args.dir} (O_DIRECT alignment {dio_alignment(fd)}) written in "
+              f"{time.perf_counter() - t0:.1f}s; Linux {platform.release()} {platform.machine()}, "
+              f"{os.cpu_count()} CPUs, Python {platform.python_version()}, fio: {fio}", flush=True)
+        offs = offsets(1 << 20, size // BS, 7)
+        try:
+            for depth in depths:
+                row = {"depth": depth}
+                samples: dict[str, list[float]] = {m: [] for m in methods}
+                for _ in range(args.repeat):
+                    for name in methods:
+                        if name == "fio libaio":
+                            iops = run_fio(path, depth, args.seconds)
+                            if iops is not None:
+                                samples[name].append(iops)
+                            continue
+                        run, close = METHODS[name](fd, offs, depth)
+                        try:
+                            samples[name].append(timed(run, args.seconds))
+                        finally:
+                            close()
+                for name, vals in samples.items():
+                    row[name] = round(statistics.median(vals)) if vals else None
+                results.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            os.close(fd)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    print()
+    print("| depth | " + " | ".join(methods) + " |")
+    print("|---:|" + "---:|" * len(methods))
+    for row in results:
+        cells = [f"{row[n] / 1000:.1f}k" if row.get(n) else "-" for n in methods]
+        print(f"| {row['depth']} | " + " | ".join(cells) + " |")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1015 @@
+# cython: language_level=3, embedsignature=True
+"""Linux native AIO (``io_setup(2)``, ``io_submit(2)``, ``io_getevents(2)``,
+``io_cancel(2)``, ``io_destroy(2)``) for Python, through ``syscall(2)``, with
+no libaio: ``Context``.
+
+Kernel facts this module relies on:
+
+* The kernel is truly asynchronous only for ``O_DIRECT`` reads and writes on
+  filesystems that support direct IO (ext4, xfs, btrfs, block devices) and
+  for ``IOCB_CMD_POLL``. A buffered (non-``O_DIRECT``) read or write, an
+  fsync, or a read of a pipe runs to completion *inside* ``io_submit`` (which
+  therefore releases the GIL and can block: an AIO read of an empty pipe
+  blocks ``submit()`` until data arrives, unless ``RWF_NOWAIT`` is given, which
+  makes it complete at once with ``-EAGAIN``). ``dio_alignment(fd)`` tells
+  whether a file supports direct IO and with which alignment.
+* ``O_DIRECT`` needs the file offset, the length and the buffer address to be
+  multiples of the device's logical block size (``statx`` ``STATX_DIOALIGN``);
+  otherwise the request completes with ``-EINVAL``. ``Completion.result()``
+  then names which of the three is misaligned (``Completion.detail``).
+* ``io_submit`` copies each ``struct iocb``, but ``io_cancel`` finds a request
+  by the address of the iocb it was submitted from, so every iocb lives in
+  its slot of the in-flight table until the request is reaped. A slot also
+  owns the ``Py_buffer`` views the kernel reads or writes and the caller's
+  ``user_data``; it is released only when its event has been reaped (also
+  after a cancel), so dropping every Python reference to a buffer in flight
+  changes nothing, and a ``bytearray`` in flight cannot be resized.
+* Partial submission: ``io_submit`` takes iocbs from the front of the array
+  and returns how many it took. ``submit()`` returns that count; the requests
+  it did not take (``EAGAIN``: the context already holds as many requests as
+  it can) stay queued, in order, for the next ``submit()`` or
+  ``getevents()``. A request the kernel refuses outright at submission
+  (``EBADF``, ``EINVAL`` ...) is not lost either: it completes at once, its
+  ``Completion`` (``res = -errno``) is returned by the next ``getevents()``.
+  The kernel sizes a context for more than ``maxevents`` requests (at least
+  ``4 * CPUs``, doubled, rounded up to whole pages of events).
+* Only ``IOCB_CMD_POLL`` requests can be cancelled on current kernels (the
+  completion, ``res`` 0, comes through ``getevents``); file reads and writes
+  cannot, and ``io_cancel`` answers ``EINVAL``. A request still queued here
+  is cancelled without the kernel and completes with ``-ECANCELED``.
+* ``close()`` (and GC) drops queued requests (they never run), cancels what
+  can be cancelled, reaps until nothing is in flight, then ``io_destroy``s the
+  context and releases the buffers. A request still in flight after 10 s
+  keeps its buffers forever (leaked, never freed).
+* Threads: the table is touched only with the GIL held; ``io_submit`` and
+  ``io_getevents`` run without it. ``close()`` while another thread is inside
+  one of them raises ``RuntimeError``. After ``fork()`` the child has no AIO
+  context (the kernel does not copy it); any use there raises
+  ``RuntimeError`` and ``close()`` only drops the child's copies.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.errno cimport EAGAIN, EINPROGRESS, EINTR, EINVAL
+from libc.stdint cimport INT32_MAX, INT32_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy, memmove, memset, strlen
+
+from fastio._c._aio cimport *
+from fastio._c._common cimport as_c_int, as_fd, check_fork, deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns
+from fastio._c._sys cimport fio_fork_generation, fio_fork_init, fio_monotonic_ns, timespec
+
+from fastio._errors import UnsupportedError
+from fastio._pure import _aio_abi as _abi
+
+cdef extern from "<errno.h>":
+    int ECANCELED
+    int ENOMEM
+
+cdef extern from "Python.h":
+    object PyLong_FromUnsignedLongLong(unsigned long long v)
+    bint PyObject_CheckBuffer(object obj)
+
+cdef enum:
+    CHUNK_SHIFT = 8
+    CHUNK = 256
+    STACK_EVENTS = 128
+    SUBMIT_BATCH = 256
+    MAX_VIEWS = 1024          # IOV_MAX
+    ST_QUEUED = 1
+    ST_SUBMITTING = 2
+    ST_SUBMITTED = 3
+
+cdef uint32_t NO_SLOT = 0xFFFFFFFF
+cdef uint64_t UD_BATCH = 1ULL << 63
+cdef long long DRAIN_LIMIT_NS = 10000000000LL   # close(): give up (leak) after 10 s
+cdef long long DRAIN_STEP_NS = 100000000LL      # and re-check every 100 ms
+
+if fio_fork_init() != 0:
+    raise ImportError("pthread_atfork failed: fastio cannot detect fork()")
+
+# Contexts whose requests outlived close(): kept (with their buffers) forever.
+_leaked = []
+
+# None: not probed yet; "": Linux AIO works; otherwise why it does not.
+cdef object _probe_reason = None
+
+
+cdef str _kernel_reason():
+    """Probe once with a one-event context; cache the answer."""
+    global _probe_reason
+    cdef fio_aio_context_t ctx = 0
+    cdef int ret
+    if _probe_reason is None:
+        ret = fio_sys_io_setup(1, &ctx)
+        if ret < 0:
+            _probe_reason = _abi.diagnose(-ret, 1)
+        else:
+            fio_sys_io_destroy(ctx)
+            _probe_reason = ""
+    return _probe_reason
+
+
+def available():
+    """Whether Linux AIO can be used here: not switched off by
+    ``FASTIO_DISABLE=aio`` and ``io_setup(2)`` works (probed once)."""
+    return _abi.disabled_by_env() is None and _kernel_reason() == ""
+
+
+def why_unavailable():
+    """None when :func:`available` is True, else the cause and the fix
+    (``fs.aio-max-nr`` and its values, seccomp, ``CONFIG_AIO``,
+    ``FASTIO_DISABLE``)."""
+    reason = _abi.disabled_by_env() or _kernel_reason()
+    return reason or None
+
+
+cdef class Completion:
+    """One completion: ``user_data`` (the object given to ``prep_*``), ``res``
+    (bytes moved, a poll mask, or ``-errno``), ``res2`` (the kernel's
+    secondary result, 0 for file and socket requests) and ``detail`` (for a
+    misaligned ``O_DIRECT`` request's ``-EINVAL``: which of offset, length or
+    buffer address is not aligned, and to what; else None). Matches
+    ``struct io_event``."""
+
+    def __init__(self, user_data=None, res=0, res2=0, detail=None):
+        self.user_data = user_data
+        self.res = res
+        self.res2 = res2
+        self.detail = detail
+
+    def result(self):
+        """Return ``res``, or raise the ``OSError`` a negative ``res`` stands
+        for (``FileNotFoundError`` for ``-ENOENT`` ...), its message replaced
+        by ``detail`` when there is one."""
+        if self.res < 0:
+            if self.detail is not None:
+                raise OSError(<int>-self.res, self.detail)
+            raise_errno(<int>-self.res)
+        return self.res
+
+    def __repr__(self):
+        return f"Completion(user_data={self.user_data!r}, res={self.res}, res2={self.res2})"
+
+    def __eq__(self, other):
+        if not isinstance(other, Completion):
+            return NotImplemented
+        cdef Completion o = other
+        return self.user_data == o.user_data and self.res == o.res and self.res2 == o.res2
+
+    __hash__ = None
+
+
+cdef int get_buffer(object obj, Py_buffer *view, bint writable) except -1:
+    """Pin obj's buffer (C-contiguous). A read-only buffer where the kernel
+    must write is a TypeError, as CPython's "w*" argument converter says."""
+    if writable:
+        try:
+            PyObject_GetBuffer(obj, view, PyBUF_WRITABLE)
+        except BufferError:
+            raise TypeError(f"a writable bytes-like object is required, not '{type(obj).__name__}'") from None
+    else:
+        PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
+    return 0
+
+
+cdef inline uint32_t as_rw_flags(object rw_flags) except? 0xFFFFFFFF:
+    cdef long long f = rw_flags
+    if f & ~(<long long>_abi.RWF_MASK) or f < 0:
+        raise ValueError(f"unknown RWF_* bits in rw_flags={f:#x}")
+    return <uint32_t>f
+
+
+cdef inline int as_prio(object reqprio) except? -1:
+    cdef int p = as_c_int(reqprio)
+    if not 0 <= p <= 0xFFFF:
+        raise ValueError(f"reqprio must be an ioprio value 0..65535, got {p}")
+    return p
+
+
+cdef inline int64_t as_offset(object offset) except? -1:
+    cdef long long off = offset
+    if off < 0:
+        raise ValueError(f"offset must be >= 0, got {off}")
+    return off
+
+
+cdef class Context:
+    """Context(maxevents=128)
+
+    A Linux AIO context: ``io_setup(2)`` for ``maxevents`` requests in flight.
+    Each ``prep_*`` method queues one request and returns its id (for
+    :meth:`cancel`); nothing reaches the kernel before :meth:`submit` or
+    :meth:`getevents`. Requests prepared after :meth:`register_eventfd`
+    signal that eventfd when they complete (``IOCB_FLAG_RESFD``).
+
+    :raises fastio.UnsupportedError: Linux AIO is unusable here; the message
+        names the cause (``fs.aio-max-nr`` and its values for ``EAGAIN``,
+        seccomp, ``CONFIG_AIO``, ``FASTIO_DISABLE=aio``).
+    :raises OSError: any other refusal (``EINVAL``: ``maxevents`` too large).
+
+    See ``io_setup(2)``.
+    """
+
+    def __cinit__(self):
+        self.ctx = 0
+        self.fork_gen = fio_fork_generation()
+        self.free_head = NO_SLOT
+        self.backlog = []
+        self.resfd = -1
+
+    def __init__(self, maxevents=128):
+        cdef int n = as_c_int(maxevents)
+        cdef int ret
+        cdef fio_aio_context_t ctx = 0
+        if self.ctx != 0:
+            raise RuntimeError("Context.__init__ called twice")
+        if n <= 0:
+            raise ValueError(f"maxevents must be positive, got {n}")
+        reason = _abi.disabled_by_env()
+        if reason:
+            raise UnsupportedError(reason)
+        ret = fio_sys_io_setup(<unsigned>n, &ctx)
+        if ret < 0:
+            if -ret in _abi.UNSUPPORTED_ERRNOS:
+                raise UnsupportedError(-ret, _abi.diagnose(-ret, n))
+            raise OSError(-ret, _abi.diagnose(-ret, n))
+        self.ctx = ctx
+        self.fork_gen = fio_fork_generation()
+        self.maxevents = n
+
+    # ---- lifetime -------------------------------------------------------
+
+    cdef int check(self) except -1:
+        if self.ctx == 0:
+            raise ValueError("I/O operation on closed Context")
+        check_fork(self.fork_gen, "aio.Context")
+        return 0
+
+    @property
+    def closed(self):
+        """True once the context is closed."""
+        return self.ctx == 0
+
+    @property
+    def queued(self):
+        """Requests prepared and not yet taken by the kernel."""
+        return self.qlen
+
+    def close(self):
+        """Drop the queued requests, cancel what is in flight, wait for it
+        (the completions are discarded), destroy the context and release the
+        buffers. Idempotent. In a forked child it only drops the child's copy.
+
+        :raises RuntimeError: another thread is inside ``submit``/``getevents``.
+        """
+        if self.ctx == 0:
+            return
+        if self.busy and self.fork_gen == fio_fork_generation():
+            raise RuntimeError("Context.close() while another thread is waiting in it; "
+                               "wake that thread (a completion or its timeout) first")
+        if not self.shutdown():
+            _leaked.append(self)
+
+    def __enter__(self):
+        self.check()
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+    def __dealloc__(self):
+        cdef int drained = 1
+        if self.ctx != 0:
+            try:
+                import warnings
+                warnings.warn(f"unclosed fastio.aio.Context ({self.inflight} requests in flight)",
+                              ResourceWarning)
+            except BaseException:
+                pass
+            drained = self.shutdown()
+        if drained:
+            self.free_table()
+        # else: the slots (and the buffers they pin) are leaked on purpose
+        free(self.queue)
+        self.queue = NULL
+
+    cdef void free_table(self) noexcept:
+        cdef uint32_t i
+        if self.chunks != NULL:
+            for i in range(self.nchunks):
+                free(self.chunks[i])
+            free(self.chunks)
+            self.chunks = NULL
+            self.nchunks = 0
+
+    cdef int shutdown(self) noexcept:
+        """close()'s work; never raises. 1 when every slot could be released."""
+        cdef uint32_t i
+        cdef int drained = 1
+        if self.fork_gen == fio_fork_generation():
+            drained = self.drain()
+            if drained:
+                fio_sys_io_destroy(self.ctx)   # nothing in flight: returns at once
+        if drained:
+            for i in range(self.nchunks << CHUNK_SHIFT):
+                if self.slot_at(i).pending:
+                    self.slot_release(i)
+        self.ctx = 0
+        self.qlen = 0
+        self.submitted = 0
+        self.backlog = []
+        return drained
+
+    cdef int drain(self) noexcept:
+        """Drop the queue, cancel and reap until nothing is in flight. 1 when
+        done, 0 when some request outlived the time limit."""
+        cdef long long start = fio_monotonic_ns(), last_cancel = -DRAIN_LIMIT_NS, now
+        cdef fio_io_event events[STACK_EVENTS]
+        cdef fio_io_event ev
+        cdef long ret, k
+        cdef uint32_t i
+        cdef Slot *s
+        cdef list sink = []
+        try:
+            for i in range(self.qlen):
+                self.slot_release(self.queue[i])
+            self.qlen = 0
+            while self.submitted:
+                now = fio_monotonic_ns()
+                if now - start > DRAIN_LIMIT_NS:
+                    return 0
+                if now - last_cancel > 1000000000LL:
+                    last_cancel = now
+                    for i in range(self.nchunks << CHUNK_SHIFT):
+                        s = self.slot_at(i)
+                        if s.pending and s.state == ST_SUBMITTED and not s.batch:
+                            if fio_sys_io_cancel(self.ctx, &s.cb, &ev) == 0:
+                                self.handle_event(&ev, sink)     # kernels before 4.19
+                ret = self.getevents_raw(1, STACK_EVENTS, events, DRAIN_STEP_NS)
+                for k in range(ret):
+                    self.handle_event(&events[k], sink)
+                del sink[:]
+            return 1
+        except BaseException:
+            return 0 if self.submitted else 1
+
+    # ---- the in-flight table ----------------------------------------------
+
+    cdef Slot *slot_at(self, uint32_t idx) noexcept:
+        if (idx >> CHUNK_SHIFT) >= self.nchunks:
+            return NULL
+        return &self.chunks[idx >> CHUNK_SHIFT][idx & (CHUNK - 1)]
+
+    cdef uint32_t slot_alloc(self) except? 0xFFFFFFFF:
+        """A free slot (pending = 1), growing the table by one chunk of CHUNK
+        slots when needed. Slots never move: chunks are not reallocated."""
+        cdef Slot **chunks
+        cdef Slot *chunk
+        cdef Slot *s
+        cdef uint32_t i, base, idx
+        if self.free_head == NO_SLOT:
+            if self.nchunks >= (1U << (31 - CHUNK_SHIFT)) - 1:
+                raise MemoryError("too many requests in flight")
+            chunk = <Slot *>calloc(CHUNK, sizeof(Slot))
+            if chunk == NULL:
+                raise MemoryError()
+            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *))
+            if chunks == NULL:
+                free(chunk)
+                raise MemoryError()
+            self.chunks = chunks
+            base = self.nchunks << CHUNK_SHIFT
+            self.chunks[self.nchunks] = chunk
+            self.nchunks += 1
+            for i in range(<uint32_t>CHUNK):
+                chunk[i].gen = 1
+                chunk[i].next_free = base + i + 1 if i + 1 < CHUNK else NO_SLOT
+            self.free_head = base
+        idx = self.free_head
+        s = self.slot_at(idx)
+        self.free_head = s.next_free
+        s.pending = 1
+        s.nviews = 0
+        s.batch = 0
+        s.batch_owned = 0
+        s.state = 0
+        self.inflight += 1
+        return idx
+
+    cdef void slot_release(self, uint32_t idx) noexcept:
+        """Give back everything the slot holds; the user_data reference is
+        dropped last, when the table is consistent again (its finalizer may
+        run arbitrary code, even on this context)."""
+        cdef Slot *s = self.slot_at(idx)
+        cdef uint32_t i
+        cdef PyObject *user_data = s.user_data
+        if s.nviews:
+            PyBuffer_Release(&s.view)
+            for i in range(s.nviews - 1):
+                PyBuffer_Release(&s.more_views[i])
+        free(s.more_views)
+        free(s.mem)
+        if s.results_owned:
+            free(s.results)
+        s.more_views = NULL
+        s.mem = NULL
+        s.results = NULL
+        s.results_owned = 0
+        s.nviews = 0
+        s.user_data = NULL
+        s.pending = 0
+        s.state = 0
+        s.gen = s.gen + 1 if s.gen < 0x7FFFFFFF else 1
+        s.next_free = self.free_head
+        self.free_head = idx
+        self.inflight -= 1
+        Py_XDECREF(user_data)
+
+    cdef uint32_t new_slot(self, object user_data) except? 0xFFFFFFFF:
+        cdef uint32_t idx
+        self.check()
+        idx = self.slot_alloc()
+        Py_INCREF(user_data)
+        self.slot_at(idx).user_data = <PyObject *>user_data
+        return idx
+
+    cdef void fill(self, uint32_t idx, uint32_t op, int fd, uint32_t rw_flags, int prio) noexcept:
+        """The iocb fields every request has; the caller sets buf/nbytes/offset."""
+        cdef Slot *s = self.slot_at(idx)
+        memset(&s.cb, 0, sizeof(fio_iocb))
+        s.cb.aio_data = (<uint64_t>s.gen << 32) | idx
+        s.cb.aio_lio_opcode = <uint16_t>op
+        s.cb.aio_fildes = <uint32_t>fd
+        s.cb.aio_rw_flags = rw_flags
+        if prio:
+            s.cb.aio_reqprio = <int16_t>prio
+            s.cb.aio_flags |= FIO_IOCB_FLAG_IOPRIO
+        if self.resfd >= 0:
+            s.cb.aio_flags |= FIO_IOCB_FLAG_RESFD
+            s.cb.aio_resfd = <uint32_t>self.resfd
+
+    cdef int reserve(self, uint32_t n) except -1:
+        """Room for n entries in the submission queue."""
+        cdef uint32_t *q
+        cdef uint32_t cap = self.qcap if self.qcap else 64
+        while cap < n:
+            cap *= 2
+        if cap != self.qcap:
+            q = <uint32_t *>realloc(self.queue, cap * sizeof(uint32_t))
+            if q == NULL:
+                raise MemoryError()
+            self.queue = q
+            self.qcap = cap
+        return 0
+
+    cdef object enqueue(self, uint32_t idx):
+        """Append the filled slot to the submission queue; returns its id."""
+        self.reserve(self.qlen + 1)
+        self.queue[self.qlen] = idx
+        self.qlen += 1
+        self.slot_at(idx).state = ST_QUEUED
+        return PyLong_FromUnsignedLongLong(self.slot_at(idx).cb.aio_data)
+
+    cdef int reject(self, uint32_t idx, long err) except -1:
+        """Complete a request the kernel never took with res=err (-errno)."""
+        cdef Slot *s = self.slot_at(idx)
+        cdef Completion c = Completion.__new__(Completion)
+        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.res = err
+        self.slot_release(idx)
+        self.backlog.append(c)
+        return 0
+
+    # ---- preparation --------------------------------------------------------
+
+    cdef object prep_buf(self, uint32_t op, object fd, object buf, object offset, object user_data,
+                         object rw_flags, object reqprio, bint writable):
+        cdef int cfd = as_fd(fd)
+        cdef int64_t off = as_offset(offset)
+        cdef uint32_t rwf = as_rw_flags(rw_flags)
+        cdef int prio = as_prio(reqprio)
+        cdef uint32_t idx = self.new_slot(user_data)
+        cdef Slot *s = self.slot_at(idx)
+        try:
+            get_buffer(buf, &s.view, writable)
+            s.nviews = 1
+            self.fill(idx, op, cfd, rwf, prio)
+            s.cb.aio_buf = <uint64_t><size_t>s.view.buf
+            s.cb.aio_nbytes = <uint64_t>s.view.len
+            s.cb.aio_offset = off
+            return self.enqueue(idx)
+        except BaseException:
+            self.slot_release(idx)
+            raise
+
+    def prep_pread(self, fd, buf, offset, *, user_data=None, rw_flags=0, reqprio=0):
+        """Queue a read of ``len(buf)`` bytes from ``fd`` at ``offset`` into
+        the writable ``buf`` (pinned until reaped); res is the count read.
+        ``rw_flags``: ``RWF_NOWAIT``, ``RWF_HIPRI`` ... ``reqprio``: an ioprio
+        value (sets ``IOCB_FLAG_IOPRIO``). Returns the request id.
+        See ``io_submit(2)`` (``IOCB_CMD_PREAD``)."""
+        return self.prep_buf(FIO_IOCB_CMD_PREAD, fd, buf, offset, user_data, rw_flags, reqprio, True)
+
+    def prep_pwrite(self, fd, buf, offset, *, user_data=None, rw_flags=0, reqprio=0):
+        """Queue a write of ``buf`` to ``fd`` at ``offset``; res is the count
+        written. ``rw_flags``: ``RWF_DSYNC``, ``RWF_SYNC``, ``RWF_APPEND`` ...
+        See ``io_submit(2)`` (``IOCB_CMD_PWRITE``)."""
+        return self.prep_buf(FIO_IOCB_CMD_PWRITE, fd, buf, offset, user_data, rw_flags, reqprio, False)
+
+    cdef object prep_vec(self, uint32_t op, object fd, object buffers, object offset, object user_data,
+                         object rw_flags, object reqprio, bint writable):
+        cdef int cfd = as_fd(fd)
+        cdef int64_t off = as_offset(offset)
+        cdef uint32_t rwf = as_rw_flags(rw_flags)
+        cdef int prio = as_prio(reqprio)
+        cdef list objs = list(buffers)
+        cdef uint32_t n = len(objs), i
+        cdef iovec *iov
+        cdef uint32_t idx
+        cdef Slot *s
+        if n == 0 or n > MAX_VIEWS:
+            raise ValueError(f"give between 1 and {MAX_VIEWS} buffers")
+        idx = self.new_slot(user_data)
+        s = self.slot_at(idx)
+        try:
+            s.mem = calloc(n, sizeof(iovec))
+            if s.mem == NULL:
+                raise MemoryError()
+            if n > 1:
+                s.more_views = <Py_buffer *>calloc(n - 1, sizeof(Py_buffer))
+                if s.more_views == NULL:
+                    raise MemoryError()
+            iov = <iovec *>s.mem
+            for i in range(n):
+                if i == 0:
+                    get_buffer(objs[0], &s.view, writable)
+                    iov[0].iov_base = s.view.buf
+                    iov[0].iov_len = s.view.len
+                else:
+                    get_buffer(objs[i], &s.more_views[i - 1], writable)
+                    iov[i].iov_base = s.more_views[i - 1].buf
+                    iov[i].iov_len = s.more_views[i - 1].len
+                s.nviews = i + 1
+            self.fill(idx, op, cfd, rwf, prio)
+            s.cb.aio_buf = <uint64_t><size_t>iov
+            s.cb.aio_nbytes = n
+            s.cb.aio_offset = off
+            return self.enqueue(idx)
+        except BaseException:
+            self.slot_release(idx)
+            raise
+
+    def prep_preadv(self, fd, buffers, offset, *, user_data=None, rw_flags=0, reqprio=0):
+        """Queue a vectored read into the writable ``buffers`` (in order) from
+        ``offset``. See ``io_submit(2)`` (``IOCB_CMD_PREADV``)."""
+        return self.prep_vec(FIO_IOCB_CMD_PREADV, fd, buffers, offset, user_data, rw_flags, reqprio, True)
+
+    def prep_pwritev(self, fd, buffers, offset, *, user_data=None, rw_flags=0, reqprio=0):
+        """Queue a vectored write of ``buffers`` at ``offset``.
+        See ``io_submit(2)`` (``IOCB_CMD_PWRITEV``)."""
+        return self.prep_vec(FIO_IOCB_CMD_PWRITEV, fd, buffers, offset, user_data, rw_flags, reqprio, False)
+
+    cdef object prep_plain(self, uint32_t op, object fd, uint64_t mask, object user_data, object reqprio):
+        cdef int cfd = as_fd(fd)
+        cdef int prio = as_prio(reqprio)
+        cdef uint32_t idx = self.new_slot(user_data)
+        try:
+            self.fill(idx, op, cfd, 0, prio)
+            self.slot_at(idx).cb.aio_buf = mask
+            return self.enqueue(idx)
+        except BaseException:
+            self.slot_release(idx)
+            raise
+
+    def prep_fsync(self, fd, *, user_data=None, reqprio=0):
+        """Queue an fsync of ``fd`` (it runs inside ``io_submit``). The kernel
+        takes no ``rw_flags`` here. See ``io_submit(2)`` (``IOCB_CMD_FSYNC``)."""
+        return self.prep_plain(FIO_IOCB_CMD_FSYNC, fd, 0, user_data, reqprio)
+
+    def prep_fdatasync(self, fd, *, user_data=None, reqprio=0):
+        """Queue an fdatasync of ``fd``. See ``io_submit(2)`` (``IOCB_CMD_FDSYNC``)."""
+        return self.prep_plain(FIO_IOCB_CMD_FDSYNC, fd, 0, user_data, reqprio)
+
+    def prep_poll(self, fd, events, *, user_data=None, reqprio=0):
+        """Queue a one-shot readiness poll of ``fd`` (a socket, pipe, eventfd
+        ...) for ``events`` (``select.POLLIN`` ...); res is the ready mask.
+        Cancellable. See ``io_submit(2)`` (``IOCB_CMD_POLL``, Linux 4.18)."""
+        cdef long long mask = events
+        if not 0 <= mask <= 0xFFFF:
+            raise ValueError(f"events must be a 16-bit poll mask, got {mask:#x}")
+        return self.prep_plain(FIO_IOCB_CMD_POLL, fd, <uint64_t>mask, user_data, reqprio)
+
+    def register_eventfd(self, fd):
+        """Make every request prepared from now on signal the eventfd ``fd``
+        when it completes (``IOCB_FLAG_RESFD``), so an event loop can watch
+        one fd; each completion adds 1 to its counter."""
+        self.check()
+        self.resfd = as_fd(fd)
+
+    def unregister_eventfd(self):
+        """Requests prepared from now on signal no eventfd."""
+        self.check()
+        self.resfd = -1
+
+    # ---- submission and completion ------------------------------------------
+
+    cdef long submit_queue(self) except -1:
+        """io_submit the queue, SUBMIT_BATCH iocbs per call, until it is empty
+        or the kernel takes no more (documented rule in the module docstring).
+        Returns the number taken."""
+        cdef void *ptrs[SUBMIT_BATCH]
+        cdef uint32_t taken_idx[SUBMIT_BATCH]
+        cdef uint32_t k, i, nt
+        cdef long ret, total = 0
+        cdef fio_aio_context_t ctx = self.ctx
+        while self.qlen:
+            k = self.qlen if self.qlen < SUBMIT_BATCH else SUBMIT_BATCH
+            # Take the first k out of the queue: another thread may append
+            # (or submit the rest) while the GIL is released.
+            memcpy(taken_idx, self.queue, k * sizeof(uint32_t))
+            memmove(self.queue, self.queue + k, (self.qlen - k) * sizeof(uint32_t))
+            self.qlen -= k
+            for i in range(k):
+                ptrs[i] = &self.slot_at(taken_idx[i]).cb
+                self.slot_at(taken_idx[i]).state = ST_SUBMITTING
+            self.busy += 1
+            with nogil:
+                ret = fio_sys_io_submit(ctx, k, ptrs)
+            self.busy -= 1
+            nt = <uint32_t>ret if ret > 0 else 0
+            for i in range(nt):
+                self.slot_at(taken_idx[i]).state = ST_SUBMITTED
+            self.submitted += nt
+            total += nt
+            # Put what the kernel did not take back at the front, in order
+            # (other threads may have queued more meanwhile: make room).
+            if self.qlen + (k - nt) > self.qcap:
+                try:
+                    self.reserve(self.qlen + (k - nt))
+                except MemoryError:
+                    for i in range(nt, k):
+                        self.reject(taken_idx[i], -ENOMEM)
+                    raise
+            memmove(self.queue + (k - nt), self.queue, self.qlen * sizeof(uint32_t))
+            for i in range(nt, k):
+                self.queue[i - nt] = taken_idx[i]
+                self.slot_at(taken_idx[i]).state = ST_QUEUED
+            self.qlen += k - nt
+            if ret < 0 and ret != -EAGAIN and ret != -EINTR:
+                # The kernel refused the first one outright: it completes now.
+                self.qlen -= 1
+                memmove(self.queue, self.queue + 1, self.qlen * sizeof(uint32_t))
+                self.reject(taken_idx[0], ret)
+                continue
+            if ret == -EINTR:
+                PyErr_CheckSignals()
+                continue
+            if nt == 0:
+                break             # EAGAIN: the context is full; the rest waits
+            # nt < k without an error: the kernel stopped at a request it
+            # refuses or has no room for; the next round learns which.
+        return total
+
+    def submit(self):
+        """Hand the queued requests to the kernel; returns how many it took.
+        What it did not take (the context is full: ``EAGAIN``) stays queued
+        for the next call; a request it refused (``EBADF`` ...) completes with
+        ``res = -errno`` at the next :meth:`getevents`. The GIL is released
+        (buffered IO runs inside ``io_submit``). See ``io_submit(2)``."""
+        self.check()
+        return self.submit_queue()
+
+    cdef long getevents_raw(self, long min_nr, long nr, fio_io_event *events, long long timeout_ns) noexcept:
+        """io_getevents without the GIL; timeout_ns < 0: no limit."""
+        cdef timespec ts
+        cdef timespec *tsp = NULL
+        cdef long ret
+        cdef fio_aio_context_t ctx = self.ctx
+        if timeout_ns >= 0:
+            ts.tv_sec = timeout_ns // 1000000000
+            ts.tv_nsec = timeout_ns % 1000000000
+            tsp = &ts
+        self.busy += 1
+        with nogil:
+            ret = fio_sys_io_getevents(ctx, min_nr, nr, events, tsp)
+        self.busy -= 1
+        return ret
+
+    cdef int handle_event(self, fio_io_event *ev, list out) except -1:
+        cdef uint64_t ud = ev.data
+        cdef uint32_t idx = <uint32_t>(ud & 0xFFFFFFFF)
+        cdef Slot *s = self.slot_at(idx)
+        cdef Completion c
+        cdef iovec *iov
+        cdef uint32_t i
+        if s == NULL or not s.pending:
+            return 0   # cannot happen: every id we issue names a held slot
+        if ud & UD_BATCH:
+            s.results[(ud >> 32) & 0x7FFFFFFF] = <int32_t>(INT32_MIN if ev.res < INT32_MIN else
+                                                          INT32_MAX if ev.res > INT32_MAX else ev.res)
+            s.pending -= 1
+            self.submitted -= 1
+            if not s.pending and not s.batch_owned:
+                self.slot_release(idx)
+            return 0
+        if (ud >> 32) != s.gen:
+            return 0
+        c = Completion.__new__(Completion)
+        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.res = ev.res
+        c.res2 = ev.res2
+        if ev.res == -EINVAL:
+            if s.cb.aio_lio_opcode == FIO_IOCB_CMD_PREADV or s.cb.aio_lio_opcode == FIO_IOCB_CMD_PWRITEV:
+                iov = <iovec *>s.mem
+                addrs = [<size_t>iov[i].iov_base for i in range(s.nviews)]
+                lengths = [iov[i].iov_len for i in range(s.nviews)]
+            else:
+                addrs = [<size_t>s.cb.aio_buf]
+                lengths = [s.cb.aio_nbytes]
+            c.detail = _abi.explain_einval(s.cb.aio_fildes, s.cb.aio_lio_opcode, addrs, lengths, s.cb.aio_offset)
+        self.submitted -= 1
+        self.slot_release(idx)
+        out.append(c)
+        return 0
+
+    def getevents(self, min_nr=1, max_nr=None, timeout=None):
+        """Submit what is queued, wait until at least ``min_nr`` requests
+        completed or ``timeout`` seconds passed (None: no limit), and return
+        up to ``max_nr`` (default ``maxevents``) completions as a list, the
+        ready ones all in one call. ``min_nr`` is lowered to the number of
+        requests in flight, so the call never waits for a request that does
+        not exist. The GIL is released while waiting; signals run their
+        handlers and the wait resumes (PEP 475). See ``io_getevents(2)``."""
+        cdef int need = as_c_int(min_nr)
+        cdef int maxn = self.maxevents if max_nr is None else as_c_int(max_nr)
+        cdef long long timeout_ns = timeout_to_ns(timeout, 1000000000)
+        cdef long long deadline
+        cdef fio_io_event events[STACK_EVENTS]
+        cdef long ret, want, chunk, k
+        cdef list out
+        if need < 0:
+            raise ValueError("min_nr must be >= 0")
+        if maxn < 1 or need > maxn:
+            raise ValueError(f"max_nr must be >= 1 and >= min_nr, got {maxn}")
+        self.check()
+        deadline = deadline_for(timeout_ns)
+        if self.qlen:
+            self.submit_queue()
+        out = self.backlog
+        self.backlog = []
+        while <int>len(out) < maxn:
+            chunk = maxn - <int>len(out)
+            if chunk > STACK_EVENTS:
+                chunk = STACK_EVENTS
+            want = need - <int>len(out)
+            if want > <long>self.submitted:
+                want = self.submitted
+            if want > chunk:
+                want = chunk
+            if want < 0:
+                want = 0
+            ret = self.getevents_raw(want, chunk, events, timeout_ns if want > 0 else 0)
+            if ret == -EINTR:
+                timeout_ns = remaining_after_eintr(deadline)
+                self.check()
+                continue
+            if ret < 0:
+                raise_errno(<int>-ret)
+            for k in range(ret):
+                self.handle_event(&events[k], out)
+            if ret == chunk:
+                continue          # maybe more are ready
+            if want == 0 or <int>len(out) >= need or ret < want:
+                break             # done, nothing to wait for, or timed out
+            if deadline >= 0:
+                timeout_ns = deadline - fio_monotonic_ns()
+                if timeout_ns <= 0:
+                    break
+        return out
+
+    def cancel(self, request_id):
+        """Cancel the request whose id (from ``prep_*``) is ``request_id``.
+        Returns True when it is cancelled or being cancelled (its completion
+        comes through :meth:`getevents`; a request still queued here completes
+        with ``-ECANCELED``), False when no such request is pending (already
+        reaped).
+
+        :raises OSError: ``EINVAL`` when the kernel cannot cancel it (only
+            ``IOCB_CMD_POLL`` is cancellable on Linux; a read or write runs to
+            completion and its buffer stays pinned until reaped).
+
+        See ``io_cancel(2)``.
+        """
+        cdef unsigned long long ud = request_id
+        cdef uint32_t idx = <uint32_t>(ud & 0xFFFFFFFF), i
+        cdef Slot *s
+        cdef fio_io_event ev
+        cdef int ret
+        self.check()
+        s = self.slot_at(idx)
+        if s == NULL or not s.pending or s.batch or (ud >> 32) != s.gen:
+            return False
+        if s.state == ST_QUEUED:
+            for i in range(self.qlen):
+                if self.queue[i] == idx:
+                    memmove(self.queue + i, self.queue + i + 1, (self.qlen - i - 1) * sizeof(uint32_t))
+                    self.qlen -= 1
+                    break
+            self.reject(idx, -ECANCELED)
+            return True
+        ret = fio_sys_io_cancel(self.ctx, &s.cb, &ev)
+        if ret == -EINPROGRESS:
+            return True
+        if ret == 0:              # kernels before 4.19 hand the event back here
+            self.handle_event(&ev, self.backlog)
+            return True
+        if ret == -EINVAL:
+            raise OSError(EINVAL, "io_cancel: the kernel cannot cancel this request (only IOCB_CMD_POLL "
+                          "requests are cancellable; reads, writes and syncs run to completion) or it "
+                          "has already completed; reap it with getevents()")
+        raise_errno(-ret)
+
+    # ---- the batch path ---------------------------------------------------
+
+    def read_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
+        """Read ``len(offsets)`` blocks of ``size`` bytes: block i from file
+        offset ``offsets[i]`` into ``buf[i*size:(i+1)*size]``, keeping up to
+        ``depth`` reads in flight (0: ``maxevents``), in one call. Returns the
+        per-read results (bytes read or ``-errno``): a list, or ``results``
+        filled in (a writable int32 buffer, ``array('i')``). The GIL is
+        released while the kernel works; other completions that arrive
+        meanwhile are kept for the next :meth:`getevents`. ``offsets`` is a
+        sequence of ints or an int64 buffer (``array('q')``)."""
+        return self.batch(FIO_IOCB_CMD_PREAD, fd, buf, offsets, size, results, depth)
+
+    def write_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
+        """The write twin of :meth:`read_batch`: block i of ``buf`` goes to
+        ``offsets[i]``."""
+        return self.batch(FIO_IOCB_CMD_PWRITE, fd, buf, offsets, size, results, depth)
+
+    cdef object batch(self, uint32_t op, object fd, object buf, object offsets, object size, object results,
+                      object depth):
+        cdef int cfd = as_fd(fd)
+        cdef long long bsize = size
+        cdef int cdepth = as_c_int(depth)
+        cdef Py_ssize_t n, i, next_i = 0
+        cdef int64_t *offs = NULL
+        cdef Py_buffer oview
+        cdef uint32_t idx, k, j
+        cdef Slot *s
+        cdef fio_iocb *cbs
+        cdef void *ptrs[SUBMIT_BATCH]
+        cdef fio_io_event events[STACK_EVENTS]
+        cdef long ret, taken
+        cdef fio_aio_context_t ctx
+        cdef list stray
+        self.check()
+        ctx = self.ctx
+        if bsize <= 0 or bsize > 0x7FFFFFFF:
+            raise ValueError("size must be between 1 and 2 GiB - 1")
+        if PyObject_CheckBuffer(offsets):
+            PyObject_GetBuffer(offsets, &oview, 0x003C)  # PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
+            try:
+                if oview.itemsize != 8 or (oview.format != NULL and
+                                           oview.format[strlen(oview.format) - 1] not in b"qQlL"):
+                    raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
+                n = oview.len // 8
+                offs = <int64_t *>malloc(max(n, 1) * 8)
+                if offs == NULL:
+                    raise MemoryError()
+                memcpy(offs, oview.buf, n * 8)
+            finally:
+                PyBuffer_Release(&oview)
+        else:
+            seq = list(offsets)
+            n = len(seq)
+            offs = <int64_t *>malloc(max(n, 1) * 8)
+            if offs == NULL:
+                raise MemoryError()
+        try:
+            if not PyObject_CheckBuffer(offsets):
+                for i in range(n):
+                    offs[i] = seq[i]
+            for i in range(n):
+                if offs[i] < 0:
+                    raise ValueError("offsets must be >= 0")
+            if n >= 0x7FFFFFFF:
+                raise ValueError("too many offsets for one batch")
+            if cdepth <= 0:
+                cdepth = self.maxevents
+            idx = self.new_slot(None)
+            s = self.slot_at(idx)
+            s.pending = 0
+            s.batch = 1
+            s.batch_owned = 1
+            s.state = ST_SUBMITTED
+            try:
+                get_buffer(buf, &s.view, op == FIO_IOCB_CMD_PREAD)
+                s.nviews = 1
+                if s.view.len < n * bsize:
+                    raise ValueError(f"buf holds {s.view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
+                if results is not None:
+                    # the results view lives in the slot (more_views[0]) so
+                    # that requests still in flight after an interrupt stay safe
+                    s.more_views = <Py_buffer *>calloc(1, sizeof(Py_buffer))
+                    if s.more_views == NULL:
+                        raise MemoryError()
+                    PyObject_GetBuffer(results, &s.more_views[0], 0x003D)  # C_CONTIGUOUS | FORMAT | WRITABLE
+                    s.nviews = 2
+                    if s.more_views[0].itemsize != 4 or s.more_views[0].len < n * 4:
+                        raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
+                    s.results = <int32_t *>s.more_views[0].buf
+                else:
+                    s.results = <int32_t *>malloc(max(n, 1) * 4)
+                    if s.results == NULL:
+                        raise MemoryError()
+                    s.results_owned = 1
+                cbs = <fio_iocb *>calloc(max(n, 1), sizeof(fio_iocb))
+                if cbs == NULL:
+                    raise MemoryError()
+                s.mem = cbs
+                for i in range(n):
+                    cbs[i].aio_data = UD_BATCH | (<uint64_t>i << 32) | idx
+                    cbs[i].aio_lio_opcode = <uint16_t>op
+                    cbs[i].aio_fildes = <uint32_t>cfd
+                    cbs[i].aio_buf = <uint64_t><size_t>(<char *>s.view.buf + i * bsize)
+                    cbs[i].aio_nbytes = <uint64_t>bsize
+                    cbs[i].aio_offset = offs[i]
+                stray = []
+                while True:
+                    k = 0
+                    while next_i + k < n and <long>(s.pending + k) < cdepth and k < SUBMIT_BATCH:
+                        ptrs[k] = &cbs[next_i + k]
+                        k += 1
+                    if k:
+                        self.busy += 1
+                        with nogil:
+                            ret = fio_sys_io_submit(ctx, k, ptrs)
+                        self.busy -= 1
+                        taken = ret if ret > 0 else 0
+                        s.pending += <uint32_t>taken
+                        self.submitted += <uint32_t>taken
+                        next_i += taken
+                        if ret < 0 and ret != -EAGAIN and ret != -EINTR:
+                            s.results[next_i] = <int32_t>ret     # refused outright
+                            next_i += 1
+                        elif ret == -EINTR:
+                            PyErr_CheckSignals()
+                        elif ret == -EAGAIN and self.submitted == 0:
+                            raise OSError(EAGAIN, "io_submit: the AIO context takes no request")
+                    if next_i >= n and s.pending == 0:
+                        break
+                    if self.submitted == 0:
+                        continue
+                    ret = self.getevents_raw(1, STACK_EVENTS, events, -1)
+                    if ret == -EINTR:
+                        PyErr_CheckSignals()
+                        continue
+                    if ret < 0:
+                        raise_errno(<int>-ret)
+                    for j in range(<uint32_t>ret):
+                        self.handle_event(&events[j], stray)
+                if stray:
+                    self.backlog.extend(stray)
+                if results is not None:
+                    return results
+                return [s.results[i] for i in range(n)]
+            finally:
+                s.batch_owned = 0
+                if not s.pending:
+                    self.slot_release(idx)
+        finally:
+            free(offs)
+
+
+def _abi_layout():
+    """Sizes and field offsets of the C ABI structs, as compiled (tests/test_abi.py)."""
+    cdef fio_iocb cb
+    cdef fio_io_event ev
+    cdef char *base = <char *>&cb
+    iocb_off = {
+        "aio_data": <char *>&cb.aio_data - base, "aio_key": <char *>&cb.aio_key - base,
+        "aio_rw_flags": <char *>&cb.aio_rw_flags - base, "aio_lio_opcode": <char *>&cb.aio_lio_opcode - base,
+        "aio_reqprio": <char *>&cb.aio_reqprio - base, "aio_fildes": <char *>&cb.aio_fildes - base,
+        "aio_buf": <char *>&cb.aio_buf - base, "aio_nbytes": <char *>&cb.aio_nbytes - base,
+        "aio_offset": <char *>&cb.aio_offset - base, "aio_reserved2": <char *>&cb.aio_reserved2 - base,
+        "aio_flags": <char *>&cb.aio_flags - base, "aio_resfd": <char *>&cb.aio_resfd - base,
+    }
+    base = <char *>&ev
+    ev_off = {"data": <char *>&ev.data - base, "obj": <char *>&ev.obj - base, "res": <char *>&ev.res - base,
+              "res2": <char *>&ev.res2 - base}
+    return {
+        "sizes": {"iocb": sizeof(fio_iocb), "io_event": sizeof(fio_io_event)},
+        "offsets": {"iocb": iocb_off, "io_event": ev_off},
+        "constants": {
+            "IOCB_CMD_PREAD": FIO_IOCB_CMD_PREAD, "IOCB_CMD_PWRITE": FIO_IOCB_CMD_PWRITE,
+            "IOCB_CMD_FSYNC": FIO_IOCB_CMD_FSYNC, "IOCB_CMD_FDSYNC": FIO_IOCB_CMD_FDSYNC,
+            "IOCB_CMD_POLL": FIO_IOCB_CMD_POLL, "IOCB_CMD_NOOP": FIO_IOCB_CMD_NOOP,
+            "IOCB_CMD_PREADV": FIO_IOCB_CMD_PREADV, "IOCB_CMD_PWRITEV": FIO_IOCB_CMD_PWRITEV,
+            "IOCB_FLAG_RESFD": FIO_IOCB_FLAG_RESFD, "IOCB_FLAG_IOPRIO": FIO_IOCB_FLAG_IOPRIO,
+            "RWF_HIPRI": FIO_RWF_HIPRI, "RWF_DSYNC": FIO_RWF_DSYNC, "RWF_SYNC": FIO_RWF_SYNC,
+            "RWF_NOWAIT": FIO_RWF_NOWAIT, "RWF_APPEND": FIO_RWF_APPEND,
+        },
+    }

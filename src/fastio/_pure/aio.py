@@ -1,0 +1,721 @@
+"""Linux native AIO through ctypes: the pure twin of ``fastio._c.aio``.
+
+The same syscalls (``io_setup``/``io_submit``/``io_getevents``/``io_cancel``/
+``io_destroy`` through ``syscall(2)``), the same in-flight table and rules;
+the kernel facts are those in ``fastio/_c/aio.pyx``'s docstring. Each slot
+owns its ``struct iocb`` (a ctypes object, so its address is stable, which
+``io_cancel`` needs) and the ``Py_buffer`` views of its buffers, pinned with
+``PyObject_GetBuffer`` through ``ctypes.pythonapi`` and released with
+``PyBuffer_Release`` only when the request's event has been reaped. ctypes
+releases the GIL around every syscall; a lock serialises the table between
+threads and is not held while the kernel waits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import operator
+import threading
+import time
+
+from fastio._errors import UnsupportedError
+from fastio._pure import _aio_abi as abi
+from fastio._pure._common import (
+    EINTR,
+    as_c_int,
+    as_fd,
+    check_fork,
+    deadline_for,
+    fork_generation,
+    raise_errno,
+    remaining,
+    timeout_to_ns,
+)
+from fastio._pure.uring import _pin, _unpin
+
+_c_long = ctypes.c_long
+_syscall = abi._libc.syscall
+_syscall.restype = ctypes.c_long
+_NR = abi.SYSCALLS
+_STACK_EVENTS = 128
+_SUBMIT_BATCH = 256
+_MAX_VIEWS = 1024
+_UD_BATCH = 1 << 63
+_DRAIN_LIMIT_NS = 10_000_000_000
+_DRAIN_STEP_NS = 100_000_000
+_QUEUED, _SUBMITTING, _SUBMITTED = 1, 2, 3
+
+# Contexts whose requests outlived close(): kept (with their buffers) forever.
+_leaked: list = []
+
+
+def _sys(name: str, *args) -> int:
+    """One AIO syscall: the result, or -errno."""
+    if _NR is None:
+        return -errno.ENOSYS
+    ret = _syscall(_c_long(_NR[name]), *args)
+    return -ctypes.get_errno() if ret < 0 else ret
+
+
+def _io_setup(nr: int, ctx: ctypes.c_ulong) -> int:
+    return _sys("io_setup", ctypes.c_uint(nr), ctypes.byref(ctx))
+
+
+def _io_destroy(ctx: int) -> int:
+    return _sys("io_destroy", ctypes.c_ulong(ctx))
+
+
+_probe_reason: str | None = None
+
+
+def _kernel_reason() -> str:
+    global _probe_reason
+    if _probe_reason is None:
+        ctx = ctypes.c_ulong(0)
+        ret = _io_setup(1, ctx)
+        if ret < 0:
+            _probe_reason = abi.diagnose(-ret, 1)
+        else:
+            _io_destroy(ctx.value)
+            _probe_reason = ""
+    return _probe_reason
+
+
+def available() -> bool:
+    """Whether Linux AIO can be used here; see ``fastio._c.aio.available``."""
+    return abi.disabled_by_env() is None and _kernel_reason() == ""
+
+
+def why_unavailable():
+    """None when available, else the cause; see ``fastio._c.aio.why_unavailable``."""
+    return abi.disabled_by_env() or _kernel_reason() or None
+
+
+class Completion:
+    """One completion; see ``fastio._c.aio.Completion``."""
+
+    __slots__ = ("user_data", "res", "res2", "detail")
+
+    def __init__(self, user_data=None, res=0, res2=0, detail=None):
+        self.user_data = user_data
+        self.res = res
+        self.res2 = res2
+        self.detail = detail
+
+    def result(self):
+        """Return ``res``, or raise the OSError a negative ``res`` stands for."""
+        if self.res < 0:
+            if self.detail is not None:
+                raise OSError(-self.res, self.detail)
+            raise_errno(-self.res)
+        return self.res
+
+    def __repr__(self):
+        return f"Completion(user_data={self.user_data!r}, res={self.res}, res2={self.res2})"
+
+    def __eq__(self, other):
+        if not isinstance(other, Completion):
+            return NotImplemented
+        return (self.user_data, self.res, self.res2) == (other.user_data, other.res, other.res2)
+
+    __hash__ = None
+
+
+class _Slot:
+    __slots__ = ("cb", "gen", "pending", "state", "user_data", "views", "iov", "batch", "batch_owned",
+                 "results", "cbs")
+
+    def __init__(self):
+        self.cb = abi.Iocb()
+        self.gen = 1
+        self.pending = 0
+        self.state = 0
+        self.user_data = None
+        self.views: list = []
+        self.iov = None
+        self.batch = False
+        self.batch_owned = False
+        self.results = None
+        self.cbs = None
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+def _rw_flags(rw_flags) -> int:
+    f = operator.index(rw_flags)
+    if f < 0 or f & ~abi.RWF_MASK:
+        raise ValueError(f"unknown RWF_* bits in rw_flags={f:#x}")
+    return f
+
+
+def _prio(reqprio) -> int:
+    p = as_c_int(reqprio)
+    if not 0 <= p <= 0xFFFF:
+        raise ValueError(f"reqprio must be an ioprio value 0..65535, got {p}")
+    return p
+
+
+def _offset(offset) -> int:
+    off = operator.index(offset)
+    if off < 0:
+        raise ValueError(f"offset must be >= 0, got {off}")
+    if off > 2**63 - 1:
+        raise OverflowError("offset is too large")
+    return off
+
+
+class Context:
+    """Context(maxevents=128)
+
+    A Linux AIO context; see ``fastio._c.aio.Context``.
+    """
+
+    def __init__(self, maxevents=128):
+        self._ctx = 0
+        self._fork_gen = fork_generation()
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._slots: list[_Slot] = []
+        self._free: list[int] = []
+        self._queue: list[int] = []
+        self._inflight = 0
+        self._submitted = 0
+        self._backlog: list = []
+        self._resfd = -1
+        n = as_c_int(maxevents)
+        if n <= 0:
+            raise ValueError(f"maxevents must be positive, got {n}")
+        reason = abi.disabled_by_env()
+        if reason:
+            raise UnsupportedError(reason)
+        ctx = ctypes.c_ulong(0)
+        ret = _io_setup(n, ctx)
+        if ret < 0:
+            if -ret in abi.UNSUPPORTED_ERRNOS:
+                raise UnsupportedError(-ret, abi.diagnose(-ret, n))
+            raise OSError(-ret, abi.diagnose(-ret, n))
+        self._ctx = ctx.value
+        self._maxevents = n
+
+    @property
+    def maxevents(self):
+        """The ``maxevents`` the context was made with."""
+        return self._maxevents
+
+    @property
+    def inflight(self):
+        """Requests whose completion has not been reaped yet (queued or
+        submitted; their buffers are pinned)."""
+        return self._inflight
+
+    @property
+    def queued(self):
+        """Requests prepared and not yet taken by the kernel."""
+        return len(self._queue)
+
+    @property
+    def closed(self):
+        """True once the context is closed."""
+        return self._ctx == 0
+
+    # ---- lifetime --------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._ctx == 0:
+            raise ValueError("I/O operation on closed Context")
+        check_fork(self._fork_gen, "aio.Context")
+
+    def close(self):
+        """Drop, cancel, wait, destroy, release; see ``fastio._c.aio.Context.close``."""
+        if getattr(self, "_ctx", 0) == 0:
+            return
+        if self._busy and self._fork_gen == fork_generation():
+            raise RuntimeError("Context.close() while another thread is waiting in it; "
+                               "wake that thread (a completion or its timeout) first")
+        with self._lock:
+            if not self._shutdown():
+                _leaked.append(self.__dict__.copy())
+
+    def __enter__(self):
+        self._check()
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_ctx", 0) != 0:
+            import warnings
+
+            try:
+                warnings.warn(f"unclosed fastio.aio.Context ({self._inflight} requests in flight)",
+                              ResourceWarning)
+            except BaseException:
+                pass
+            if not self._shutdown():
+                _leaked.append(self.__dict__.copy())
+
+    def _shutdown(self) -> bool:
+        drained = True
+        if self._fork_gen == fork_generation():
+            drained = self._drain()
+            if drained:
+                _io_destroy(self._ctx)      # nothing in flight: returns at once
+        if drained:
+            for idx, slot in enumerate(self._slots):
+                if slot.pending:
+                    self._slot_release(idx)
+        self._ctx = 0
+        self._queue = []
+        self._submitted = 0
+        self._backlog = []
+        return drained
+
+    def _drain(self) -> bool:
+        try:
+            for idx in self._queue:
+                self._slot_release(idx)
+            self._queue = []
+            start = time.monotonic_ns()
+            last_cancel = start - _DRAIN_LIMIT_NS
+            events = (abi.IoEvent * _STACK_EVENTS)()
+            result = abi.IoEvent()
+            sink: list = []
+            while self._submitted:
+                now = time.monotonic_ns()
+                if now - start > _DRAIN_LIMIT_NS:
+                    return False
+                if now - last_cancel > 1_000_000_000:
+                    last_cancel = now
+                    for slot in self._slots:
+                        if slot.pending and slot.state == _SUBMITTED and not slot.batch:
+                            if _sys("io_cancel", ctypes.c_ulong(self._ctx), ctypes.byref(slot.cb),
+                                    ctypes.byref(result)) == 0:
+                                self._handle_event(result, sink)   # kernels before 4.19
+                ret = self._getevents_raw(1, _STACK_EVENTS, events, _DRAIN_STEP_NS)
+                for k in range(max(ret, 0)):
+                    self._handle_event(events[k], sink)
+                sink.clear()
+            return True
+        except BaseException:
+            return not self._submitted
+
+    # ---- the in-flight table ----------------------------------------------
+
+    def _new_slot(self, user_data) -> int:
+        self._check()
+        if self._free:
+            idx = self._free.pop()
+            slot = self._slots[idx]
+        else:
+            idx = len(self._slots)
+            if idx >= 0x7FFFFFFF:
+                raise MemoryError("too many requests in flight")
+            slot = _Slot()
+            self._slots.append(slot)
+        slot.pending = 1
+        slot.state = 0
+        slot.batch = slot.batch_owned = False
+        slot.user_data = user_data
+        self._inflight += 1
+        return idx
+
+    def _slot_release(self, idx: int) -> None:
+        slot = self._slots[idx]
+        user_data = slot.user_data
+        for view in slot.views:
+            _unpin(view)
+        slot.views = []
+        slot.iov = slot.results = slot.cbs = None
+        slot.user_data = None
+        slot.pending = 0
+        slot.state = 0
+        slot.gen = slot.gen + 1 if slot.gen < 0x7FFFFFFF else 1
+        self._free.append(idx)
+        self._inflight -= 1
+        del user_data       # its finalizer runs now, with the table consistent
+
+    def _fill(self, idx: int, op: int, fd: int, rw_flags: int, prio: int) -> abi.Iocb:
+        slot = self._slots[idx]
+        cb = slot.cb
+        ctypes.memset(ctypes.byref(cb), 0, ctypes.sizeof(cb))
+        cb.aio_data = (slot.gen << 32) | idx
+        cb.aio_lio_opcode = op
+        cb.aio_fildes = fd
+        cb.aio_rw_flags = rw_flags
+        if prio:
+            cb.aio_reqprio = prio - 0x10000 if prio > 0x7FFF else prio
+            cb.aio_flags |= abi.IOCB_FLAG_IOPRIO
+        if self._resfd >= 0:
+            cb.aio_flags |= abi.IOCB_FLAG_RESFD
+            cb.aio_resfd = self._resfd
+        return cb
+
+    def _enqueue(self, idx: int) -> int:
+        self._queue.append(idx)
+        slot = self._slots[idx]
+        slot.state = _QUEUED
+        return slot.cb.aio_data
+
+    def _reject(self, idx: int, err: int) -> None:
+        slot = self._slots[idx]
+        c = Completion(slot.user_data, err, 0)
+        self._slot_release(idx)
+        self._backlog.append(c)
+
+    # ---- preparation --------------------------------------------------------
+
+    def _prep_buf(self, op, fd, buf, offset, user_data, rw_flags, reqprio, writable):
+        cfd, off, rwf, prio = as_fd(fd), _offset(offset), _rw_flags(rw_flags), _prio(reqprio)
+        with self._lock:
+            idx = self._new_slot(user_data)
+            try:
+                view = _pin(buf, writable)
+                slot = self._slots[idx]
+                slot.views.append(view)
+                cb = self._fill(idx, op, cfd, rwf, prio)
+                cb.aio_buf = view.buf or 0
+                cb.aio_nbytes = view.len
+                cb.aio_offset = off
+                return self._enqueue(idx)
+            except BaseException:
+                self._slot_release(idx)
+                raise
+
+    def prep_pread(self, fd, buf, offset, *, user_data=None, rw_flags=0, reqprio=0):
+        """Queue a read into ``buf``; see ``fastio._c.aio.Context.prep_pread``."""
+        return self._prep_buf(abi.IOCB_CMD_PREAD, fd, buf, offset, user_data, rw_flags, reqprio, True)
+
+    def prep_pwrite(self, fd, buf, offset, *, user_data=None, rw_flags=0, reqprio=0):
+        """Queue a write of ``buf``; see ``fastio._c.aio.Context.prep_pwrite``."""
+        return self._prep_buf(abi.IOCB_CMD_PWRITE, fd, buf, offset, user_data, rw_flags, reqprio, False)
+
+    def _prep_vec(self, op, fd, buffers, offset, user_data, rw_flags, reqprio, writable):
+        cfd, off, rwf, prio = as_fd(fd), _offset(offset), _rw_flags(rw_flags), _prio(reqprio)
+        objs = list(buffers)
+        n = len(objs)
+        if n == 0 or n > _MAX_VIEWS:
+            raise ValueError(f"give between 1 and {_MAX_VIEWS} buffers")
+        with self._lock:
+            idx = self._new_slot(user_data)
+            try:
+                slot = self._slots[idx]
+                iov = (_Iovec * n)()
+                slot.iov = iov
+                for i, obj in enumerate(objs):
+                    view = _pin(obj, writable)
+                    slot.views.append(view)
+                    iov[i].iov_base = view.buf
+                    iov[i].iov_len = view.len
+                cb = self._fill(idx, op, cfd, rwf, prio)
+                cb.aio_buf = ctypes.addressof(iov)
+                cb.aio_nbytes = n
+                cb.aio_offset = off
+                return self._enqueue(idx)
+            except BaseException:
+                self._slot_release(idx)
+                raise
+
+    def prep_preadv(self, fd, buffers, offset, *, user_data=None, rw_flags=0, reqprio=0):
+        """Queue a vectored read; see ``fastio._c.aio.Context.prep_preadv``."""
+        return self._prep_vec(abi.IOCB_CMD_PREADV, fd, buffers, offset, user_data, rw_flags, reqprio, True)
+
+    def prep_pwritev(self, fd, buffers, offset, *, user_data=None, rw_flags=0, reqprio=0):
+        """Queue a vectored write; see ``fastio._c.aio.Context.prep_pwritev``."""
+        return self._prep_vec(abi.IOCB_CMD_PWRITEV, fd, buffers, offset, user_data, rw_flags, reqprio, False)
+
+    def _prep_plain(self, op, fd, mask, user_data, reqprio):
+        cfd, prio = as_fd(fd), _prio(reqprio)
+        with self._lock:
+            idx = self._new_slot(user_data)
+            cb = self._fill(idx, op, cfd, 0, prio)
+            cb.aio_buf = mask
+            return self._enqueue(idx)
+
+    def prep_fsync(self, fd, *, user_data=None, reqprio=0):
+        """Queue an fsync; see ``fastio._c.aio.Context.prep_fsync``."""
+        return self._prep_plain(abi.IOCB_CMD_FSYNC, fd, 0, user_data, reqprio)
+
+    def prep_fdatasync(self, fd, *, user_data=None, reqprio=0):
+        """Queue an fdatasync; see ``fastio._c.aio.Context.prep_fdatasync``."""
+        return self._prep_plain(abi.IOCB_CMD_FDSYNC, fd, 0, user_data, reqprio)
+
+    def prep_poll(self, fd, events, *, user_data=None, reqprio=0):
+        """Queue a readiness poll; see ``fastio._c.aio.Context.prep_poll``."""
+        mask = operator.index(events)
+        if not 0 <= mask <= 0xFFFF:
+            raise ValueError(f"events must be a 16-bit poll mask, got {mask:#x}")
+        return self._prep_plain(abi.IOCB_CMD_POLL, fd, mask, user_data, reqprio)
+
+    def register_eventfd(self, fd):
+        """Signal eventfd ``fd`` on completion; see ``fastio._c.aio.Context.register_eventfd``."""
+        self._check()
+        self._resfd = as_fd(fd)
+
+    def unregister_eventfd(self):
+        """Requests prepared from now on signal no eventfd."""
+        self._check()
+        self._resfd = -1
+
+    # ---- submission and completion ------------------------------------------
+
+    def _io_submit(self, ptrs, k: int) -> int:
+        self._busy += 1
+        try:
+            return _sys("io_submit", ctypes.c_ulong(self._ctx), _c_long(k), ptrs)
+        finally:
+            self._busy -= 1
+
+    def _submit_queue(self) -> int:
+        total = 0
+        ptrs = (ctypes.c_void_p * _SUBMIT_BATCH)()
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return total
+                taken = self._queue[:_SUBMIT_BATCH]
+                del self._queue[:_SUBMIT_BATCH]
+                for i, idx in enumerate(taken):
+                    slot = self._slots[idx]
+                    ptrs[i] = ctypes.addressof(slot.cb)
+                    slot.state = _SUBMITTING
+            ret = self._io_submit(ptrs, len(taken))
+            with self._lock:
+                nt = max(ret, 0)
+                for idx in taken[:nt]:
+                    self._slots[idx].state = _SUBMITTED
+                self._submitted += nt
+                total += nt
+                rest = taken[nt:]
+                for idx in rest:
+                    self._slots[idx].state = _QUEUED
+                self._queue[:0] = rest
+                if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
+                    del self._queue[0]
+                    self._reject(rest[0], ret)    # refused outright: completes now
+                    continue
+            if ret == -EINTR:
+                continue      # ctypes already ran the signal handlers
+            if nt == 0:
+                return total      # EAGAIN: the context is full; the rest waits
+
+    def submit(self):
+        """Hand the queued requests to the kernel; see ``fastio._c.aio.Context.submit``."""
+        self._check()
+        return self._submit_queue()
+
+    def _getevents_raw(self, min_nr: int, nr: int, events, timeout_ns: int) -> int:
+        ts = None
+        if timeout_ns >= 0:
+            from fastio._pure._libc import Timespec
+
+            ts = ctypes.byref(Timespec(*divmod(timeout_ns, 1_000_000_000)))
+        self._busy += 1
+        try:
+            return _sys("io_getevents", ctypes.c_ulong(self._ctx), _c_long(min_nr), _c_long(nr), events, ts)
+        finally:
+            self._busy -= 1
+
+    def _handle_event(self, ev, out: list) -> None:
+        ud = ev.data
+        idx = ud & 0xFFFFFFFF
+        if idx >= len(self._slots):
+            return
+        slot = self._slots[idx]
+        if not slot.pending:
+            return
+        if ud & _UD_BATCH:
+            slot.results[(ud >> 32) & 0x7FFFFFFF] = max(min(ev.res, 2**31 - 1), -2**31)
+            slot.pending -= 1
+            self._submitted -= 1
+            if not slot.pending and not slot.batch_owned:
+                self._slot_release(idx)
+            return
+        if (ud >> 32) != slot.gen:
+            return
+        c = Completion(slot.user_data, ev.res, ev.res2)
+        if ev.res == -errno.EINVAL:
+            cb = slot.cb
+            if slot.iov is not None:
+                addrs = [v.iov_base or 0 for v in slot.iov]
+                lengths = [v.iov_len for v in slot.iov]
+            else:
+                addrs, lengths = [cb.aio_buf], [cb.aio_nbytes]
+            c.detail = abi.explain_einval(cb.aio_fildes, cb.aio_lio_opcode, addrs, lengths, cb.aio_offset)
+        self._submitted -= 1
+        self._slot_release(idx)
+        out.append(c)
+
+    def getevents(self, min_nr=1, max_nr=None, timeout=None):
+        """Submit, wait, reap; see ``fastio._c.aio.Context.getevents``."""
+        need = as_c_int(min_nr)
+        maxn = self._maxevents if max_nr is None else as_c_int(max_nr)
+        timeout_ns = timeout_to_ns(timeout, 1_000_000_000)
+        if need < 0:
+            raise ValueError("min_nr must be >= 0")
+        if maxn < 1 or need > maxn:
+            raise ValueError(f"max_nr must be >= 1 and >= min_nr, got {maxn}")
+        self._check()
+        deadline = deadline_for(timeout_ns)
+        if self._queue:
+            self._submit_queue()
+        with self._lock:
+            out, self._backlog = self._backlog, []
+        events = (abi.IoEvent * _STACK_EVENTS)()
+        while len(out) < maxn:
+            chunk = min(maxn - len(out), _STACK_EVENTS)
+            want = max(min(need - len(out), self._submitted, chunk), 0)
+            ret = self._getevents_raw(want, chunk, events, timeout_ns if want > 0 else 0)
+            if ret == -EINTR:
+                timeout_ns = remaining(deadline)
+                self._check()
+                continue
+            if ret < 0:
+                raise_errno(-ret)
+            with self._lock:
+                for k in range(ret):
+                    self._handle_event(events[k], out)
+            if ret == chunk:
+                continue
+            if want == 0 or len(out) >= need or ret < want:
+                break
+            if deadline >= 0:
+                timeout_ns = deadline - time.monotonic_ns()
+                if timeout_ns <= 0:
+                    break
+        return out
+
+    def cancel(self, request_id):
+        """Cancel a request; see ``fastio._c.aio.Context.cancel``."""
+        ud = operator.index(request_id) & 0xFFFFFFFFFFFFFFFF
+        idx = ud & 0xFFFFFFFF
+        self._check()
+        with self._lock:
+            if idx >= len(self._slots):
+                return False
+            slot = self._slots[idx]
+            if not slot.pending or slot.batch or (ud >> 32) != slot.gen:
+                return False
+            if slot.state == _QUEUED:
+                self._queue.remove(idx)
+                self._reject(idx, -errno.ECANCELED)
+                return True
+            result = abi.IoEvent()
+            ret = _sys("io_cancel", ctypes.c_ulong(self._ctx), ctypes.byref(slot.cb), ctypes.byref(result))
+            if ret == -errno.EINPROGRESS:
+                return True
+            if ret == 0:
+                self._handle_event(result, self._backlog)
+                return True
+        if ret == -errno.EINVAL:
+            raise OSError(errno.EINVAL, "io_cancel: the kernel cannot cancel this request (only IOCB_CMD_POLL "
+                          "requests are cancellable; reads, writes and syncs run to completion) or it "
+                          "has already completed; reap it with getevents()")
+        raise_errno(-ret)
+
+    # ---- the batch path ---------------------------------------------------
+
+    def read_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
+        """Many reads in one call; see ``fastio._c.aio.Context.read_batch``."""
+        return self._batch(abi.IOCB_CMD_PREAD, fd, buf, offsets, size, results, depth)
+
+    def write_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
+        """Many writes in one call; see ``fastio._c.aio.Context.write_batch``."""
+        return self._batch(abi.IOCB_CMD_PWRITE, fd, buf, offsets, size, results, depth)
+
+    def _batch(self, op, fd, buf, offsets, size, results, depth):
+        cfd = as_fd(fd)
+        bsize = operator.index(size)
+        cdepth = as_c_int(depth)
+        self._check()
+        if bsize <= 0 or bsize > 0x7FFFFFFF:
+            raise ValueError("size must be between 1 and 2 GiB - 1")
+        if isinstance(offsets, (bytes, bytearray, memoryview)) or hasattr(offsets, "typecode"):
+            mv = memoryview(offsets)
+            if mv.itemsize != 8 or mv.format[-1:] not in ("q", "Q", "l", "L"):
+                raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
+            offs = mv.cast("B").cast("q").tolist()
+        else:
+            offs = [operator.index(o) for o in offsets]
+        if any(o < 0 for o in offs):
+            raise ValueError("offsets must be >= 0")
+        n = len(offs)
+        if cdepth <= 0:
+            cdepth = self._maxevents
+        with self._lock:
+            idx = self._new_slot(None)
+            slot = self._slots[idx]
+            slot.pending = 0
+            slot.batch = slot.batch_owned = True
+            slot.state = _SUBMITTED
+        try:
+            view = _pin(buf, op == abi.IOCB_CMD_PREAD)
+            slot.views.append(view)
+            if view.len < n * bsize:
+                raise ValueError(f"buf holds {view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
+            if results is not None:
+                rview = _pin(results, True)
+                slot.views.append(rview)
+                if rview.itemsize != 4 or rview.len < n * 4:
+                    raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
+                slot.results = (ctypes.c_int32 * n).from_address(rview.buf) if n else []
+            else:
+                slot.results = [0] * n
+            cbs = (abi.Iocb * max(n, 1))()
+            slot.cbs = cbs
+            for i in range(n):
+                cb = cbs[i]
+                cb.aio_data = _UD_BATCH | (i << 32) | idx
+                cb.aio_lio_opcode = op
+                cb.aio_fildes = cfd
+                cb.aio_buf = view.buf + i * bsize
+                cb.aio_nbytes = bsize
+                cb.aio_offset = offs[i]
+            base = ctypes.addressof(cbs)
+            ptrs = (ctypes.c_void_p * _SUBMIT_BATCH)()
+            events = (abi.IoEvent * _STACK_EVENTS)()
+            stray: list = []
+            next_i = 0
+            while True:
+                k = 0
+                while next_i + k < n and slot.pending + k < cdepth and k < _SUBMIT_BATCH:
+                    ptrs[k] = base + (next_i + k) * 64
+                    k += 1
+                if k:
+                    ret = self._io_submit(ptrs, k)
+                    taken = max(ret, 0)
+                    with self._lock:
+                        slot.pending += taken
+                        self._submitted += taken
+                    next_i += taken
+                    if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
+                        slot.results[next_i] = ret
+                        next_i += 1
+                    elif ret == -errno.EAGAIN and self._submitted == 0:
+                        raise OSError(errno.EAGAIN, "io_submit: the AIO context takes no request")
+                if next_i >= n and slot.pending == 0:
+                    break
+                if self._submitted == 0:
+                    continue
+                ret = self._getevents_raw(1, _STACK_EVENTS, events, -1)
+                if ret == -EINTR:
+                    continue
+                if ret < 0:
+                    raise_errno(-ret)
+                with self._lock:
+                    for j in range(ret):
+                        self._handle_event(events[j], stray)
+            if stray:
+                with self._lock:
+                    self._backlog.extend(stray)
+            if results is not None:
+                return results
+            return list(slot.results)
+        finally:
+            with self._lock:
+                slot.batch_owned = False
+                if not slot.pending:
+                    self._slot_release(idx)
