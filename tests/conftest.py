@@ -31,13 +31,20 @@ def pytest_generate_tests(metafunc):
 
 
 def load_backend(name: str) -> types.SimpleNamespace:
-    """Every public class and function of one backend, by name (Epoll, Poll,
-    EpollSelector ...), plus ``name``."""
+    """One backend: each implementation module by its name (``backend.aio``,
+    ``backend.uring`` ...), every public name that only one module has
+    (``backend.Epoll``, ``backend.Ring`` ...), and ``name``. A name two
+    modules share (``Completion``, ``available``) is reached through its
+    module only, so it can never resolve to the wrong one."""
     ns = types.SimpleNamespace(name=name)
+    owners: dict[str, list[str]] = {}
     for module, names in PUBLIC_API.items():
-        mod = importlib.import_module(f"fastio._{name}.{module}")
+        setattr(ns, module, importlib.import_module(f"fastio._{name}.{module}"))
         for attr in names:
-            setattr(ns, attr, getattr(mod, attr))
+            owners.setdefault(attr, []).append(module)
+    for attr, modules in owners.items():
+        if len(modules) == 1:
+            setattr(ns, attr, getattr(getattr(ns, modules[0]), attr))
     return ns
 
 

@@ -9,11 +9,9 @@ import array
 import ctypes
 import errno
 import gc
-import importlib
 import os
 import random
 import select
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,9 +32,8 @@ SIZE = 1 << 20
 
 @pytest.fixture
 def impl(backend):
-    """fastio._<backend>.aio itself (the shared ``backend`` namespace holds
-    io_uring's Completion/available under the same names)."""
-    return importlib.import_module(f"fastio._{backend.name}.aio")
+    """fastio._<backend>.aio itself (its Completion/available share names with io_uring's)."""
+    return backend.aio
 
 
 @pytest.fixture

@@ -103,11 +103,11 @@ def test_wait_timeout_returns_empty(ring):
 
 
 def test_completion_result_raises_oserror(backend):
-    c = backend.Completion("u", -errno.ENOENT, 0)
+    c = backend.uring.Completion("u", -errno.ENOENT, 0)
     with pytest.raises(FileNotFoundError):
         c.result()
-    assert backend.Completion("u", 7, uring.CQE_F_MORE).more
-    assert backend.Completion("u", 7).result() == 7
+    assert backend.uring.Completion("u", 7, uring.CQE_F_MORE).more
+    assert backend.uring.Completion("u", 7).result() == 7
 
 
 # ---- file IO --------------------------------------------------------------
@@ -735,7 +735,7 @@ def test_fork_child_refuses_and_parent_unharmed(ring):
 # ---- availability -----------------------------------------------------------
 
 def test_available_here(backend):
-    assert backend.available() is True and backend.why_unavailable() is None
+    assert backend.uring.available() is True and backend.uring.why_unavailable() is None
 
 
 def _run(code: str, **env):

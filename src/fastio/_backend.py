@@ -21,9 +21,6 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
     "poll": ("Poll",),
     "selectors": ("EpollSelector", "PollSelector", "SelectSelector"),
     "sigio": ("SignalIO", "TextbookSignalIO"),
-    # aio before uring: tests/conftest.py flattens every module into one
-    # namespace, so a shared name (Completion, available) resolves to uring's;
-    # tests/test_aio.py takes aio's own from fastio._<backend>.aio.
     "aio": ("Context", "Completion", "available", "why_unavailable"),
     "uring": ("Ring", "Completion", "BufRing", "available", "why_unavailable"),
 }
