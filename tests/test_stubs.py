@@ -48,10 +48,13 @@ def test_stub_shipped(name, path):
 
 def test_stubtest(tmp_path):
     modules = [name for name, _ in compiled_modules()]
-    # stubtest finds fastio (and its stubs) through MYPYPATH: the directory the
-    # imported fastio lives in, whether that is site-packages or src/.
+    # mypy finds an installed fastio (wheel, or editable through its .pth file)
+    # by PEP 561 (py.typed); one imported from elsewhere (PYTHONPATH=src)
+    # through MYPYPATH, which must not name site-packages.
     package_root = pathlib.Path(fastio._c.__file__).resolve().parents[2]
-    env = dict(os.environ, MYPYPATH=str(package_root))
+    env = dict(os.environ)
+    if package_root.name not in ("site-packages", "dist-packages"):
+        env["MYPYPATH"] = str(package_root)
     result = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", *modules, "--allowlist", str(ALLOWLIST)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
