@@ -10,6 +10,8 @@ extensions = [
         f"fastio._c.{name}",
         [f"src/fastio/_c/{name}.pyx"],
         include_dirs=["csrc"],
+        # No -march/-mcpu: wheels must run on any CPU of their architecture
+        # (tests/test_build_flags.py checks the built modules).
         extra_compile_args=["-Wall", "-Wextra", "-std=gnu11"],
     )
     for name in MODULES

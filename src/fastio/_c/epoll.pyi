@@ -1,7 +1,7 @@
 from types import TracebackType
 from typing import Any, SupportsIndex, TypeVar
 
-from typing_extensions import Self
+from typing_extensions import Self, disjoint_base
 
 from fastio._typing import FileDescriptorLike
 
@@ -9,6 +9,7 @@ _T = TypeVar("_T", bound="Epoll")
 
 def epoll_pwait2_available() -> bool: ...
 
+@disjoint_base
 class Epoll:
     def __init__(self, sizehint: SupportsIndex = -1, flags: SupportsIndex = 0) -> None: ...
     @property

@@ -1,5 +1,8 @@
+from typing_extensions import disjoint_base
+
 from fastio._typing import FileDescriptorLike
 
+@disjoint_base
 class Poll:
     def __init__(self) -> None: ...
     def register(self, fd: FileDescriptorLike, eventmask: int = ...) -> None: ...

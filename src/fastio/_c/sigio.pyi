@@ -3,11 +3,14 @@
 from types import TracebackType
 from typing import Any, Protocol
 
+from typing_extensions import disjoint_base
+
 class _HasFileno(Protocol):
     def fileno(self) -> int: ...
 
 _FileDescriptorLike = int | _HasFileno
 
+@disjoint_base
 class SignalIO:
     def __init__(self, signum: int | None = None) -> None: ...
     @property
@@ -28,6 +31,7 @@ class SignalIO:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
 
+@disjoint_base
 class TextbookSignalIO:
     def __init__(self) -> None: ...
     @property

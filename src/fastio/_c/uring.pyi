@@ -4,7 +4,7 @@ from collections.abc import Iterable, Sequence
 from os import PathLike
 from typing import Any, Union
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
 _Fd = Union[int, Any]  # an int or an object with fileno()
 _Path = Union[str, bytes, PathLike[str], PathLike[bytes]]
@@ -14,6 +14,7 @@ def available() -> bool: ...
 def why_unavailable() -> str | None: ...
 def _abi_layout() -> dict[str, Any]: ...
 
+@disjoint_base
 class Completion:
     user_data: Any
     res: int
@@ -26,11 +27,13 @@ class Completion:
     def more(self) -> bool: ...
     def result(self) -> int: ...
 
+@disjoint_base
 class BufRing:
     bgid: int
     entries: int
     size: int
 
+@disjoint_base
 class Ring:
     inflight: int
     sq_entries: int
