@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Sequence
 from typing import Any, Union
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
 _Fd = Union[int, Any]  # an int or an object with fileno()
 
@@ -11,6 +11,7 @@ def available() -> bool: ...
 def why_unavailable() -> str | None: ...
 def _abi_layout() -> dict[str, Any]: ...
 
+@disjoint_base
 class Completion:
     user_data: Any
     res: int
@@ -19,6 +20,7 @@ class Completion:
     def __init__(self, user_data: Any = None, res: int = 0, res2: int = 0, detail: str | None = None) -> None: ...
     def result(self) -> int: ...
 
+@disjoint_base
 class Context:
     maxevents: int
     inflight: int
