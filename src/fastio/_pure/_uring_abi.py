@@ -286,7 +286,8 @@ def diagnose(err: int) -> str:
                     "for every process (set it to 0, or 1 with kernel.io_uring_group, as root)")
         if _seccomp_mode() == "2":
             return ("io_uring_setup failed with ENOSYS: a seccomp filter (container profile) hides it "
-                    "from this process")
+                    "from this process; allow io_uring_setup/enter/register in the profile (Docker: "
+                    "--security-opt seccomp=<profile>) or run on the host kernel")
         return ("io_uring_setup failed with ENOSYS: kernel too old (io_uring needs Linux 5.1, fastio "
                 "wants 5.11+) or built without CONFIG_IO_URING")
     if err == errno.EPERM:
