@@ -12,6 +12,7 @@ import gc
 import os
 import random
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -693,3 +694,89 @@ def test_dio_alignment_flags_tmpfs_as_not_direct():
     finally:
         os.close(fd)
         os.unlink(path)
+
+
+# ---------------------------------------------------------------- found in review
+
+
+def test_a_signal_does_not_end_getevents_early(ctx, datafile):
+    """Regression: io_getevents cut short by a signal returns what it had (not
+    EINTR), which getevents() took for its timeout: min_nr was not honoured."""
+    path, data = datafile
+    fd = os.open(path, os.O_RDONLY)
+    r, w = os.pipe()
+    old = signal.signal(signal.SIGALRM, lambda *a: None)
+    try:
+        ctx.prep_pread(fd, bytearray(16), 0, user_data="read")
+        ctx.prep_poll(r, select.POLLIN, user_data="poll")
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        start = time.monotonic()
+        got = ctx.getevents(min_nr=2, timeout=0.5)
+        elapsed = time.monotonic() - start
+        assert [c.user_data for c in got] == ["read"]
+        assert elapsed >= 0.45  # waited out its timeout, not just until the signal
+        os.write(w, b"x")
+        assert [c.user_data for c in ctx.getevents(1, timeout=5)] == ["poll"]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(fd)
+        os.close(r)
+        os.close(w)
+
+
+def test_completions_survive_a_handler_exception_in_getevents(ctx):
+    """Regression: completions already reaped (here a refused request's) were
+    lost when a signal handler raised during the wait."""
+    r, w = os.pipe()
+    old = signal.signal(signal.SIGALRM, raise_interrupted)
+    try:
+        ctx.prep_pread(12345, bytearray(8), 0, user_data="refused")  # EBADF at submit
+        ctx.prep_poll(r, select.POLLIN, user_data="poll")
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Interrupted):
+            ctx.getevents(min_nr=2, timeout=None)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        os.write(w, b"x")
+        got = ctx.getevents(min_nr=2, timeout=5)
+        assert sorted(c.user_data for c in got) == ["poll", "refused"]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(r)
+        os.close(w)
+
+
+def test_close_or_a_second_waiter_inside_a_call_is_refused(ctx):
+    """Regression: close() from a signal handler (or another thread, or a
+    buffer exporter) inside a call freed what the call was using; and a batch
+    beside another waiter could wait forever for events the other reaped."""
+    r, w = os.pipe()
+    refused = []
+
+    def handler(*args):
+        try:
+            ctx.close()
+        except RuntimeError as exc:
+            refused.append(str(exc))
+        try:
+            ctx.read_batch(r, bytearray(8), [0], 8)
+        except RuntimeError as exc:
+            refused.append(str(exc))
+        os.write(w, b"x")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        ctx.prep_poll(r, select.POLLIN, user_data="poll")
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        got = ctx.getevents(1, timeout=5)
+        assert [c.user_data for c in got] == ["poll"]
+        assert len(refused) == 2
+        assert "while a call on this context is running" in refused[0]
+        assert "needs the context to itself" in refused[1]
+        assert not ctx.closed
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(r)
+        os.close(w)

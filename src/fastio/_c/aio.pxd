@@ -36,6 +36,9 @@ cdef class Context:
     cdef fio_aio_context_t ctx
     cdef unsigned long fork_gen
     cdef int busy
+    cdef int preparing
+    cdef int batches
+    cdef int waiters
     cdef Slot **chunks
     cdef uint32_t nchunks
     cdef uint32_t free_head
@@ -70,3 +73,4 @@ cdef class Context:
     cdef object prep_plain(self, uint32_t op, object fd, uint64_t mask, object user_data, object reqprio)
     cdef object batch(self, uint32_t op, object fd, object buf, object offsets, object size, object results,
                       object depth)
+    cdef list getevents_loop(self, list out, int need, int maxn, long long timeout_ns, long long deadline)

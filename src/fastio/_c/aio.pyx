@@ -266,9 +266,11 @@ cdef class Context:
         """
         if self.ctx == 0:
             return
-        if self.busy and self.fork_gen == fio_fork_generation():
-            raise RuntimeError("Context.close() while another thread is waiting in it; "
-                               "wake that thread (a completion or its timeout) first")
+        if (self.busy or self.preparing or self.batches or self.waiters) and \
+                self.fork_gen == fio_fork_generation():
+            raise RuntimeError("Context.close() while a call on this context is running (another "
+                               "thread in it, or a signal handler or a buffer exporter inside a "
+                               "prep_*, getevents or batch call); close it once that call has returned")
         if not self.shutdown():
             _leaked.append(self)
 
@@ -433,6 +435,9 @@ cdef class Context:
         idx = self.slot_alloc()
         Py_INCREF(user_data)
         self.slot_at(idx).user_data = <PyObject *>user_data
+        # Until the prep returns (its finally): close() refuses, since Python
+        # code may run meanwhile (a buffer exporter, a signal handler).
+        self.preparing += 1
         return idx
 
     cdef void fill(self, uint32_t idx, uint32_t op, int fd, uint32_t rw_flags, int prio) noexcept:
@@ -503,6 +508,8 @@ cdef class Context:
         except BaseException:
             self.slot_release(idx)
             raise
+        finally:
+            self.preparing -= 1
 
     def prep_pread(self, fd, buf, offset, *, user_data=None, rw_flags=0, reqprio=0):
         """Queue a read of ``len(buf)`` bytes from ``fd`` at ``offset`` into
@@ -560,6 +567,8 @@ cdef class Context:
         except BaseException:
             self.slot_release(idx)
             raise
+        finally:
+            self.preparing -= 1
 
     def prep_preadv(self, fd, buffers, offset, *, user_data=None, rw_flags=0, reqprio=0):
         """Queue a vectored read into the writable ``buffers`` (in order) from
@@ -582,6 +591,8 @@ cdef class Context:
         except BaseException:
             self.slot_release(idx)
             raise
+        finally:
+            self.preparing -= 1
 
     def prep_fsync(self, fd, *, user_data=None, reqprio=0):
         """Queue an fsync of ``fd`` (it runs inside ``io_submit``). The kernel
@@ -746,19 +757,35 @@ cdef class Context:
         cdef int maxn = self.maxevents if max_nr is None else as_c_int(max_nr)
         cdef long long timeout_ns = timeout_to_ns(timeout, 1000000000)
         cdef long long deadline
-        cdef fio_io_event events[STACK_EVENTS]
-        cdef long ret, want, chunk, k
         cdef list out
         if need < 0:
             raise ValueError("min_nr must be >= 0")
         if maxn < 1 or need > maxn:
             raise ValueError(f"max_nr must be >= 1 and >= min_nr, got {maxn}")
         self.check()
+        if self.batches:
+            raise RuntimeError("a read_batch/write_batch is running on this Context: it reaps "
+                               "the context's events itself; getevents() must wait until it returns")
         deadline = deadline_for(timeout_ns)
         if self.qlen:
             self.submit_queue()
         out = self.backlog
         self.backlog = []
+        self.waiters += 1
+        try:
+            return self.getevents_loop(out, need, maxn, timeout_ns, deadline)
+        except BaseException:
+            # A handler's exception (or an error) must not lose what was
+            # already reaped: it goes back to the front of the backlog.
+            out.extend(self.backlog)
+            self.backlog = out
+            raise
+        finally:
+            self.waiters -= 1
+
+    cdef list getevents_loop(self, list out, int need, int maxn, long long timeout_ns, long long deadline):
+        cdef fio_io_event events[STACK_EVENTS]
+        cdef long ret, want, chunk, k
         while <int>len(out) < maxn:
             chunk = maxn - <int>len(out)
             if chunk > STACK_EVENTS:
@@ -781,8 +808,12 @@ cdef class Context:
                 self.handle_event(&events[k], out)
             if ret == chunk:
                 continue          # maybe more are ready
-            if want == 0 or <int>len(out) >= need or ret < want:
-                break             # done, nothing to wait for, or timed out
+            if want == 0 or <int>len(out) >= need:
+                break             # done, or nothing to wait for
+            # Fewer than asked: the timeout passed, or a signal cut the wait
+            # short (io_getevents then returns what it had, not EINTR).
+            PyErr_CheckSignals()
+            self.check()
             if deadline >= 0:
                 timeout_ns = deadline - fio_monotonic_ns()
                 if timeout_ns <= 0:
@@ -866,6 +897,10 @@ cdef class Context:
         cdef fio_aio_context_t ctx
         cdef list stray
         self.check()
+        if self.batches or self.waiters:
+            raise RuntimeError("another read_batch/write_batch or getevents() is running on this "
+                               "Context: a batch reaps the context's events itself, so it needs "
+                               "the context to itself (use one Context per thread)")
         ctx = self.ctx
         if bsize <= 0 or bsize > 0x7FFFFFFF:
             raise ValueError("size must be between 1 and 2 GiB - 1")
@@ -904,6 +939,8 @@ cdef class Context:
             s.pending = 0
             s.batch = 1
             s.batch_owned = 1
+            self.batches += 1
+            self.preparing -= 1   # not a prep: the batch owns the slot from here
             s.state = ST_SUBMITTED
             try:
                 get_buffer(buf, &s.view, op == FIO_IOCB_CMD_PREAD)
@@ -978,6 +1015,7 @@ cdef class Context:
                 return [s.results[i] for i in range(n)]
             finally:
                 s.batch_owned = 0
+                self.batches -= 1
                 if not s.pending:
                     self.slot_release(idx)
         finally:

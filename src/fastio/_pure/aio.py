@@ -17,6 +17,7 @@ import ctypes
 import errno
 import operator
 import threading
+import warnings
 import time
 
 from fastio._errors import UnsupportedError
@@ -178,6 +179,8 @@ class Context:
         self._fork_gen = fork_generation()
         self._lock = threading.Lock()
         self._busy = 0
+        self._batches = 0
+        self._waiters = 0
         self._slots: list[_Slot] = []
         self._free: list[int] = []
         self._queue: list[int] = []
@@ -232,9 +235,11 @@ class Context:
         """Drop, cancel, wait, destroy, release; see ``fastio._c.aio.Context.close``."""
         if getattr(self, "_ctx", 0) == 0:
             return
-        if self._busy and self._fork_gen == fork_generation():
-            raise RuntimeError("Context.close() while another thread is waiting in it; "
-                               "wake that thread (a completion or its timeout) first")
+        if (self._busy or self._batches or self._waiters or self._lock.locked()) and \
+                self._fork_gen == fork_generation():
+            raise RuntimeError("Context.close() while a call on this context is running (another "
+                               "thread in it, or a signal handler or a buffer exporter inside a "
+                               "prep_*, getevents or batch call); close it once that call has returned")
         with self._lock:
             if not self._shutdown():
                 _leaked.append(self.__dict__.copy())
@@ -248,8 +253,6 @@ class Context:
 
     def __del__(self):
         if getattr(self, "_ctx", 0) != 0:
-            import warnings
-
             try:
                 warnings.warn(f"unclosed fastio.aio.Context ({self._inflight} requests in flight)",
                               ResourceWarning)
@@ -559,11 +562,26 @@ class Context:
         if maxn < 1 or need > maxn:
             raise ValueError(f"max_nr must be >= 1 and >= min_nr, got {maxn}")
         self._check()
+        if self._batches:
+            raise RuntimeError("a read_batch/write_batch is running on this Context: it reaps "
+                               "the context's events itself; getevents() must wait until it returns")
         deadline = deadline_for(timeout_ns)
         if self._queue:
             self._submit_queue()
         with self._lock:
             out, self._backlog = self._backlog, []
+        self._waiters += 1
+        try:
+            return self._getevents_loop(out, need, maxn, timeout_ns, deadline)
+        except BaseException:
+            # What was already reaped goes back to the front of the backlog.
+            with self._lock:
+                self._backlog = out + self._backlog
+            raise
+        finally:
+            self._waiters -= 1
+
+    def _getevents_loop(self, out, need, maxn, timeout_ns, deadline):
         events = (abi.IoEvent * _STACK_EVENTS)()
         while len(out) < maxn:
             chunk = min(maxn - len(out), _STACK_EVENTS)
@@ -580,8 +598,11 @@ class Context:
                     self._handle_event(events[k], out)
             if ret == chunk:
                 continue
-            if want == 0 or len(out) >= need or ret < want:
+            if want == 0 or len(out) >= need:
                 break
+            # Fewer than asked: the timeout passed or a signal cut the wait
+            # short (its handler has run by now); wait on unless out of time.
+            self._check()
             if deadline >= 0:
                 timeout_ns = deadline - time.monotonic_ns()
                 if timeout_ns <= 0:
@@ -645,11 +666,16 @@ class Context:
         n = len(offs)
         if cdepth <= 0:
             cdepth = self._maxevents
+        if self._batches or self._waiters:
+            raise RuntimeError("another read_batch/write_batch or getevents() is running on this "
+                               "Context: a batch reaps the context's events itself, so it needs "
+                               "the context to itself (use one Context per thread)")
         with self._lock:
             idx = self._new_slot(None)
             slot = self._slots[idx]
             slot.pending = 0
             slot.batch = slot.batch_owned = True
+            self._batches += 1
             slot.state = _SUBMITTED
         try:
             view = _pin(buf, op == abi.IOCB_CMD_PREAD)
@@ -716,6 +742,7 @@ class Context:
             return list(slot.results)
         finally:
             with self._lock:
+                self._batches -= 1
                 slot.batch_owned = False
                 if not slot.pending:
                     self._slot_release(idx)
