@@ -784,3 +784,23 @@ def test_close_or_a_second_waiter_inside_a_call_is_refused(ctx):
         signal.signal(signal.SIGALRM, old)
         os.close(r)
         os.close(w)
+
+
+@pytest.mark.parametrize("call", [
+    lambda c, fd: c.prep_pread(fd, bytearray(8), 1.9),
+    lambda c, fd: c.prep_pread(fd, bytearray(8), 0, rw_flags=8.5),
+    lambda c, fd: c.prep_poll(fd, 1.5),
+    lambda c, fd: c.read_batch(fd, bytearray(1024), [0], 512.7),
+    lambda c, fd: c.read_batch(fd, bytearray(1024), [1.5], 512),
+], ids=["offset", "rw_flags", "poll events", "batch size", "batch offset"])
+def test_int_arguments_refuse_floats(ctx, datafile, call):
+    """Regression: the compiled backend truncated floats where the pure one
+    raised TypeError."""
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(TypeError):
+            call(ctx, fd)
+        assert ctx.getevents(0, timeout=0) == []
+    finally:
+        os.close(fd)

@@ -50,6 +50,7 @@ Kernel facts this module relies on:
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.number cimport PyNumber_Index
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.errno cimport EAGAIN, EINPROGRESS, EINTR, EINVAL
 from libc.stdint cimport INT32_MAX, INT32_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
@@ -175,7 +176,7 @@ cdef int get_buffer(object obj, Py_buffer *view, bint writable) except -1:
 
 
 cdef inline uint32_t as_rw_flags(object rw_flags) except? 0xFFFFFFFF:
-    cdef long long f = rw_flags
+    cdef long long f = PyNumber_Index(rw_flags)   # an int: 8.5 is a TypeError
     if f & ~(<long long>_abi.RWF_MASK) or f < 0:
         raise ValueError(f"unknown RWF_* bits in rw_flags={f:#x}")
     return <uint32_t>f
@@ -189,7 +190,7 @@ cdef inline int as_prio(object reqprio) except? -1:
 
 
 cdef inline int64_t as_offset(object offset) except? -1:
-    cdef long long off = offset
+    cdef long long off = PyNumber_Index(offset)   # an int: 1.9 is a TypeError
     if off < 0:
         raise ValueError(f"offset must be >= 0, got {off}")
     return off
@@ -607,7 +608,7 @@ cdef class Context:
         """Queue a one-shot readiness poll of ``fd`` (a socket, pipe, eventfd
         ...) for ``events`` (``select.POLLIN`` ...); res is the ready mask.
         Cancellable. See ``io_submit(2)`` (``IOCB_CMD_POLL``, Linux 4.18)."""
-        cdef long long mask = events
+        cdef long long mask = PyNumber_Index(events)
         if not 0 <= mask <= 0xFFFF:
             raise ValueError(f"events must be a 16-bit poll mask, got {mask:#x}")
         return self.prep_plain(FIO_IOCB_CMD_POLL, fd, <uint64_t>mask, user_data, reqprio)
@@ -883,7 +884,7 @@ cdef class Context:
     cdef object batch(self, uint32_t op, object fd, object buf, object offsets, object size, object results,
                       object depth):
         cdef int cfd = as_fd(fd)
-        cdef long long bsize = size
+        cdef long long bsize = PyNumber_Index(size)
         cdef int cdepth = as_c_int(depth)
         cdef Py_ssize_t n, i, next_i = 0
         cdef int64_t *offs = NULL
@@ -926,7 +927,7 @@ cdef class Context:
         try:
             if not PyObject_CheckBuffer(offsets):
                 for i in range(n):
-                    offs[i] = seq[i]
+                    offs[i] = PyNumber_Index(seq[i])
             for i in range(n):
                 if offs[i] < 0:
                     raise ValueError("offsets must be >= 0")
