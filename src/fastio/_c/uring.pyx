@@ -248,6 +248,21 @@ cdef inline uint64_t as_offset(object offset) except? 0xFFFFFFFFFFFFFFFF:
     return <uint64_t>off
 
 
+cdef int32_t *fd_array(object fds, Py_ssize_t *n) except NULL:
+    """A malloc'ed int32 array of fds (ints or objects with fileno(); -1
+    stays -1, an empty fixed-file slot) for the file registrations; the
+    caller frees it."""
+    cdef list values = [-1 if f == -1 else as_fd(f) for f in fds]
+    cdef int32_t *arr = <int32_t *>malloc(max(len(values), 1) * sizeof(int32_t))
+    cdef Py_ssize_t i
+    if arr == NULL:
+        raise MemoryError()
+    for i in range(len(values)):
+        arr[i] = values[i]
+    n[0] = len(values)
+    return arr
+
+
 @cython.no_gc_clear
 cdef class Ring:
     """Ring(entries=256, *, flags=0, cq_entries=None, sq_thread_idle=None, sq_thread_cpu=None)
@@ -937,14 +952,10 @@ cdef class Ring:
         slot empty) as fixed files 0..n-1, for ``IOSQE_FIXED_FILE`` requests
         whose ``fd`` is then the index. See ``io_uring_register_files(3)``."""
         self.check()
-        cdef list values = [-1 if f == -1 else as_fd(f) for f in fds]
-        cdef int32_t *arr = <int32_t *>malloc(max(len(values), 1) * sizeof(int32_t))
-        if arr == NULL:
-            raise MemoryError()
+        cdef Py_ssize_t n
+        cdef int32_t *arr = fd_array(fds, &n)
         try:
-            for i, v in enumerate(values):
-                arr[i] = v
-            self.register(FIO_IORING_REGISTER_FILES, arr, len(values))
+            self.register(FIO_IORING_REGISTER_FILES, arr, n)
         finally:
             free(arr)
 
@@ -953,17 +964,13 @@ cdef class Ring:
         returns how many were updated. See ``io_uring_register_files_update(3)``."""
         self.check()
         cdef fio_io_uring_rsrc_update up
-        cdef list values = [-1 if f == -1 else as_fd(f) for f in fds]
-        cdef int32_t *arr = <int32_t *>malloc(max(len(values), 1) * sizeof(int32_t))
-        if arr == NULL:
-            raise MemoryError()
+        cdef Py_ssize_t n
+        cdef int32_t *arr = fd_array(fds, &n)
         try:
-            for i, v in enumerate(values):
-                arr[i] = v
             memset(&up, 0, sizeof(up))
             up.offset = as_c_int(offset)
             up.data = <uint64_t><size_t>arr
-            return self.register(FIO_IORING_REGISTER_FILES_UPDATE, &up, len(values))
+            return self.register(FIO_IORING_REGISTER_FILES_UPDATE, &up, n)
         finally:
             free(arr)
 
