@@ -848,41 +848,31 @@ def test_close_inside_a_call_is_refused(backend, datafile):
 
     ring.close()
 
-    # A repeating timer whose handler closes the ring while read_batch runs
-    # (the handler runs inside the batch's wait, or, rarely, in the few
-    # bytecodes around the call: then the ring is closed and we try again).
+    # A signal handler that closes the ring while read_batch waits: the
+    # batch reads a pipe that stays empty until the handler itself writes to
+    # it, so the handler is certain to run inside the call (a batch over a
+    # warm file can finish before any timer fires).
     refused = []
-    armed = [False]
+    r, w = os.pipe()
 
     def handler(*args):
-        if armed[0]:
-            armed[0] = False  # one attempt per call
-            try:
-                ring.close()
-            except RuntimeError as exc:
-                refused.append(str(exc))
-
-    old = signal.signal(signal.SIGALRM, handler)
-    offsets = [i * 4096 for i in range(256)] * 8
-    try:
-        for attempt in range(30):
-            ring = backend.Ring(8)
-            try:
-                armed[0] = True
-                # one signal, later each time, so that one lands mid-batch
-                signal.setitimer(signal.ITIMER_REAL, 0.001 * (1 + attempt))
-                out = ring.read_batch(fd, bytearray(4096 * len(offsets)), offsets, 4096)
-                armed[0] = False
-            except ValueError:  # closed just before the call: not the case under test
-                armed[0] = False
-                continue
-            assert out == [4096] * len(offsets)
-            if refused:
-                break
+        try:
             ring.close()
+        except RuntimeError as exc:
+            refused.append(str(exc))
+        os.write(w, b"y" * 16)
+
+    ring = backend.Ring(8)
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        out = ring.read_batch(r, bytearray(16), [0, 0], 8)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        os.close(r)
+        os.close(w)
+    assert out == [8, 8]
     assert refused, "the handler never ran inside read_batch"
     assert not ring.closed
     ring.close()
