@@ -39,7 +39,7 @@ with client, peer:
     print("waiting: recv() blocks in recvfrom(2) until the peer sends ...")
     start = time.monotonic()
     data = client.recv(1024)
-    print(f"recv() returned after {time.monotonic() - start:.2f} s: phase 1 (wait) and phase 2 (copy) are done")
+    print(f"recv() returned after {time.monotonic() - start:.2f} s, both phases done")
     print(f"copied {len(data)} bytes: {data!r}")
     sender.join()
 
