@@ -16,7 +16,8 @@ from fastio import epoll, selectors
 
 MESSAGE = b"hello, world"
 
-# Two connections; the peer will write to the second one only.
+# Two connections. The peer writes to one of them: the second in part 1, the
+# first in part 2.
 a, a_peer = socket.socketpair()
 b, b_peer = socket.socketpair()
 socks = {a.fileno(): a, b.fileno(): b}
@@ -31,6 +32,8 @@ with a, a_peer, b, b_peer:
         print("waiting: Epoll.poll() blocks in epoll_pwait2(2) over 2 sockets ...")
         events = ep.poll(timeout=5.0)  # phase 1: the one wait
         sender.join()
+        if not events:
+            raise TimeoutError("nothing readable within 5 s")
         for fd, mask in events:
             which = "second" if fd == b.fileno() else "first"
             print(f"ready: fd {fd}, the {which} socket, events {mask:#x} (EPOLLIN)")
@@ -47,6 +50,8 @@ with a, a_peer, b, b_peer:
         print("waiting: DefaultSelector.select() blocks in epoll_pwait2(2) ...")
         ready = sel.select(timeout=5.0)
         sender.join()
+        if not ready:
+            raise TimeoutError("nothing readable within 5 s")
         for key, mask in ready:
             data = key.fileobj.recv(1024)  # phase 2
             print(f"ready: the {key.data} socket; copied {len(data)} bytes: {data!r}")
