@@ -52,6 +52,6 @@ with a, a_peer, b, b_peer:
         sender.join()
         if not ready:
             raise TimeoutError("nothing readable within 5 s")
-        for key, mask in ready:
+        for key, _ in ready:
             data = key.fileobj.recv(1024)  # phase 2
             print(f"ready: the {key.data} socket; copied {len(data)} bytes: {data!r}")
