@@ -266,17 +266,26 @@ def write_plot(parts: list[Part], path: str) -> None:
     shown = [p for p in parts if p.rows]
     if not shown:
         shown = parts
-    heights = [max(2.0, 0.32 * (len(p.rows) + 2)) for p in shown] or [2.0]
+    heights = [max(2.0, 0.3 * (len(p.rows) + len({r.group for r in p.rows}) + 2)) for p in shown] or [2.0]
     fig, axes = plt.subplots(len(heights), 1, figsize=(10, sum(heights) + 0.5),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     for ax, part in zip(axes[:, 0], shown):
-        labels, ratios, texts, colors = [], [], [], []
+        labels, ratios, texts, colors, headers = [], [], [], [], []
+        current: object = object()
         for row in part.rows:
-            label = f"{row.group}: {row.name}" if row.group else row.name
-            labels.append(label if len(label) <= 70 else label[:67] + "...")
+            if row.group != current:
+                current = row.group
+                if row.group is not None:
+                    # A heading line: no bar, the group written across the plot.
+                    headers.append((len(labels), row.group))
+                    labels.append("")
+                    ratios.append(0.0)
+                    texts.append("")
+                    colors.append("none")
+            labels.append(row.name if len(row.name) <= 40 else row.name[:37] + "...")
             if row.skipped is not None or row.value is None:
                 ratios.append(0.0)
-                texts.append("skipped")
+                texts.append("skipped: " + (row.skipped or "")[:80])
                 colors.append("#bbbbbb")
             else:
                 r = row.ratio if row.ratio is not None else 0.0
@@ -291,7 +300,11 @@ def write_plot(parts: list[Part], path: str) -> None:
         ax.axvline(1.0, color="black", linewidth=0.8)
         top = max(ratios + [1.0])
         for yi, (r, t) in enumerate(zip(ratios, texts)):
-            ax.text(r + top * 0.01, yi, t, va="center", fontsize=6)
+            if t:
+                ax.text(r + top * 0.01, yi, t, va="center", fontsize=6)
+        for yi, text in headers:
+            ax.text(0.005, yi, text, va="center", fontsize=7, fontweight="bold",
+                    transform=ax.get_yaxis_transform())
         ax.set_xlim(0, top * 1.35)
         ax.set_xlabel(f"ratio to {part.baseline} (> 1: better)", fontsize=8)
         ax.set_title(f"{part.name}: {part.title}", fontsize=9)

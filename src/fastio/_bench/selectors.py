@@ -588,7 +588,7 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
     )
     return Part(
         name="selectors",
-        title="selectors: select(0) and register+unregister, stdlib vs fastio",
+        title="select(0) and register+unregister, stdlib vs fastio",
         baseline="stdlib",
         rows=rows,
         method=method,
