@@ -28,7 +28,7 @@ ROW_KEYS = {"name", "kind", "value", "unit", "p99_us", "cpu_s", "syscalls_per_op
 PART_KEYS = {"name", "title", "baseline", "rows", "method", "extra"}
 FILES_ROWS = {"os.pread", "thread pool", "uring buffered (c)", "uring buffered (pure)", "aio O_DIRECT (c)",
               "aio O_DIRECT (pure)", "uring O_DIRECT (c)", "uring O_DIRECT (pure)"}
-PROGRESS = re.compile(r"^\[\d+(/\d+)?\] (files|selectors): .+ \.\.\.$")
+PROGRESS = re.compile(r"^\[\d+(/\d+)?\] (files|selectors): (.+ \.\.\.|.*skipped.*)$")
 
 
 def bench(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -127,7 +127,8 @@ def _progress_printer(total: Optional[int]) -> Callable[[str, str], None]:
         nonlocal count
         count += 1
         where = f"{count}/{total}" if total and count <= total else str(count)
-        print(f"[{where}] {part}: {text} ...", file=sys.stderr, flush=True)
+        more = "" if "skipped" in text else " ..."  # a step starting, or one passed over
+        print(f"[{where}] {part}: {text}{more}", file=sys.stderr, flush=True)
 
     return progress
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import concurrent.futures
 import errno
+import importlib
 import os
 import random
 import resource
@@ -82,8 +83,9 @@ def fill_fd(fd: int, size: int) -> None:
 
 
 def warm(path_or_fd) -> None:
-    """Read the whole file once through the page cache."""
-    fd = os.open(path_or_fd, os.O_RDONLY) if isinstance(path_or_fd, (str, bytes)) else path_or_fd
+    """Read the whole file (a path, or an fd not opened O_DIRECT) once through the page cache."""
+    opened = isinstance(path_or_fd, (str, bytes, os.PathLike))
+    fd = os.open(path_or_fd, os.O_RDONLY | os.O_CLOEXEC) if opened else path_or_fd
     try:
         buf = bytearray(1 << 20)
         off = 0
@@ -93,7 +95,7 @@ def warm(path_or_fd) -> None:
                 break
             off += n
     finally:
-        if fd is not path_or_fd:
+        if opened:
             os.close(fd)
 
 
@@ -133,19 +135,12 @@ def pread_loop(fd: int, offs: array.array, depth: int = 1, direct: bool = False,
                latency: Optional[list] = None, chunk: int = 256):
     """An ``os.pread`` loop, one read at a time (depth 1 whatever ``depth``).
     ``direct``: ``os.preadv`` into one aligned buffer (O_DIRECT needs it).
-    ``latency``: the time of each read (clock to clock, loop included)."""
+    ``latency``: the time of each read (clock to clock, loop included; the
+    clock and the list cost about 20% of a warm read: time IOPS without it)."""
     n = len(offs)
-    buf = aligned_buffer(BS)
-    bufs = [buf]
+    bufs = [aligned_buffer(BS)]
     preadv = os.preadv
     pread = os.pread
-
-    if direct:
-        def one(k):
-            return preadv(fd, bufs, offs[k])
-    else:
-        def one(k):
-            return pread(fd, BS, offs[k])
 
     if latency is None:
         if direct:
@@ -162,16 +157,26 @@ def pread_loop(fd: int, offs: array.array, depth: int = 1, direct: bool = False,
                 return chunk
     else:
         append = latency.append
-
-        def run(i):
-            base = _base(i, chunk, n)
-            t_prev = perf_counter_ns()
-            for k in range(base, base + chunk):
-                one(k)
-                t = perf_counter_ns()
-                append(t - t_prev)
-                t_prev = t
-            return chunk
+        if direct:
+            def run(i):
+                base = _base(i, chunk, n)
+                t_prev = perf_counter_ns()
+                for k in range(base, base + chunk):
+                    preadv(fd, bufs, offs[k])
+                    t = perf_counter_ns()
+                    append(t - t_prev)
+                    t_prev = t
+                return chunk
+        else:
+            def run(i):
+                base = _base(i, chunk, n)
+                t_prev = perf_counter_ns()
+                for k in range(base, base + chunk):
+                    pread(fd, BS, offs[k])
+                    t = perf_counter_ns()
+                    append(t - t_prev)
+                    t_prev = t
+                return chunk
 
     return run, lambda: None
 
@@ -405,15 +410,16 @@ class Config:
     seconds: float     # per sample
     depth: int = DEPTH
     threads: int = THREADS
+    latency_seconds: float = 0.05  # per row, in the latency pass
     nofs: int = 1 << 16  # random offsets (reused in turn)
     batch_chunk: int = 8 * DEPTH
 
 
 def config(options: Options) -> Config:
     if options.quick:
-        cfg = Config(size=64 << 20, rounds=2, seconds=0.1)
+        cfg = Config(size=64 << 20, rounds=2, seconds=0.08, latency_seconds=0.04)
     else:
-        cfg = Config(size=256 << 20, rounds=3, seconds=0.25)
+        cfg = Config(size=256 << 20, rounds=3, seconds=0.22, latency_seconds=0.1)
     if options.duration is not None:
         cfg.seconds = options.duration / cfg.rounds
     return cfg
@@ -425,8 +431,6 @@ def _backends(options: Options) -> list[tuple[str, object, object, Optional[str]
     out = []
     for name in names:
         try:
-            import importlib
-
             u = importlib.import_module(f"fastio._{name}.uring")
             a = importlib.import_module(f"fastio._{name}.aio")
         except ImportError as exc:
@@ -497,7 +501,7 @@ def steps(options: Options) -> int:
     cfg = config(options)
     nback = 1 if options.backend else 2
     rows = 4 + 3 * nback
-    return 1 + rows + (cfg.rounds - 1) + (1 if syscount.available() else 0)
+    return 1 + rows + (cfg.rounds - 1) + 1 + (1 if syscount.available() else 0)
 
 
 def _pct(sorted_ns: list, q: float) -> float:
@@ -587,8 +591,7 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
     def sample(i: int) -> None:
         s = specs[i]
         d = data[i]
-        lat: list = []
-        run_, close = s.make(lat)
+        run_, close = s.make(None)
         try:
             c0 = _cpu()
             reads, elapsed = timed_reads(run_, cfg.seconds)
@@ -598,7 +601,15 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
         d["iops"].append(reads / elapsed)
         d["reads"].append(reads)
         d["elapsed"].append(elapsed)
-        d["lat"].extend(lat)
+
+    def latencies(i: int) -> None:
+        lat: list = []
+        run_, close = specs[i].make(lat)
+        try:
+            timed_reads(run_, cfg.latency_seconds)
+        finally:
+            close()
+        data[i]["lat"] = lat
 
     for r in range(cfg.rounds):
         if r == 0:
@@ -624,6 +635,19 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
             except Exception as exc:  # noqa: BLE001 - reported, the other rows go on
                 problems.append(f"{s.group} / {s.name}: {type(exc).__name__}: {exc}")
                 s.make, s.skipped = None, f"failed: {type(exc).__name__}: {exc}"
+
+    # Latency in a pass of its own: reading the clock per read slows a loop down.
+    progress("latency")
+    for i, s in enumerate(specs):
+        if s.make is None:
+            continue
+        try:
+            latencies(i)
+        except UnsupportedError as exc:
+            s.make, s.skipped = None, str(exc)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"{s.group} / {s.name} (latency pass): {type(exc).__name__}: {exc}")
+            s.make, s.skipped = None, f"failed: {type(exc).__name__}: {exc}"
 
     counts = _count_syscalls(specs, progress)
     rows = []
@@ -701,6 +725,8 @@ def _method(cfg: Config) -> str:
         f"Rows run for {cfg.seconds:g} s each, {cfg.rounds} rounds interleaved (the order rotates); "
         f"value = median IOPS over the rounds; ratio = median over the rounds of row / os.pread of "
         f"the same group and round. "
+        f"Latency comes from a pass of its own ({cfg.latency_seconds:g} s per row, after the rounds): "
+        f"reading the clock per read would slow the loops down. "
         f"os.pread: one read at a time (os.pread; os.preadv into an aligned buffer for O_DIRECT); "
         f"latency per read, clock to clock (loop included). "
         f"thread pool: concurrent.futures with {cfg.threads} threads, each task {16} os.preadv "

@@ -158,7 +158,7 @@ def _count(cands, loops) -> dict[str, float]:
         return {}
     out = {}
     for name, batch in cands:
-        k = max(1, min(loops[name], 1000))
+        k = max(1, min(loops[name] // 4, 200))
         with syscount.SyscallCounter() as sc:
             batch(k)
         out[name] = sc.count / k
@@ -324,9 +324,8 @@ def bench_select(sizes, cfg: Config, report, notes, problems) -> list[dict]:
     for n in sizes:
         need = open_fd_count() + 2 * n + 16
         if need > soft:
-            reason = (f"N={n} skipped: needs about {need} fds (2 per socket pair + open + selectors), "
-                      f"RLIMIT_NOFILE is {soft}")
-            notes.append(reason)
+            reason = f"needs about {need} fds (2 per socket pair + open + selectors), RLIMIT_NOFILE is {soft}"
+            notes.append(f"N={n} skipped: {reason}")
             for cls in CLASSES:
                 for label, k in cfg.levels(n):
                     _progress(cfg, f"{cls}.select(0) N={n} ready={k}: skipped")
@@ -339,8 +338,8 @@ def bench_select(sizes, cfg: Config, report, notes, problems) -> list[dict]:
                 if cls == "SelectSelector":
                     top = pairs.max_reader_fd()
                     if top >= FD_SETSIZE:
-                        reason = f"SelectSelector N={n} skipped: highest registered fd {top} >= FD_SETSIZE={FD_SETSIZE}"
-                        notes.append(reason)
+                        reason = f"highest registered fd {top} >= FD_SETSIZE={FD_SETSIZE}"
+                        notes.append(f"SelectSelector N={n} skipped: {reason}")
                         for label, k in cfg.levels(n):
                             _progress(cfg, f"{cls}.select(0) N={n} ready={k}: skipped (FD_SETSIZE)")
                             rows.append({"bench": "select", "class": cls, "n": n, "ready": k,
@@ -415,8 +414,8 @@ def bench_regunreg(others, cfg: Config, report, notes, problems) -> list[dict]:
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     npairs = (others + 1) // 2
     if open_fd_count() + 2 * npairs + 16 > soft:
-        reason = f"register+unregister skipped: {others} other fds do not fit under RLIMIT_NOFILE={soft}"
-        notes.append(reason)
+        reason = f"{others} other fds do not fit under RLIMIT_NOFILE={soft}"
+        notes.append(f"register+unregister skipped: {reason}")
         for cls in CLASSES:
             _progress(cfg, f"{cls} register+unregister: skipped")
             rows.append({"bench": "register+unregister", "class": cls, "others": others, "skipped": reason})
@@ -583,7 +582,7 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
         f"candidate, the start rotating; value = median per-call time (us, lower is better); ratio = "
         f"median over the rounds of stdlib batch / this batch (> 1: faster than the stdlib). Results "
         f"are checked before timing. GC off while timing. syscalls/op: system calls per call, counted "
-        f"over up to 1000 calls in a pass after the timing. SelectSelector is skipped where an fd "
+        f"over up to 200 calls in a pass after the timing. SelectSelector is skipped where an fd "
         f"would reach FD_SETSIZE ({FD_SETSIZE})."
     )
     return Part(
