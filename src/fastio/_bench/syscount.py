@@ -43,9 +43,11 @@ Limits:
   count its system calls in a separate pass.
 * ``io_uring`` work that the kernel does for a ring (SQPOLL, io-wq workers)
   makes no system call: only what the process itself enters is counted.
-* Syscalls made through ``syscall(2)`` and the vDSO: vDSO calls
-  (``clock_gettime``, ``gettimeofday``, ``getcpu``) never enter the kernel
-  and are not counted; everything that enters is.
+* vDSO calls (``clock_gettime``, ``gettimeofday``, ``getcpu``) never enter
+  the kernel and are not counted; every real entry is, ``syscall(2)``
+  included, from every thread (a thread pool's idle futex waits too).
+* ``read()`` and ``stop()`` make one ``read(2)`` per event; on this process
+  those (and the ones of ``start()``) are taken off the count.
 """
 
 from __future__ import annotations
@@ -311,4 +313,5 @@ class SyscallCounter:
             self._close()
 
     def __del__(self) -> None:
-        self._close()
+        if getattr(self, "_fds", None):
+            self._close()
