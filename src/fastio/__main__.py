@@ -1,4 +1,5 @@
-"""Command line: ``python -m fastio info [--json]``."""
+"""Command line: ``python -m fastio info [--json]``, ``python -m fastio bench [options]``
+(``python -m fastio bench --help``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,18 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        # Its own parser (fastio._bench.build_parser), so its --help and errors are its own.
+        from fastio._bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m fastio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="backend, Python, kernel and which interfaces work here")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
+    commands.add_parser("bench", add_help=False,
+                        help="measure the IO models side by side here (python -m fastio bench --help)")
     args = parser.parse_args(argv)
 
     if args.command == "info":
