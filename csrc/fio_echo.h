@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,6 @@
 #include <unistd.h>
 
 #include "fio_common.h"
-#include "fio_syscall.h"
 
 #define FIO_ECHO_BUF (64u * 1024u)
 #define FIO_ECHO_EVENTS 256
@@ -216,7 +216,8 @@ FIO_INLINE int fio_echo_accept(struct fio_echo *s)
  * readable. Returns 0 when woken, or -errno: the setup or the listener failed,
  * epoll_wait failed, or -EINTR when `interrupted` (called on a signal, may be
  * NULL) returned nonzero. Every connection is closed on return; listen_fd and
- * wake_fd are left open (and wake_fd is not drained).
+ * wake_fd are left open (and wake_fd is not drained). The calling thread's
+ * signals are blocked while it serves except inside epoll_pwait.
  */
 FIO_INLINE int fio_echo_serve(int listen_fd, int wake_fd, struct fio_echo_stats *st,
                               int (*interrupted)(void *arg), void *arg)
@@ -224,6 +225,8 @@ FIO_INLINE int fio_echo_serve(int listen_fd, int wake_fd, struct fio_echo_stats 
     struct fio_echo s;
     struct epoll_event ev;
     struct epoll_event *events = NULL;
+    sigset_t all, orig;
+    const sigset_t *waitmask = NULL;
     int ret = 0;
 
     memset(st, 0, sizeof(*st));
@@ -263,10 +266,16 @@ FIO_INLINE int fio_echo_serve(int listen_fd, int wake_fd, struct fio_echo_stats 
     }
     /* Not having a spare fd only loses the EMFILE remedy. */
     s.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    /* Signals are let in only while waiting, so each one interrupts a wait
+     * and reaches `interrupted`, even one that came while we were busy. */
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_BLOCK, &all, &orig) == 0)
+        waitmask = &orig;
 
     for (;;) {
-        int n = fio_sys_epoll_wait(s.epfd, events, FIO_ECHO_EVENTS, -1);
+        int n = epoll_pwait(s.epfd, events, FIO_ECHO_EVENTS, -1, waitmask);
         if (n < 0) {
+            n = -errno;
             if (n == -EINTR) {
                 if (interrupted != NULL && interrupted(arg)) {
                     ret = -EINTR;
@@ -301,6 +310,8 @@ FIO_INLINE int fio_echo_serve(int listen_fd, int wake_fd, struct fio_echo_stats 
     }
 
 out:
+    if (waitmask != NULL)
+        (void)pthread_sigmask(SIG_SETMASK, &orig, NULL); /* cannot fail: orig came from it */
     while (s.head.next != &s.head)
         fio_echo_close(&s, s.head.next, 0);
     if (s.spare_fd >= 0)

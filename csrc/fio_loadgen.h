@@ -41,6 +41,7 @@
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -50,7 +51,6 @@
 #include <unistd.h>
 
 #include "fio_common.h"
-#include "fio_syscall.h"
 #include "fio_time.h"
 
 /* ---- latency histogram ------------------------------------------------ */
@@ -198,6 +198,7 @@ struct fio_lg_run {
     unsigned char *pattern; /* 2 * FIO_LG_PATTERN: any slice up to the period is contiguous */
     unsigned char *buf;     /* FIO_LG_PATTERN */
     struct epoll_event *events;
+    const sigset_t *waitmask; /* the mask to wait with (signals blocked otherwise), or NULL */
     int epfd;
     int phase;
     int count_mode;         /* p->requests > 0 */
@@ -501,9 +502,10 @@ FIO_INLINE void fio_lg_reap_stalled(struct fio_lg_run *run, int64_t now)
 FIO_INLINE int fio_lg_poll(struct fio_lg_run *run, int64_t now, int64_t deadline)
 {
     int64_t wait = deadline - now;
-    int n = fio_sys_epoll_wait(run->epfd, run->events, FIO_LG_EVENTS,
-                               wait > 0 ? fio_ns_to_ms_ceil(wait) : 0);
+    int n = epoll_pwait(run->epfd, run->events, FIO_LG_EVENTS, wait > 0 ? fio_ns_to_ms_ceil(wait) : 0,
+                        run->waitmask);
     if (n < 0) {
+        n = -errno;
         if (n != -EINTR)
             return n;
         if (run->p->interrupted != NULL && run->p->interrupted(run->p->arg))
@@ -639,7 +641,8 @@ FIO_INLINE int fio_lg_loop(struct fio_lg_run *run)
  * Run the load described by p; fill r. Returns 0 (errors are counted in r),
  * or -errno when the generator itself failed (-ENOMEM, epoll_create1's
  * errno, -EINTR when p->interrupted asked to stop). Every fd it opened is
- * closed before it returns.
+ * closed before it returns. The calling thread's signals are blocked while
+ * it runs except inside epoll_pwait (so they are delivered there).
  */
 FIO_INLINE int fio_lg_run(const struct fio_lg_params *p, struct fio_lg_result *r)
 {
@@ -694,7 +697,16 @@ FIO_INLINE int fio_lg_run(const struct fio_lg_params *p, struct fio_lg_result *r
         c->ts = run.ts + (size_t)i * p->depth;
     }
 
+    /* Signals are let in only while waiting (epoll_pwait's mask), so one
+     * that arrives while the loop works is pending until the next wait,
+     * which it interrupts: p->interrupted never misses it. */
+    sigset_t all, orig;
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_BLOCK, &all, &orig) == 0)
+        run.waitmask = &orig;
     ret = fio_lg_loop(&run);
+    if (run.waitmask != NULL && pthread_sigmask(SIG_SETMASK, &orig, NULL) != 0 && ret == 0)
+        ret = -EINVAL; /* cannot happen: orig came from pthread_sigmask */
     if (ret == 0 && run.t_end > run.t0)
         r->elapsed_ns = run.t_end - run.t0;
 
