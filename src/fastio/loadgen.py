@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -266,14 +267,14 @@ def _resolve(address: Address) -> tuple[int, Any]:
 
 def _extension() -> ModuleType:
     try:
-        from fastio._c import _loadgen
+        ext = importlib.import_module("fastio._c._loadgen")
     except ImportError as exc:
         raise ImportError(
             f"fastio.loadgen needs fastio's compiled extension (fastio._c._loadgen), which cannot be "
             f"imported: {exc}. Reinstall fastio with a C compiler and the Python headers "
             f"(python -m pip install .); there is no pure-Python load generator"
         ) from exc
-    return _loadgen
+    return ext
 
 
 def _result(opts: _Options, raw: dict) -> LoadResult:
