@@ -364,6 +364,7 @@ def test_signal_handler_exception_ends_the_run(busy):
         (dict(duration="1"), TypeError),
         (dict(requests=0), ValueError),
         (dict(requests=1.0), TypeError),
+        (dict(requests=1 << 40, size=1 << 26), ValueError),
         (dict(warmup=-0.1), ValueError),
         (dict(timeout=0), ValueError),
         (dict(timeout=None), TypeError),

@@ -85,6 +85,7 @@ MAX_SIZE = 64 * 1024 * 1024
 MAX_DEPTH = 4096
 MAX_IN_FLIGHT = 1 << 22  # connections * depth (8 bytes of send time each)
 MAX_REQUESTS = 1 << 40
+MAX_REQUESTS_BYTES = 1 << 60  # stream offsets stay far from 2**64
 MAX_SECONDS = 86400.0
 
 
@@ -204,6 +205,8 @@ def _check(connections: object, size: object, depth: object, duration: object, r
         raise ValueError("give either duration or requests, not both")
     if requests is not None:
         count = _int_arg("requests", requests, 1, MAX_REQUESTS)
+        if count * size > MAX_REQUESTS_BYTES:
+            raise ValueError(f"requests * size must be at most {MAX_REQUESTS_BYTES} bytes, got {count * size}")
         seconds = 0.0
     else:
         count = 0
