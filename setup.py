@@ -3,7 +3,7 @@
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["epoll", "poll", "selectors", "sigio", "uring", "aio"]
+MODULES = ["epoll", "poll", "selectors", "sigio", "uring", "aio", "_loadgen"]
 
 extensions = [
     Extension(
