@@ -1,5 +1,5 @@
 """Command line: ``python -m fastio info [--json]``, ``python -m fastio bench [options]``
-(``python -m fastio bench --help``)."""
+(``python -m fastio bench --help``), ``python -m fastio serve MODEL [--port P | --unix PATH]``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     commands.add_parser("bench", add_help=False,
                         help="measure the IO models side by side here (python -m fastio bench --help)")
+    serve = commands.add_parser("serve", help="run one IO model's echo server for outside clients")
+    from fastio import _serve
+
+    _serve.add_arguments(serve)
     args = parser.parse_args(argv)
 
     if args.command == "info":
@@ -28,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
         report = _info.collect()
         print(json.dumps(report, indent=2) if args.json else _info.format_text(report))
+    elif args.command == "serve":
+        return _serve.main(args)
     return 0
 
 

@@ -33,6 +33,7 @@ __all__ = ["PARTS", "Options", "Part", "Row", "main"]
 # part name -> module, in run and display order; one line per part (a new
 # part is one more line here; --parts defaults to all of them).
 PARTS: dict[str, str] = {
+    "echo": "fastio._bench.echo",
     "files": "fastio._bench.files",
     "selectors": "fastio._bench.selectors",
 }
