@@ -21,14 +21,14 @@ import pytest
 
 import fastio
 from fastio import _bench
-from fastio._bench import files, report, syscount
+from fastio._bench import echo, files, report, syscount
 from fastio._bench._types import Options, Part, Row
 
 ROW_KEYS = {"name", "kind", "value", "unit", "p99_us", "cpu_s", "syscalls_per_op", "ratio", "skipped", "extra"}
 PART_KEYS = {"name", "title", "baseline", "rows", "method", "extra"}
 FILES_ROWS = {"os.pread", "thread pool", "uring buffered (c)", "uring buffered (pure)", "aio O_DIRECT (c)",
               "aio O_DIRECT (pure)", "uring O_DIRECT (c)", "uring O_DIRECT (pure)"}
-PROGRESS = re.compile(r"^\[\d+(/\d+)?\] (files|selectors): (.+ \.\.\.|.*skipped.*)$")
+PROGRESS = re.compile(r"^\[\d+(/\d+)?\] (echo|files|selectors): (.+ \.\.\.|.*skipped.*)$")
 
 
 def bench(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -48,7 +48,7 @@ def check_row(row: dict, part: str) -> None:
         assert row["value"] is None, row
         return
     assert _number(row["value"]) and row["value"] > 0, row
-    assert row["unit"] == {"files": "IOPS", "selectors": "us"}[part], row
+    assert row["unit"] == {"echo": "req/s", "files": "IOPS", "selectors": "us"}[part], row
     assert _number(row["ratio"]) and row["ratio"] > 0, row  # every measured row has its baseline measured
     for key in ("p99_us", "cpu_s", "syscalls_per_op"):
         assert row[key] is None or (_number(row[key]) and row[key] >= 0), (key, row)
@@ -57,11 +57,12 @@ def check_row(row: dict, part: str) -> None:
 # --------------------------------------------------------------------------- the whole command
 
 
-def test_quick_files_selectors_json(tmp_path):
+def test_quick_json_is_complete(tmp_path):
+    """The whole default suite, quick: ``python -m fastio bench --quick --json``."""
     data = tmp_path / "data"
     data.mkdir()
     out = tmp_path / "out.json"
-    proc = bench("--quick", "--parts", "files,selectors", "--json", str(out), "--dir", str(data), timeout=120)
+    proc = bench("--quick", "--json", str(out), "--dir", str(data), timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert os.listdir(data) == []  # the data file is gone
     doc = json.loads(out.read_text())
@@ -77,10 +78,11 @@ def test_quick_files_selectors_json(tmp_path):
     assert m["fastio"]["version"] == fastio.__version__ and m["fastio"]["backend"] in ("c", "pure")
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", doc["date"])
     assert doc["options"] == {"quick": True, "duration": None, "connections": None, "models": None,
-                              "parts": ["files", "selectors"], "directory": str(data), "backend": None}
+                              "parts": ["echo", "files", "selectors"], "directory": str(data),
+                              "backend": None}
 
     parts = {p["name"]: p for p in doc["parts"]}
-    assert list(parts) == ["files", "selectors"]
+    assert list(parts) == ["echo", "files", "selectors"]
     for name, part in parts.items():
         assert PART_KEYS <= set(part), part.keys()
         assert part["method"] and part["title"]
@@ -93,6 +95,16 @@ def test_quick_files_selectors_json(tmp_path):
         for r in measured:
             if r["name"] == part["baseline"]:
                 assert r["ratio"] == pytest.approx(1.0)
+
+    e = parts["echo"]
+    assert e["baseline"] == "asyncio"
+    assert {r["extra"]["group"] for r in e["rows"]} == {"1 connection", "64 connections"}
+    assert {r["name"] for r in e["rows"]} == set(echo.QUICK_MODELS)
+    for r in e["rows"]:
+        if r["skipped"] is None:  # a byte-verified run: requests, latency and server CPU measured
+            assert r["extra"]["requests"] > 0 and r["p99_us"] > 0 and r["cpu_s"] > 0, r
+            assert r["extra"]["connections"] == int(r["extra"]["group"].split()[0])
+    assert {r["name"] for r in e["rows"] if r["skipped"] is None} >= {"blocking", "epoll", "asyncio", "c-epoll"}
 
     f = parts["files"]
     assert {r["name"] for r in f["rows"]} == FILES_ROWS
@@ -114,7 +126,7 @@ def test_quick_files_selectors_json(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
     assert lines and all(PROGRESS.match(ln) for ln in lines), lines
     assert lines[-1].startswith(f"[{len(lines)}/{len(lines)}]")
-    assert "== files:" in proc.stdout and "== selectors:" in proc.stdout
+    assert "== echo:" in proc.stdout and "== files:" in proc.stdout and "== selectors:" in proc.stdout
 
 
 def test_interrupt_leaves_no_file(tmp_path):
@@ -201,7 +213,7 @@ def test_bad_option_through_python_m():
 
 def test_help_lists_parts():
     proc = bench("--help")
-    assert proc.returncode == 0 and "--quick" in proc.stdout and "files, selectors" in proc.stdout
+    assert proc.returncode == 0 and "--quick" in proc.stdout and "echo, files, selectors" in proc.stdout
     top = subprocess.run([sys.executable, "-m", "fastio", "--help"], capture_output=True, text=True, timeout=60)
     assert "bench" in top.stdout
 

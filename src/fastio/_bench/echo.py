@@ -256,8 +256,6 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
     )
     extra: dict[str, Any] = {"size": SIZE, "duration_s": duration, "warmup_s": warmup,
                              "connections": counts, "server_cpu": server_cpu, "client_cpu": client_cpu,
-                             "backend": options.backend}
-    if problems:
-        extra["problems"] = problems
+                             "backend": options.backend, "problems": problems}
     return Part("echo", "Echo servers, one per IO model (requests/s, higher is better)", BASELINE, rows,
                 method, extra)
