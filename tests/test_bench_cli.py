@@ -394,13 +394,16 @@ def test_syscount_counts_threads_started_inside(counting):
 
 
 def test_syscount_counts_another_process(counting):
-    code = ("import os, sys, threading\nsys.stdin.readline()\n"
+    # "ready" first: the counter must start after the child's own start-up
+    # (imports: about a thousand system calls), or it counts them too.
+    code = ("import os, sys, threading\nprint('ready', flush=True)\nsys.stdin.readline()\n"
             "t = threading.Thread(target=lambda: [os.getppid() for _ in range(3000)])\n"
             "t.start(); t.join()\n[os.getppid() for _ in range(2000)]\nprint('done', flush=True)\n"
             "sys.stdin.readline()\n")
     with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           text=True) as proc:
         try:
+            assert proc.stdout.readline() == "ready\n"
             with syscount.SyscallCounter(proc.pid) as sc:
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
