@@ -80,7 +80,10 @@ class _FdServer(EchoServer):
         poller, close_poller = self._make_poller()
         lfd = listener.fileno()
         wfd = self._wake_r
-        conns: Dict[int, _Conn] = {}
+        listening = object()
+        wake = object()
+        # fd -> connection (or one of the two markers): one lookup per event
+        conns: Dict[int, Any] = {lfd: listening, wfd: wake}
         buf = bytearray(BUFFER_SIZE)
         view = memoryview(buf)
         try:
@@ -88,20 +91,20 @@ class _FdServer(EchoServer):
             poller.register(wfd, _IN)
             wait = poller.poll
             modify = poller.modify
-            get = conns.get
+            Conn = _Conn
             while True:
                 for fd, events in wait(None):
-                    conn = get(fd)
-                    if conn is None:
-                        if fd == lfd:
+                    conn = conns[fd]
+                    if conn.__class__ is not Conn:
+                        if conn is listening:
                             while True:             # every queued connection
                                 sock = _accept(listener)
                                 if sock is None:
                                     break
-                                conn = _Conn(sock)
+                                conn = Conn(sock)
                                 conns[conn.fd] = conn
                                 poller.register(conn.fd, _IN)
-                        elif fd == wfd:
+                        elif conn is wake:
                             return
                         continue
                     pending = conn.pending
@@ -135,7 +138,8 @@ class _FdServer(EchoServer):
                     conn.sock.close()
         finally:
             for conn in conns.values():
-                conn.sock.close()
+                if conn.__class__ is _Conn:
+                    conn.sock.close()
             close_poller()
             view.release()
 

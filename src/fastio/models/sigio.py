@@ -122,10 +122,11 @@ class SigioServer(EchoServer):
             sio.add(wfd)
             wait = sio.wait
             get = conns.get
+            Conn = _Conn
             while True:
                 for fd, band in wait(None):
                     conn = get(fd)
-                    if conn is None:
+                    if conn.__class__ is not Conn:
                         if fd == lfd:
                             self._accept_all(listener, sio, conns)
                         elif fd == wfd:

@@ -41,7 +41,7 @@ import threading
 from typing import Any, Dict, List, Optional
 
 from fastio._consts import POLLIN
-from fastio.models._base import BUFFER_SIZE, PENDING_LIMIT, EchoServer
+from fastio.models._base import PENDING_LIMIT, EchoServer
 
 __all__ = ["UringServer", "UringMultishotServer"]
 
@@ -58,7 +58,7 @@ _probed: Dict[Any, str] = {}
 _probe_lock = threading.Lock()
 
 
-def _make_ring(uring: Any, entries: int) -> Any:
+def _make_ring(uring: Any, entries: int, setup: str = "coop") -> Any:
     """A ring for one serving thread: SINGLE_ISSUER (6.0) and COOP_TASKRUN
     (5.19: completions are run when the thread enters the kernel, no
     interrupt) where the kernel has them, else a plain ring.
@@ -69,7 +69,11 @@ def _make_ring(uring: Any, entries: int) -> Any:
     that the peer sends only after receiving that echo."""
     from fastio import uring as api   # the constants
 
-    flags = api.SETUP_SINGLE_ISSUER | api.SETUP_COOP_TASKRUN | api.SETUP_TASKRUN_FLAG | api.SETUP_SUBMIT_ALL
+    flags = {
+        "coop": api.SETUP_SINGLE_ISSUER | api.SETUP_COOP_TASKRUN | api.SETUP_TASKRUN_FLAG | api.SETUP_SUBMIT_ALL,
+        "defer": api.SETUP_SINGLE_ISSUER | api.SETUP_DEFER_TASKRUN | api.SETUP_SUBMIT_ALL,
+        "plain": 0,
+    }[setup]
     try:
         return uring.Ring(entries, flags=flags, cq_entries=entries * 4)
     except OSError as exc:
@@ -132,16 +136,16 @@ class _Conn:
     __slots__ = ("fd", "tx", "rbuf", "rview", "spare", "spare_view", "sending", "out", "pending",
                  "receiving", "paused", "eof", "recv_id")
 
-    def __init__(self, fd: int, multishot: bool) -> None:
+    def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.tx = _Tx(self)
-        if multishot:
+        if not size:                                    # multishot: the kernel picks buffers
             self.rbuf = self.spare = None
             self.rview = self.spare_view = None
         else:
-            self.rbuf = bytearray(BUFFER_SIZE)          # where the armed recv lands
+            self.rbuf = bytearray(size)                 # where the armed recv lands
             self.rview = memoryview(self.rbuf)
-            self.spare = bytearray(BUFFER_SIZE)         # the other one (maybe being sent)
+            self.spare = bytearray(size)                # the other one (maybe being sent)
             self.spare_view = memoryview(self.spare)
         self.sending: Any = None        # the buffer of the send in flight, or None
         self.out = bytearray()          # spare accumulator (swapped with pending)
@@ -171,6 +175,11 @@ class UringServer(EchoServer):
     requires = ("uring",)
     multishot = False
     ring_entries = 1024
+    #: ring set-up: "coop" (see _make_ring), "defer" (DEFER_TASKRUN, then
+    #: wait() for one completion at a time), "plain" (no flags)
+    setup = "coop"
+    #: bytes per recv; two buffers of it per connection
+    buffer_size = 16384
 
     @classmethod
     def why_unavailable(cls, backend: Optional[str] = None) -> Optional[str]:
@@ -194,7 +203,7 @@ class UringServer(EchoServer):
         assert listener is not None
         uring = self._load("uring")
         # Made in the serving thread: SINGLE_ISSUER binds the ring to it.
-        ring = _make_ring(uring, self.ring_entries)
+        ring = _make_ring(uring, self.ring_entries, self.setup)
         conns: Dict[int, _Conn] = {}
         try:
             self._loop(ring, listener.fileno(), conns)
@@ -210,6 +219,7 @@ class UringServer(EchoServer):
         prep_recv = ring.prep_recv
         prep_send = ring.prep_send
         prep_accept = ring.prep_accept
+        size = self.buffer_size
         wait = ring.wait
         Conn = _Conn
         Tx = _Tx
@@ -237,7 +247,7 @@ class UringServer(EchoServer):
                     if res > 0 and not conn.eof:
                         if conn.sending is None:
                             view = conn.rview
-                            data = view[:res] if res < BUFFER_SIZE else view
+                            data = view[:res] if res < size else view
                             prep_send(conn.fd, data, user_data=conn.tx, msg_flags=waitall)
                             sends += 1
                             conn.sending = data
@@ -308,7 +318,7 @@ class UringServer(EchoServer):
                             prep_recv(conn.fd, conn.rbuf, user_data=conn)
                 elif conn is _ACCEPT:
                     if res >= 0:
-                        conn = Conn(res, False)
+                        conn = Conn(res, size)
                         conns[res] = conn
                         conn.receiving = True
                         prep_recv(res, conn.rbuf, user_data=conn)
@@ -455,7 +465,7 @@ class UringMultishotServer(UringServer):
                             self._resume(conn, prep_recv_multishot, bgid, limit)
                 elif conn is _ACCEPT:
                     if res >= 0:
-                        conn = Conn(res, True)
+                        conn = Conn(res, 0)
                         conns[res] = conn
                         conn.receiving = True
                         conn.recv_id = prep_recv_multishot(res, bgid, user_data=conn)
