@@ -201,6 +201,23 @@ def test_partial_sends_slow_reader(model, backend):
                 sock.close()
 
 
+
+@pytest.mark.parametrize("name", ["uring", "uring-multishot"])
+def test_uring_stops_reading_a_peer_that_does_not_read(name, backend):
+    """With a small pending_limit the io_uring servers stop the recv of a
+    connection whose echo piles up (multishot: cancel it) and re-arm it
+    once the peer reads; nothing is lost or reordered."""
+    server = server_for(name, backend)
+    server.pending_limit = 32768
+    with server:
+        socks = [connect(server.address, rcvbuf=4096) for _ in range(2)]
+        try:
+            exchange(socks, [payload(80 + i, (300_000,) * 5) for i in range(2)], hold=0.3)
+            exchange(socks, [b"after", b"pause"])
+        finally:
+            for sock in socks:
+                sock.close()
+
 def test_unix_socket(model, backend, short_dir):
     path = os.path.join(short_dir, "echo.sock")
     server = server_for(model, backend, path)

@@ -30,7 +30,7 @@ more than the sends it just submitted (those usually complete during the
 submit), so one system call both submits the echoes and sleeps until new
 data arrives; when a send's completion has work behind it (bytes waiting, a
 close) it asks for one. A peer that does not read its echo makes the server
-stop reading from it (``PENDING_LIMIT``) until it catches up.
+stop reading from it (``pending_limit`` bytes waiting) until it catches up.
 """
 
 from __future__ import annotations
@@ -176,8 +176,10 @@ class UringServer(EchoServer):
     #: ring set-up: "coop" (see _make_ring), "defer" (DEFER_TASKRUN, then
     #: wait() for one completion at a time), "plain" (no flags)
     setup = "coop"
-    #: bytes per recv; two buffers of it per connection
+    #: bytes per recv (one buffer of it per connection)
     buffer_size = 16384
+    #: bytes held for a peer that does not read before its recv is stopped
+    pending_limit = PENDING_LIMIT
 
     @classmethod
     def why_unavailable(cls, backend: Optional[str] = None) -> Optional[str]:
@@ -222,7 +224,7 @@ class UringServer(EchoServer):
         Conn = _Conn
         Tx = _Tx
         waitall = _WAITALL
-        limit = PENDING_LIMIT
+        limit = self.pending_limit
         ring.prep_poll_add(self._wake_r, POLLIN, user_data=_WAKE)
         prep_accept(lfd, user_data=_ACCEPT)
         sends = 0
@@ -356,7 +358,7 @@ class UringMultishotServer(UringServer):
         Conn = _Conn
         Tx = _Tx
         waitall = _WAITALL
-        limit = PENDING_LIMIT
+        limit = self.pending_limit
         from fastio import uring as api
 
         more_flag = api.CQE_F_MORE
