@@ -10,6 +10,7 @@ import os
 import random
 import selectors
 import shutil
+import signal
 import socket
 import struct
 import sys
@@ -439,3 +440,43 @@ def test_uring_model_unavailable_matches_uring(backend):
     else:
         assert models.get("uring").why_unavailable(backend.name) is None
 
+
+
+def test_ctrl_c_ends_serve_forever(model, backend):
+    """SIGINT while serve_forever() waits in the main thread: the loop ends
+    with KeyboardInterrupt (PEP 475: the wait runs the handler), connections
+    and listener closed, threads joined."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread only")
+    server = server_for(model, backend)
+    fds = fd_table()
+    threads = set(threading.enumerate())
+    main = threading.get_ident()
+    problems = []
+
+    def client() -> None:
+        try:
+            deadline = time.monotonic() + 5
+            while server._address is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            sock = connect(server.address)
+            with sock:
+                exchange([sock], [b"before ctrl-c"])
+                time.sleep(0.05)            # the loop is waiting again
+                signal.pthread_kill(main, signal.SIGINT)
+                time.sleep(0.2)
+        except BaseException as exc:      # reported by the main thread
+            problems.append(exc)
+            signal.pthread_kill(main, signal.SIGINT)
+
+    helper = threading.Thread(target=client)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            server.serve_forever()
+    finally:
+        helper.join()
+    assert not problems, problems
+    server.stop()                           # already stopped: nothing to do
+    assert set(fd_table()) <= set(fds)
+    assert set(threading.enumerate()) <= threads
