@@ -10,6 +10,7 @@ import os
 import random
 import selectors
 import shutil
+import signal
 import socket
 import struct
 import sys
@@ -201,6 +202,23 @@ def test_partial_sends_slow_reader(model, backend):
                 sock.close()
 
 
+
+@pytest.mark.parametrize("name", ["uring", "uring-multishot"])
+def test_uring_stops_reading_a_peer_that_does_not_read(name, backend):
+    """With a small pending_limit the io_uring servers stop the recv of a
+    connection whose echo piles up (multishot: cancel it) and re-arm it
+    once the peer reads; nothing is lost or reordered."""
+    server = server_for(name, backend)
+    server.pending_limit = 32768
+    with server:
+        socks = [connect(server.address, rcvbuf=4096) for _ in range(2)]
+        try:
+            exchange(socks, [payload(80 + i, (300_000,) * 5) for i in range(2)], hold=0.3)
+            exchange(socks, [b"after", b"pause"])
+        finally:
+            for sock in socks:
+                sock.close()
+
 def test_unix_socket(model, backend, short_dir):
     path = os.path.join(short_dir, "echo.sock")
     server = server_for(model, backend, path)
@@ -311,9 +329,7 @@ def _run_once(model, backend, n_conns: int, keep_open: bool):
 
 
 def test_stop_with_connections_open_leaks_nothing(model, backend):
-    # A first run absorbs one-time, process-wide set-up (uvloop keeps a pipe
-    # for the life of the process).
-    _run_once(model, backend, 1, keep_open=False)
+    warm_up(model, backend)
     fds = fd_table()
     threads = set(threading.enumerate())
     server, socks = _run_once(model, backend, 6, keep_open=True)
@@ -339,7 +355,17 @@ def test_stop_idle_is_prompt(model, backend):
     assert time.monotonic() - t0 < 1.0
 
 
+def warm_up(model, backend) -> None:
+    """Start and stop a server once, so that one-time, process-wide set-up
+    (uvloop keeps a pipe open for the life of the process) is not counted as
+    a leak."""
+    server = server_for(model, backend)
+    server.start()
+    server.stop()
+
+
 def test_serve_forever(model, backend):
+    warm_up(model, backend)
     server = server_for(model, backend)
     fds = fd_table()
     thread = threading.Thread(target=server.serve_forever)
@@ -422,3 +448,44 @@ def test_uring_model_unavailable_matches_uring(backend):
     else:
         assert models.get("uring").why_unavailable(backend.name) is None
 
+
+
+def test_ctrl_c_ends_serve_forever(model, backend):
+    """SIGINT while serve_forever() waits in the main thread: the loop ends
+    with KeyboardInterrupt (PEP 475: the wait runs the handler), connections
+    and listener closed, threads joined."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread only")
+    warm_up(model, backend)
+    server = server_for(model, backend)
+    fds = fd_table()
+    threads = set(threading.enumerate())
+    main = threading.get_ident()
+    problems = []
+
+    def client() -> None:
+        try:
+            deadline = time.monotonic() + 5
+            while server._address is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            sock = connect(server.address)
+            with sock:
+                exchange([sock], [b"before ctrl-c"])
+                time.sleep(0.05)            # the loop is waiting again
+                signal.pthread_kill(main, signal.SIGINT)
+                time.sleep(0.2)
+        except BaseException as exc:      # reported by the main thread
+            problems.append(exc)
+            signal.pthread_kill(main, signal.SIGINT)
+
+    helper = threading.Thread(target=client)
+    helper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            server.serve_forever()
+    finally:
+        helper.join()
+    assert not problems, problems
+    server.stop()                           # already stopped: nothing to do
+    assert set(fd_table()) <= set(fds)
+    assert set(threading.enumerate()) <= threads

@@ -121,6 +121,13 @@ class AsyncioServer(EchoServer):
             loop.run_until_complete(self._main(loop, conns))
         finally:
             try:
+                # Interrupted (Ctrl-C in serve_forever): _main is still
+                # pending; cancelling it runs its finally (server closed).
+                tasks = asyncio.all_tasks(loop)
+                for task in tasks:
+                    task.cancel()
+                if tasks:
+                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
                 for transport in list(conns):
                     transport.abort()
                 # let the aborts run their connection_lost (which closes the sockets)

@@ -25,6 +25,7 @@ with ``EINVAL``) and on every connection (``recv`` returns 0, a blocked
 from __future__ import annotations
 
 import collections
+import os
 import socket
 import threading
 from typing import Deque, List, Optional, Set
@@ -37,7 +38,7 @@ __all__ = ["BlockingServer", "BlockingPoolServer"]
 class BlockingServer(EchoServer):
     name = "blocking"
     model = "blocking"
-    summary = "blocking sockets, one thread per connection (recv_into + sendall)"
+    summary = "blocking sockets, one thread per connection (read + sendall)"
     uses_wake_pipe = False
 
     def __init__(self, address: Address = ("127.0.0.1", 0), *, backend: Optional[str] = None,
@@ -53,11 +54,13 @@ class BlockingServer(EchoServer):
         """Serve one connection until the peer closes it (or stop())."""
         buf = bytearray(BUFFER_SIZE)
         view = memoryview(buf)
-        recv_into = conn.recv_into
+        bufs = [buf]
+        fd = conn.fileno()
+        readv = os.readv
         sendall = conn.sendall
         try:
             while True:
-                n = recv_into(buf)          # blocks: wait, then copy
+                n = readv(fd, bufs)         # blocks: wait, then copy
                 if not n:
                     break
                 sendall(view[:n])           # blocks until the kernel took all

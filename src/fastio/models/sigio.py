@@ -26,6 +26,7 @@ ones, so nothing is lost (a report may be stale: ``EAGAIN`` answers it).
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from typing import Dict, Optional
@@ -77,13 +78,11 @@ def _probe(backend: Optional[str]) -> str:
 
 
 class _Conn:
-    __slots__ = ("sock", "fd", "recv_into", "send", "pending")
+    __slots__ = ("sock", "fd", "pending")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.recv_into = sock.recv_into
-        self.send = sock.send
         self.pending: Optional[memoryview] = None
 
 
@@ -117,15 +116,19 @@ class SigioServer(EchoServer):
         conns: Dict[int, _Conn] = {}
         buf = bytearray(BUFFER_SIZE)
         view = memoryview(buf)
+        bufs = [buf]
+        readv = os.readv         # read(2)/write(2) on the fd: cheaper than socket methods
+        write = os.write
         try:
             sio.add(lfd)
             sio.add(wfd)
             wait = sio.wait
             get = conns.get
+            Conn = _Conn
             while True:
                 for fd, band in wait(None):
                     conn = get(fd)
-                    if conn is None:
+                    if conn.__class__ is not Conn:
                         if fd == lfd:
                             self._accept_all(listener, sio, conns)
                         elif fd == wfd:
@@ -136,7 +139,7 @@ class SigioServer(EchoServer):
                         if pending is not None:
                             if not band & (POLLOUT | POLLERR | POLLHUP):
                                 continue            # still waiting for room
-                            sent = conn.send(pending)
+                            sent = write(conn.fd, pending)
                             if sent < len(pending):
                                 conn.pending = pending[sent:]
                                 continue
@@ -144,11 +147,11 @@ class SigioServer(EchoServer):
                         elif not band & _READ:
                             continue
                         while True:                 # drain: a signal reports a change only
-                            n = conn.recv_into(buf)
+                            n = readv(conn.fd, bufs)
                             if not n:
                                 break               # the peer closed
                             try:
-                                sent = conn.send(view[:n])
+                                sent = write(conn.fd, view[:n])
                             except BlockingIOError:
                                 sent = 0
                             if sent < n:

@@ -9,13 +9,13 @@ every request it queued meanwhile is submitted by that same call
 (``Ring.wait`` submits, then waits).
 
 ``uring``: every connection always has a ``recv`` armed. When it completes
-the echo is queued at once as a ``send`` of the received bytes (one send in
+the echo is queued at once as a ``send`` of a copy of the bytes (one send in
 flight per connection keeps the order; bytes arriving meanwhile wait in a
 per-connection buffer), and the ``recv`` is re-armed into the connection's
-second buffer, so receiving never waits for sending. Sends carry
-``MSG_WAITALL``, with which the kernel finishes a partial send of a stream
-socket by itself; a short result is still resent from where it stopped.
-The listener has one ``accept`` armed, re-armed after each connection.
+buffer, so receiving never waits for sending. Sends carry ``MSG_WAITALL``,
+with which the kernel finishes a partial send of a stream socket by itself;
+a short result is still resent from where it stopped. The listener has one
+``accept`` armed, re-armed after each connection.
 
 ``uring-multishot``: one multishot ``accept`` for the listener and one
 multishot ``recv`` per connection, which keeps producing completions until
@@ -25,11 +25,12 @@ buffer back, and those bytes are sent as they are. One request queued per
 echo: the ``send``.
 
 Both: ``user_data`` is the connection object itself (or its ``tx`` twin for
-sends), so a completion needs no lookup; ``wait()`` asks for one completion
+sends), so a completion needs no lookup. ``wait()`` asks for one completion
 more than the sends it just submitted (those usually complete during the
 submit), so one system call both submits the echoes and sleeps until new
-data arrives. A peer that does not read its echo makes the server stop
-reading from it (``PENDING_LIMIT``) until it catches up.
+data arrives; when a send's completion has work behind it (bytes waiting, a
+close) it asks for one. A peer that does not read its echo makes the server
+stop reading from it (``pending_limit`` bytes waiting) until it catches up.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ import errno
 import os
 import socket
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from fastio._consts import POLLIN
-from fastio.models._base import BUFFER_SIZE, PENDING_LIMIT, EchoServer
+from fastio.models._base import PENDING_LIMIT, EchoServer
 
 __all__ = ["UringServer", "UringMultishotServer"]
 
@@ -58,7 +59,7 @@ _probed: Dict[Any, str] = {}
 _probe_lock = threading.Lock()
 
 
-def _make_ring(uring: Any, entries: int) -> Any:
+def _make_ring(uring: Any, entries: int, setup: str = "coop") -> Any:
     """A ring for one serving thread: SINGLE_ISSUER (6.0) and COOP_TASKRUN
     (5.19: completions are run when the thread enters the kernel, no
     interrupt) where the kernel has them, else a plain ring.
@@ -69,7 +70,11 @@ def _make_ring(uring: Any, entries: int) -> Any:
     that the peer sends only after receiving that echo."""
     from fastio import uring as api   # the constants
 
-    flags = api.SETUP_SINGLE_ISSUER | api.SETUP_COOP_TASKRUN | api.SETUP_TASKRUN_FLAG | api.SETUP_SUBMIT_ALL
+    flags = {
+        "coop": api.SETUP_SINGLE_ISSUER | api.SETUP_COOP_TASKRUN | api.SETUP_TASKRUN_FLAG | api.SETUP_SUBMIT_ALL,
+        "defer": api.SETUP_SINGLE_ISSUER | api.SETUP_DEFER_TASKRUN | api.SETUP_SUBMIT_ALL,
+        "plain": 0,
+    }[setup]
     try:
         return uring.Ring(entries, flags=flags, cq_entries=entries * 4)
     except OSError as exc:
@@ -129,21 +134,19 @@ class _Conn:
     """One connection. ``user_data`` of its recv is the connection itself,
     of its send the ``tx`` twin."""
 
-    __slots__ = ("fd", "tx", "rbuf", "rview", "spare", "spare_view", "sending", "out", "pending",
-                 "receiving", "paused", "eof", "recv_id")
+    __slots__ = ("fd", "tx", "rbuf", "rview", "sending", "out", "pending", "receiving", "paused", "eof",
+                 "recv_id")
 
-    def __init__(self, fd: int, multishot: bool) -> None:
+    def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.tx = _Tx(self)
-        if multishot:
-            self.rbuf = self.spare = None
-            self.rview = self.spare_view = None
-        else:
-            self.rbuf = bytearray(BUFFER_SIZE)          # where the armed recv lands
-            self.rview = memoryview(self.rbuf)
-            self.spare = bytearray(BUFFER_SIZE)         # the other one (maybe being sent)
-            self.spare_view = memoryview(self.spare)
-        self.sending: Any = None        # the buffer of the send in flight, or None
+        if size:
+            self.rbuf: Optional[bytearray] = bytearray(size)    # where the armed recv lands
+            self.rview: Optional[memoryview] = memoryview(self.rbuf)
+        else:                                   # multishot: the kernel picks the buffers
+            self.rbuf = None
+            self.rview = None
+        self.sending: Any = None        # what the send in flight sends, or None
         self.out = bytearray()          # spare accumulator (swapped with pending)
         self.pending = bytearray()      # bytes received while a send was in flight
         self.receiving = False          # a recv is armed
@@ -152,9 +155,8 @@ class _Conn:
         self.recv_id: Optional[int] = None
 
     def release(self) -> None:
-        for view in (self.rview, self.spare_view):
-            if view is not None:
-                view.release()
+        if self.rview is not None:
+            self.rview.release()
 
 
 class _Tx:
@@ -171,6 +173,13 @@ class UringServer(EchoServer):
     requires = ("uring",)
     multishot = False
     ring_entries = 1024
+    #: ring set-up: "coop" (see _make_ring), "defer" (DEFER_TASKRUN, then
+    #: wait() for one completion at a time), "plain" (no flags)
+    setup = "coop"
+    #: bytes per recv (one buffer of it per connection)
+    buffer_size = 16384
+    #: bytes held for a peer that does not read before its recv is stopped
+    pending_limit = PENDING_LIMIT
 
     @classmethod
     def why_unavailable(cls, backend: Optional[str] = None) -> Optional[str]:
@@ -194,7 +203,7 @@ class UringServer(EchoServer):
         assert listener is not None
         uring = self._load("uring")
         # Made in the serving thread: SINGLE_ISSUER binds the ring to it.
-        ring = _make_ring(uring, self.ring_entries)
+        ring = _make_ring(uring, self.ring_entries, self.setup)
         conns: Dict[int, _Conn] = {}
         try:
             self._loop(ring, listener.fileno(), conns)
@@ -210,11 +219,12 @@ class UringServer(EchoServer):
         prep_recv = ring.prep_recv
         prep_send = ring.prep_send
         prep_accept = ring.prep_accept
+        size = self.buffer_size
         wait = ring.wait
         Conn = _Conn
         Tx = _Tx
         waitall = _WAITALL
-        limit = PENDING_LIMIT
+        limit = self.pending_limit
         ring.prep_poll_add(self._wake_r, POLLIN, user_data=_WAKE)
         prep_accept(lfd, user_data=_ACCEPT)
         sends = 0
@@ -236,14 +246,11 @@ class UringServer(EchoServer):
                     # -- a recv completed: echo it, re-arm --
                     if res > 0 and not conn.eof:
                         if conn.sending is None:
-                            view = conn.rview
-                            data = view[:res] if res < BUFFER_SIZE else view
+                            # a copy goes out, so the recv can land in the buffer again
+                            data = conn.rbuf[:res]
                             prep_send(conn.fd, data, user_data=conn.tx, msg_flags=waitall)
                             sends += 1
                             conn.sending = data
-                            # recv into the other buffer while this one is sent
-                            conn.rbuf, conn.spare = conn.spare, conn.rbuf
-                            conn.rview, conn.spare_view = conn.spare_view, view
                         else:
                             conn.pending += conn.rview[:res]
                             urgent = True
@@ -308,7 +315,7 @@ class UringServer(EchoServer):
                             prep_recv(conn.fd, conn.rbuf, user_data=conn)
                 elif conn is _ACCEPT:
                     if res >= 0:
-                        conn = Conn(res, False)
+                        conn = Conn(res, size)
                         conns[res] = conn
                         conn.receiving = True
                         prep_recv(res, conn.rbuf, user_data=conn)
@@ -351,7 +358,7 @@ class UringMultishotServer(UringServer):
         Conn = _Conn
         Tx = _Tx
         waitall = _WAITALL
-        limit = PENDING_LIMIT
+        limit = self.pending_limit
         from fastio import uring as api
 
         more_flag = api.CQE_F_MORE
@@ -443,7 +450,8 @@ class UringMultishotServer(UringServer):
                         conn.sending = out
                         if conn.eof:
                             urgent = True       # to close it once sent
-                        self._resume(conn, prep_recv_multishot, bgid, limit)
+                        elif conn.paused:
+                            self._resume(conn, prep_recv_multishot, bgid, limit)
                     else:
                         conn.sending = None
                         if conn.out:
@@ -451,11 +459,11 @@ class UringMultishotServer(UringServer):
                         if conn.eof:
                             if not conn.receiving:
                                 self._close(conns, conn)
-                        else:
+                        elif conn.paused:
                             self._resume(conn, prep_recv_multishot, bgid, limit)
                 elif conn is _ACCEPT:
                     if res >= 0:
-                        conn = Conn(res, True)
+                        conn = Conn(res, 0)
                         conns[res] = conn
                         conn.receiving = True
                         conn.recv_id = prep_recv_multishot(res, bgid, user_data=conn)
