@@ -464,8 +464,8 @@ class Ring:
             return
         if (self._busy or self._batches or self._owner is not None) and self._fork_gen == fork_generation():
             raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
-                               "waiting in it, or a signal handler or callback inside a prep_*, "
-                               "wait or batch call); close it once that call has returned")
+                               "waiting in it, or a signal handler, finalizer or callback inside a "
+                               "prep_*, peek, wait or batch call); close it once that call has returned")
         self._shutdown()
 
     def __enter__(self):
