@@ -15,7 +15,7 @@ import time
 import weakref
 
 import pytest
-from support import in_child
+from support import in_child, skip_if_valgrind_serialises_uring_waits
 
 from fastio import UnsupportedError, uring
 
@@ -738,9 +738,10 @@ def test_close_from_a_finalizer_while_reaping_is_refused(backend):
 def test_close_from_the_garbage_collector_inside_peek(backend):
     """Regression (issue 8): the garbage collector may run a finalizer that
     closes the ring at any allocation inside peek() (CPython < 3.12 collects
-    right there). The compiled backend read the unmapped rings afterwards (a
-    segfault). Now the close is refused once reaping has begun, or, if it
-    came first, peek() raises the closed-ring ValueError."""
+    right there; 3.12+ at the next bytecode boundary). The compiled backend
+    read the unmapped rings afterwards (a segfault; UBSan: load of a null
+    pointer). Now the close is refused once reaping has begun, or, if it came
+    first, peek() raises the closed-ring ValueError."""
     ring = backend.Ring(8)
     outcome = []
 
@@ -771,13 +772,12 @@ def test_close_from_the_garbage_collector_inside_peek(backend):
             got = None
         finally:
             gc.set_threshold(*threshold)
-        during = list(outcome)
-        if during == ["closed"]:
-            assert got is None and ring.closed
-        else:
-            assert sorted(c.user_data for c in got) == [0, 1, 2, 3]
-            assert during in ([], ["refused"]) and ring.inflight == 0
         gc.collect()
+        if got is None:         # the close came before peek() reached the ring
+            assert outcome == ["closed"] and ring.closed
+        else:                   # refused inside peek(), or run after it returned
+            assert sorted(c.user_data for c in got) == [0, 1, 2, 3]
+            assert outcome in (["refused"], ["closed"])
     finally:
         gc.set_threshold(*threshold)
         ring.close()
@@ -807,6 +807,7 @@ def test_threads_share_a_ring(ring):
     assert sorted(c.user_data for c in got) == sorted((k, i) for k in range(4) for i in range(200))
 
 
+@skip_if_valgrind_serialises_uring_waits
 def test_close_while_another_thread_waits_is_refused(ring):
     started = threading.Event()
     result = []
@@ -916,6 +917,7 @@ class _Stop(Exception):
     pass
 
 
+@skip_if_valgrind_serialises_uring_waits
 def test_one_signal_during_a_submitting_wait_runs_its_handler(backend):
     """Regression: wait() that submits and waits in one io_uring_enter got the
     submitted count back, not EINTR, when a signal arrived; the handler never
@@ -940,6 +942,7 @@ def test_one_signal_during_a_submitting_wait_runs_its_handler(backend):
         os.close(w)
 
 
+@skip_if_valgrind_serialises_uring_waits
 def test_close_inside_a_call_is_refused(backend, datafile):
     """Regression: close() from Python code run inside a prep (here, the
     iterable of buffers) or from a signal handler inside read_batch unmapped
