@@ -672,6 +672,31 @@ def test_cq_overflow_loses_nothing(backend):
         assert sorted(c.user_data for c in got) == list(range(100))
 
 
+def test_buffers_unregistered_while_nbytes_converts(ring):
+    """Regression (issue 8): prep_read_fixed converted nbytes after taking a
+    pointer into the registered-buffer table; an __index__ that unregistered
+    the buffers made the compiled backend read the freed table (ASan:
+    heap-use-after-free in prep_fixed). Every argument is converted first
+    now, so the index is checked against what is registered then."""
+    ring.register_buffers([bytearray(4096)])
+
+    class Unregisters:
+        def __index__(self):
+            ring.unregister_buffers()
+            return 16
+
+        __int__ = __index__
+
+    r, w = os.pipe()
+    try:
+        with pytest.raises(ValueError, match="not a registered buffer"):
+            ring.prep_read_fixed(r, 0, -1, nbytes=Unregisters())
+        assert ring.sq_ready == 0 and ring.inflight == 0
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_close_with_an_overflowed_cq_releases_everything(backend):
     """Regression (issue 8): close() with completions still in the kernel's
     overflow list gave up at once on the compiled backend (its reap entered

@@ -1094,10 +1094,12 @@ class Ring:
         bi = as_c_int(buf_index)
         boff = int(buf_offset)
         off = _as_offset(offset)
+        n = None if nbytes is None else int(nbytes)   # converted before the table is read
         if not 0 <= bi < len(self._reg_views):
             raise ValueError(f"buf_index {bi} is not a registered buffer")
         view = self._reg_views[bi]
-        n = view.len - boff if nbytes is None else int(nbytes)
+        if n is None:
+            n = view.len - boff
         if boff < 0 or n < 0 or boff + n > view.len:
             raise ValueError("buf_offset/nbytes fall outside the registered buffer")
         n = _len32(n)
