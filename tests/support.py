@@ -6,6 +6,19 @@ import contextlib
 import os
 import signal
 
+import pytest
+
+# Set when the suite runs under memcheck (tools/valgrind): valgrind puts its
+# preload libraries into the client's LD_PRELOAD.
+UNDER_VALGRIND = "vgpreload_memcheck" in os.environ.get("LD_PRELOAD", "")
+
+# For the tests whose io_uring wait is ended by another thread or a signal.
+skip_if_valgrind_serialises_uring_waits = pytest.mark.skipif(
+    UNDER_VALGRIND,
+    reason="valgrind (3.19) runs io_uring_enter as a non-blocking syscall: while one thread "
+    "waits in it no other thread runs and no signal is delivered, so this wait would never end",
+)
+
 
 def in_child(func) -> str:
     """Run func in a forked child; return ``"ok <repr of result>"`` or

@@ -786,6 +786,42 @@ def test_close_or_a_second_waiter_inside_a_call_is_refused(ctx):
         os.close(w)
 
 
+def test_close_from_a_buffer_finalizer_inside_submit_or_cancel_is_refused(ctx, datafile):
+    """Regression (issue 8): a request's buffer is released inside submit()
+    (the kernel refused the request) and cancel() (a queued request); when
+    the request held its last reference, its finalizer could close the
+    context, and the compiled backend then released the slot a second time
+    (``inflight`` wrapped to 2**32 - 1, the free list looped). close() there
+    is a RuntimeError now, as on the pure backend."""
+    refused = []
+
+    class Buf(bytearray):
+        def __del__(self):
+            try:
+                ctx.close()
+            except RuntimeError as exc:
+                refused.append(str(exc))
+
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        bad = os.open(path, os.O_RDONLY)
+        os.close(bad)                                      # EBADF at io_submit
+        ctx.prep_pread(bad, Buf(8), 0, user_data="refused")
+        assert ctx.submit() == 0
+        request = ctx.prep_pread(fd, Buf(8), 0, user_data="cancelled")
+        assert ctx.cancel(request) is True
+        assert len(refused) == 2
+        assert all("while a call on this context is running" in m for m in refused)
+        assert not ctx.closed and ctx.inflight == 0 and ctx.queued == 0
+        got = {c.user_data: c.res for c in ctx.getevents(0, timeout=0)}
+        assert got == {"refused": -errno.EBADF, "cancelled": -errno.ECANCELED}
+        ctx.prep_pread(fd, bytearray(8), 0, user_data="after")
+        assert [c.user_data for c in reap(ctx, 1)] == ["after"]
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("call", [
     lambda c, fd: c.prep_pread(fd, bytearray(8), 1.9),
     lambda c, fd: c.prep_pread(fd, bytearray(8), 0, rw_flags=8.5),

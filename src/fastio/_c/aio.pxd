@@ -39,6 +39,7 @@ cdef class Context:
     cdef int preparing
     cdef int batches
     cdef int waiters
+    cdef bint closing
     cdef Slot **chunks
     cdef uint32_t nchunks
     cdef uint32_t free_head

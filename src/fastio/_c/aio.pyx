@@ -243,7 +243,7 @@ cdef class Context:
     # ---- lifetime -------------------------------------------------------
 
     cdef int check(self) except -1:
-        if self.ctx == 0:
+        if self.ctx == 0 or self.closing:
             raise ValueError("I/O operation on closed Context")
         check_fork(self.fork_gen, "aio.Context")
         return 0
@@ -265,7 +265,7 @@ cdef class Context:
 
         :raises RuntimeError: another thread is inside ``submit``/``getevents``.
         """
-        if self.ctx == 0:
+        if self.ctx == 0 or self.closing:
             return
         if (self.busy or self.preparing or self.batches or self.waiters) and \
                 self.fork_gen == fio_fork_generation():
@@ -311,6 +311,10 @@ cdef class Context:
         """close()'s work; never raises. 1 when every slot could be released."""
         cdef uint32_t i
         cdef int drained = 1
+        # From here on every method refuses the context (check()): Python
+        # code run while slots are released (a buffer's finalizer) must not
+        # submit or queue what is being torn down.
+        self.closing = True
         if self.fork_gen == fio_fork_generation():
             drained = self.drain()
             if drained:
@@ -402,20 +406,19 @@ cdef class Context:
         return idx
 
     cdef void slot_release(self, uint32_t idx) noexcept:
-        """Give back everything the slot holds; the user_data reference is
-        dropped last, when the table is consistent again (its finalizer may
-        run arbitrary code, even on this context)."""
+        """Give back everything the slot holds. The slot is free and the table
+        consistent before anything that can run Python code: releasing a
+        buffer may call its exporter or drop the last reference to it (its
+        ``__del__``), dropping user_data may finalize it, and that code may
+        use this context (close() it, prep, submit)."""
         cdef Slot *s = self.slot_at(idx)
         cdef uint32_t i
+        cdef uint32_t nviews = s.nviews
+        cdef Py_buffer view = s.view
+        cdef Py_buffer *more_views = s.more_views
+        cdef void *mem = s.mem
+        cdef int32_t *results = s.results if s.results_owned else NULL
         cdef PyObject *user_data = s.user_data
-        if s.nviews:
-            PyBuffer_Release(&s.view)
-            for i in range(s.nviews - 1):
-                PyBuffer_Release(&s.more_views[i])
-        free(s.more_views)
-        free(s.mem)
-        if s.results_owned:
-            free(s.results)
         s.more_views = NULL
         s.mem = NULL
         s.results = NULL
@@ -428,6 +431,13 @@ cdef class Context:
         s.next_free = self.free_head
         self.free_head = idx
         self.inflight -= 1
+        if nviews:
+            PyBuffer_Release(&view)
+            for i in range(nviews - 1):
+                PyBuffer_Release(&more_views[i])
+        free(more_views)
+        free(mem)
+        free(results)
         Py_XDECREF(user_data)
 
     cdef uint32_t new_slot(self, object user_data) except? 0xFFFFFFFF:
@@ -636,53 +646,58 @@ cdef class Context:
         cdef uint32_t k, i, nt
         cdef long ret, total = 0
         cdef fio_aio_context_t ctx = self.ctx
-        while self.qlen:
-            k = self.qlen if self.qlen < SUBMIT_BATCH else SUBMIT_BATCH
-            # Take the first k out of the queue: another thread may append
-            # (or submit the rest) while the GIL is released.
-            memcpy(taken_idx, self.queue, k * sizeof(uint32_t))
-            memmove(self.queue, self.queue + k, (self.qlen - k) * sizeof(uint32_t))
-            self.qlen -= k
-            for i in range(k):
-                ptrs[i] = &self.slot_at(taken_idx[i]).cb
-                self.slot_at(taken_idx[i]).state = ST_SUBMITTING
-            self.busy += 1
-            with nogil:
-                ret = fio_sys_io_submit(ctx, k, ptrs)
+        # Python code may run in here (a refused request's Completion is
+        # allocated, its buffer released): close() refuses meanwhile, or it
+        # would release the slots this loop still holds (taken_idx).
+        self.busy += 1
+        try:
+            while self.qlen:
+                k = self.qlen if self.qlen < SUBMIT_BATCH else SUBMIT_BATCH
+                # Take the first k out of the queue: another thread may append
+                # (or submit the rest) while the GIL is released.
+                memcpy(taken_idx, self.queue, k * sizeof(uint32_t))
+                memmove(self.queue, self.queue + k, (self.qlen - k) * sizeof(uint32_t))
+                self.qlen -= k
+                for i in range(k):
+                    ptrs[i] = &self.slot_at(taken_idx[i]).cb
+                    self.slot_at(taken_idx[i]).state = ST_SUBMITTING
+                with nogil:
+                    ret = fio_sys_io_submit(ctx, k, ptrs)
+                nt = <uint32_t>ret if ret > 0 else 0
+                for i in range(nt):
+                    self.slot_at(taken_idx[i]).state = ST_SUBMITTED
+                self.submitted += nt
+                total += nt
+                # Put what the kernel did not take back at the front, in order
+                # (other threads may have queued more meanwhile: make room).
+                if self.qlen + (k - nt) > self.qcap:
+                    try:
+                        self.reserve(self.qlen + (k - nt))
+                    except MemoryError:
+                        for i in range(nt, k):
+                            self.reject(taken_idx[i], -ENOMEM)
+                        raise
+                memmove(self.queue + (k - nt), self.queue, self.qlen * sizeof(uint32_t))
+                for i in range(nt, k):
+                    self.queue[i - nt] = taken_idx[i]
+                    self.slot_at(taken_idx[i]).state = ST_QUEUED
+                self.qlen += k - nt
+                if ret < 0 and ret != -EAGAIN and ret != -EINTR:
+                    # The kernel refused the first one outright: it completes now.
+                    self.qlen -= 1
+                    memmove(self.queue, self.queue + 1, self.qlen * sizeof(uint32_t))
+                    self.reject(taken_idx[0], ret)
+                    continue
+                if ret == -EINTR:
+                    PyErr_CheckSignals()
+                    continue
+                if nt == 0:
+                    break             # EAGAIN: the context is full; the rest waits
+                # nt < k without an error: the kernel stopped at a request it
+                # refuses or has no room for; the next round learns which.
+            return total
+        finally:
             self.busy -= 1
-            nt = <uint32_t>ret if ret > 0 else 0
-            for i in range(nt):
-                self.slot_at(taken_idx[i]).state = ST_SUBMITTED
-            self.submitted += nt
-            total += nt
-            # Put what the kernel did not take back at the front, in order
-            # (other threads may have queued more meanwhile: make room).
-            if self.qlen + (k - nt) > self.qcap:
-                try:
-                    self.reserve(self.qlen + (k - nt))
-                except MemoryError:
-                    for i in range(nt, k):
-                        self.reject(taken_idx[i], -ENOMEM)
-                    raise
-            memmove(self.queue + (k - nt), self.queue, self.qlen * sizeof(uint32_t))
-            for i in range(nt, k):
-                self.queue[i - nt] = taken_idx[i]
-                self.slot_at(taken_idx[i]).state = ST_QUEUED
-            self.qlen += k - nt
-            if ret < 0 and ret != -EAGAIN and ret != -EINTR:
-                # The kernel refused the first one outright: it completes now.
-                self.qlen -= 1
-                memmove(self.queue, self.queue + 1, self.qlen * sizeof(uint32_t))
-                self.reject(taken_idx[0], ret)
-                continue
-            if ret == -EINTR:
-                PyErr_CheckSignals()
-                continue
-            if nt == 0:
-                break             # EAGAIN: the context is full; the rest waits
-            # nt < k without an error: the kernel stopped at a request it
-            # refuses or has no room for; the next round learns which.
-        return total
 
     def submit(self):
         """Hand the queued requests to the kernel; returns how many it took.
@@ -843,20 +858,26 @@ cdef class Context:
         s = self.slot_at(idx)
         if s == NULL or not s.pending or s.batch or (ud >> 32) != s.gen:
             return False
-        if s.state == ST_QUEUED:
-            for i in range(self.qlen):
-                if self.queue[i] == idx:
-                    memmove(self.queue + i, self.queue + i + 1, (self.qlen - i - 1) * sizeof(uint32_t))
-                    self.qlen -= 1
-                    break
-            self.reject(idx, -ECANCELED)
-            return True
-        ret = fio_sys_io_cancel(self.ctx, &s.cb, &ev)
-        if ret == -EINPROGRESS:
-            return True
-        if ret == 0:              # kernels before 4.19 hand the event back here
-            self.handle_event(&ev, self.backlog)
-            return True
+        # reject() and handle_event() may run Python code (the request's
+        # buffer or user_data finalized): close() refuses meanwhile.
+        self.busy += 1
+        try:
+            if s.state == ST_QUEUED:
+                for i in range(self.qlen):
+                    if self.queue[i] == idx:
+                        memmove(self.queue + i, self.queue + i + 1, (self.qlen - i - 1) * sizeof(uint32_t))
+                        self.qlen -= 1
+                        break
+                self.reject(idx, -ECANCELED)
+                return True
+            ret = fio_sys_io_cancel(self.ctx, &s.cb, &ev)
+            if ret == -EINPROGRESS:
+                return True
+            if ret == 0:              # kernels before 4.19 hand the event back here
+                self.handle_event(&ev, self.backlog)
+                return True
+        finally:
+            self.busy -= 1
         if ret == -EINVAL:
             raise OSError(EINVAL, "io_cancel: the kernel cannot cancel this request (only IOCB_CMD_POLL "
                           "requests are cancellable; reads, writes and syncs run to completion) or it "
@@ -908,8 +929,8 @@ cdef class Context:
         if PyObject_CheckBuffer(offsets):
             PyObject_GetBuffer(offsets, &oview, 0x003C)  # PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
             try:
-                if oview.itemsize != 8 or (oview.format != NULL and
-                                           oview.format[strlen(oview.format) - 1] not in b"qQlL"):
+                if oview.itemsize != 8 or (oview.format != NULL and (oview.format[0] == 0 or  # "": no last char
+                                           oview.format[strlen(oview.format) - 1] not in b"qQlL")):
                     raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
                 n = oview.len // 8
                 offs = <int64_t *>malloc(max(n, 1) * 8)

@@ -358,14 +358,15 @@ cdef class Ring:
 
         :raises RuntimeError: a call on this ring is still running: another
             thread waits in it, or close() was called from a signal handler or
-            from Python code run inside a prep_*, wait or batch call.
+            from Python code run inside a prep_*, peek, wait or batch call (a
+            finalizer run while completions are reaped, say).
         """
         if self.ring.fd < 0 or self.closing:
             return
         if (self.busy or self.preparing or self.batches) and self.fork_gen == fio_fork_generation():
             raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
-                               "waiting in it, or a signal handler or callback inside a prep_*, "
-                               "wait or batch call); close it once that call has returned")
+                               "waiting in it, or a signal handler, finalizer or callback inside a "
+                               "prep_*, peek, wait or batch call); close it once that call has returned")
         self.shutdown()
 
     def __enter__(self):
@@ -535,23 +536,22 @@ cdef class Ring:
         return idx
 
     cdef void slot_release(self, uint32_t idx) noexcept:
-        """Give back everything the slot holds; the references are dropped
-        last, when the table is consistent again (their finalizers may run
-        arbitrary code, even on this ring)."""
+        """Give back everything the slot holds. The slot is free and the table
+        consistent before anything that can run Python code: releasing a
+        buffer may call its exporter (``__release_buffer__``) or drop the last
+        reference to it (its ``__del__``), dropping user_data may finalize it,
+        and that code may use this ring (close() it, prep, reap)."""
         cdef Slot *s = self.slot_at(idx)
         cdef uint32_t i
-        cdef object group
+        cdef uint32_t nviews = s.nviews
+        cdef Py_buffer view = s.view
+        cdef Py_buffer *more_views = s.more_views
+        cdef void *mem = s.mem
+        cdef int32_t *results = s.results if s.results_owned else NULL
         cdef PyObject *user_data = s.user_data
         cdef PyObject *keep = s.keep
+        cdef object group
         cdef BufRing br
-        if s.nviews:
-            PyBuffer_Release(&s.view)
-            for i in range(s.nviews - 1):
-                PyBuffer_Release(&s.more_views[i])
-        free(s.more_views)
-        free(s.mem)
-        if s.results_owned:
-            free(s.results)
         if s.fixed:
             self.fixed_inflight -= 1
         if s.buf_group >= 0:
@@ -564,6 +564,8 @@ cdef class Ring:
         s.results = NULL
         s.results_owned = 0
         s.nviews = 0
+        s.fixed = 0
+        s.buf_group = -1
         s.user_data = NULL
         s.keep = NULL
         s.pending = 0
@@ -571,6 +573,13 @@ cdef class Ring:
         s.next_free = self.free_head
         self.free_head = idx
         self.inflight -= 1
+        if nviews:
+            PyBuffer_Release(&view)
+            for i in range(nviews - 1):
+                PyBuffer_Release(&more_views[i])
+        free(more_views)
+        free(mem)
+        free(results)
         Py_XDECREF(user_data)
         Py_XDECREF(keep)
 
@@ -810,25 +819,41 @@ cdef class Ring:
 
     cdef int reap(self, list out) except -1:
         """Copy every ready CQE out (a block at a time, head advanced once per
-        block), flushing kernel-side overflow and deferred task work."""
+        block), flushing kernel-side overflow and deferred task work.
+
+        Python code can run in here (the finalizer of a user_data or buffer
+        released with its slot, or any finalizer the garbage collector calls
+        when a Completion is allocated), and it may call close() or let
+        another thread call it: ``busy`` makes close() refuse until reap
+        returns, since the CQ ring, the buffer rings and the table must stay.
+        The flush uses enter_raw(): during close() (drain) the ring is already
+        marked closing, and check() would refuse it."""
         cdef fio_io_uring_cqe cqes[STACK_CQES]
         cdef uint32_t n, i
         cdef int rounds = 0, ret
-        while rounds < 1024:
-            rounds += 1
-            n = fio_ring_cq_copy(&self.ring, cqes, STACK_CQES)
-            for i in range(n):
-                self.handle_cqe(&cqes[i], out)
-            if n == STACK_CQES:
-                continue
-            if fio_ring_sq_flags(&self.ring) & (FIO_IORING_SQ_CQ_OVERFLOW | FIO_IORING_SQ_TASKRUN) or (
-                    n == 0 and rounds == 1 and self.ring.flags & FIO_IORING_SETUP_DEFER_TASKRUN):
-                ret = self.enter(0, 0, FIO_IORING_ENTER_GETEVENTS, -1)
-                if ret < 0 and ret != -EINTR and ret != -EBUSY and ret != -EAGAIN:
-                    raise_errno(-ret)
-                if fio_ring_cq_ready(&self.ring):
+        self.busy += 1
+        try:
+            if self.ring.fd < 0:
+                # Closed by Python code run since the caller's check() (the
+                # garbage collector when out was allocated, say).
+                raise ValueError("I/O operation on closed Ring")
+            while rounds < 1024:
+                rounds += 1
+                n = fio_ring_cq_copy(&self.ring, cqes, STACK_CQES)
+                for i in range(n):
+                    self.handle_cqe(&cqes[i], out)
+                if n == STACK_CQES:
                     continue
-            break
+                if fio_ring_sq_flags(&self.ring) & (FIO_IORING_SQ_CQ_OVERFLOW | FIO_IORING_SQ_TASKRUN) or (
+                        n == 0 and rounds == 1 and self.ring.flags & FIO_IORING_SETUP_DEFER_TASKRUN):
+                    ret = self.enter_raw(0, 0, FIO_IORING_ENTER_GETEVENTS, -1)
+                    if ret < 0 and ret != -EINTR and ret != -EBUSY and ret != -EAGAIN:
+                        raise_errno(-ret)
+                    if fio_ring_cq_ready(&self.ring):
+                        continue
+                break
+        finally:
+            self.busy -= 1
         return 0
 
     cdef list take_backlog(self):
@@ -939,8 +964,10 @@ cdef class Ring:
         cdef int ret
         cdef int fd = self.ring.fd
         while True:
+            self.busy += 1     # close() from another thread meanwhile is refused
             with nogil:
                 ret = fio_sys_io_uring_register(fd, opcode, arg, nr)
+            self.busy -= 1
             if ret >= 0:
                 return ret
             if ret != -EINTR:
@@ -1214,15 +1241,18 @@ cdef class Ring:
                            object buf_offset, object user_data, int flags):
         cdef int bi = as_c_int(buf_index)
         cdef long long boff = buf_offset
-        cdef long long n
+        cdef long long n = -1 if nbytes is None else nbytes
         cdef uint64_t off = as_offset(offset)
         cdef uint32_t idx
         cdef fio_io_uring_sqe *sqe
         cdef Py_buffer *view
+        # Every conversion (which may run an __index__, and that may
+        # unregister the buffers) is done before reg_views is read.
         if not 0 <= bi < <int>self.nreg_views:
             raise ValueError(f"buf_index {bi} is not a registered buffer")
         view = &self.reg_views[bi]
-        n = view.len - boff if nbytes is None else nbytes
+        if nbytes is None:
+            n = view.len - boff
         # (n > view.len - boff, not boff + n > view.len: that sum can overflow)
         if boff < 0 or n < 0 or boff > view.len or n > view.len - boff:
             raise ValueError("buf_offset/nbytes fall outside the registered buffer")
@@ -1456,9 +1486,11 @@ cdef class Ring:
         if br is None:
             raise ValueError(f"buffer group {gid} is not registered on this ring")
         idx = self.new_slot(user_data, flags, True)
-        sqe = self.sqe_for(idx)
+        # Counted before sqe_for(), which may submit and run signal handlers:
+        # unregister_buf_ring() refuses from here on (abandon() uncounts).
         self.slot_at(idx).buf_group = gid
         br.inflight += 1
+        sqe = self.sqe_for(idx)
         fio_prep_recv_multishot(sqe, cfd, <uint16_t>gid, mflags)
         return self.commit(idx, sqe, flags)
 
@@ -1560,7 +1592,8 @@ cdef class Ring:
         if PyObject_CheckBuffer(offsets):
             PyObject_GetBuffer(offsets, &oview, 0x003C)  # PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
             try:
-                if oview.itemsize != 8 or (oview.format != NULL and oview.format[strlen(oview.format) - 1] not in b"qQlL"):
+                if oview.itemsize != 8 or (oview.format != NULL and (oview.format[0] == 0 or  # "": no last char
+                                                           oview.format[strlen(oview.format) - 1] not in b"qQlL")):
                     raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
                 n = oview.len // 8
                 offs = <int64_t *>malloc(max(n, 1) * 8)

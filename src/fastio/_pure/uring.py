@@ -464,8 +464,8 @@ class Ring:
             return
         if (self._busy or self._batches or self._owner is not None) and self._fork_gen == fork_generation():
             raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
-                               "waiting in it, or a signal handler or callback inside a prep_*, "
-                               "wait or batch call); close it once that call has returned")
+                               "waiting in it, or a signal handler, finalizer or callback inside a "
+                               "prep_*, peek, wait or batch call); close it once that call has returned")
         self._shutdown()
 
     def __enter__(self):
@@ -1094,10 +1094,12 @@ class Ring:
         bi = as_c_int(buf_index)
         boff = int(buf_offset)
         off = _as_offset(offset)
+        n = None if nbytes is None else int(nbytes)   # converted before the table is read
         if not 0 <= bi < len(self._reg_views):
             raise ValueError(f"buf_index {bi} is not a registered buffer")
         view = self._reg_views[bi]
-        n = view.len - boff if nbytes is None else int(nbytes)
+        if n is None:
+            n = view.len - boff
         if boff < 0 or n < 0 or boff + n > view.len:
             raise ValueError("buf_offset/nbytes fall outside the registered buffer")
         n = _len32(n)
