@@ -1032,7 +1032,10 @@ cdef class Ring:
                 iov[done].iov_base = views[done].buf
                 iov[done].iov_len = views[done].len
             done = n
-            self.register(FIO_IORING_REGISTER_BUFFERS, iov, n)
+            try:
+                self.register(FIO_IORING_REGISTER_BUFFERS, iov, n)
+            except OSError as exc:
+                raise _abi.register_buffers_error(exc, sum([views[i].len for i in range(n)])) from None
         except BaseException:
             for i in range(done):
                 PyBuffer_Release(&views[i])

@@ -919,7 +919,10 @@ class Ring:
             for obj in objs:
                 views.append(_pin(obj, True))
             iov = (abi.Iovec * len(views))(*[(v.buf, v.len) for v in views])
-            self._register(abi.REGISTER_BUFFERS, ctypes.byref(iov), len(views))
+            try:
+                self._register(abi.REGISTER_BUFFERS, ctypes.byref(iov), len(views))
+            except OSError as exc:
+                raise abi.register_buffers_error(exc, sum(v.len for v in views)) from None
         except BaseException:
             for view in views:
                 _unpin(view)
