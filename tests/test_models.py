@@ -489,3 +489,18 @@ def test_ctrl_c_ends_serve_forever(model, backend):
     server.stop()                           # already stopped: nothing to do
     assert set(fd_table()) <= set(fds)
     assert set(threading.enumerate()) <= threads
+
+
+def test_a_failed_loop_is_reported_by_stop(backend):
+    class Broken(models.get("epoll")):
+        def _make_poller(self):
+            raise OSError(24, "pretend: too many open files")
+
+    fds = fd_table()
+    server = Broken(backend=backend.name)
+    server.start()
+    server._done.wait(5)
+    with pytest.raises(RuntimeError, match="too many open files"):
+        server.stop()
+    server.stop()                               # reported once; stopped
+    assert set(fd_table()) <= set(fds)

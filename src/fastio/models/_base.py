@@ -218,9 +218,10 @@ class EchoServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving: wake the loop, close every connection and the
-        listener, join every thread. Idempotent. Raises ``TimeoutError`` if
-        the loop did not end within ``timeout`` seconds (call again), and
-        ``RuntimeError`` if the loop had died of an exception."""
+        listener, join every thread. Idempotent. Raises ``RuntimeError`` if
+        the loop did not end within ``timeout`` seconds (nothing is closed
+        under it then: call again), or if the loop had died of an exception
+        (after cleaning up)."""
         with self._lock:
             if self._state == "new":
                 self._state = "stopped"
@@ -239,9 +240,9 @@ class EchoServer:
             if self._thread is not None:
                 self._thread.join(timeout)
                 if self._thread.is_alive():
-                    raise TimeoutError(f"the {self.name!r} server did not stop within {timeout} s")
+                    raise RuntimeError(f"the {self.name!r} server did not stop within {timeout} s")
             elif not self._done.wait(timeout):
-                raise TimeoutError(f"the {self.name!r} server did not stop within {timeout} s")
+                raise RuntimeError(f"the {self.name!r} server did not stop within {timeout} s")
         self._close_resources()
         error, self._error = self._error, None
         if error is not None:

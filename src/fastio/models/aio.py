@@ -90,6 +90,8 @@ class AioServer(EchoServer):
                 for c in getevents(1):          # submits the re-armed polls, then waits
                     conn = c.user_data
                     if conn.__class__ is not Conn:
+                        if c.res < 0:           # the kernel refused the poll itself
+                            c.result()
                         if conn is _ACCEPT:
                             self._accept_all(listener, conns, prep_poll)
                             prep_poll(listener, POLLIN, user_data=_ACCEPT)
@@ -97,6 +99,8 @@ class AioServer(EchoServer):
                             return
                         continue
                     try:
+                        if c.res < 0:
+                            c.result()          # a failed poll: close the connection
                         pending = conn.pending
                         if pending is None:
                             n = readv(conn.fd, bufs)     # the poll said readable: copy

@@ -60,14 +60,13 @@ _probe_lock = threading.Lock()
 
 
 def _make_ring(uring: Any, entries: int, setup: str = "coop") -> Any:
-    """A ring for one serving thread: SINGLE_ISSUER (6.0) and COOP_TASKRUN
-    (5.19: completions are run when the thread enters the kernel, no
-    interrupt) where the kernel has them, else a plain ring.
-
-    Not DEFER_TASKRUN: with it the kernel wakes a waiter only once as many
-    completions are pending as it asked for, and a send that had to wait for
-    room would then sit unfinished while ``wait(sends + 1)`` sleeps for data
-    that the peer sends only after receiving that echo."""
+    """A ring for one serving thread. ``"coop"`` (the default):
+    SINGLE_ISSUER (6.0) and COOP_TASKRUN (5.19: deferred work runs when the
+    thread enters the kernel, no interrupt) where the kernel has them, else
+    a plain ring. ``"defer"``: SINGLE_ISSUER + DEFER_TASKRUN (6.1), which the
+    loops then wait on one completion at a time (see _min_complete_ok);
+    measured here, neither wins at every connection count. ``"plain"``: no
+    flags."""
     from fastio import uring as api   # the constants
 
     flags = {
@@ -84,8 +83,13 @@ def _make_ring(uring: Any, entries: int, setup: str = "coop") -> Any:
 
 
 def _min_complete_ok(ring: Any) -> bool:
-    """Whether wait(n > 1) is safe: not on a DEFER_TASKRUN ring (see
-    _make_ring; the pure backend sets it on CPUs without total store order)."""
+    """Whether wait(n > 1) is safe: not on a DEFER_TASKRUN ring (the pure
+    backend sets it by itself on CPUs without total store order). With it
+    the kernel wakes a waiter only once as many completions are pending as
+    it asked for, and the deferred work that finishes a send which had to
+    wait for room counts as one: that send would sit unfinished while
+    ``wait(sends + 1)`` sleeps for data the peer sends only after receiving
+    that very echo."""
     from fastio import uring as api
 
     return not ring.setup_flags & api.SETUP_DEFER_TASKRUN
