@@ -822,6 +822,35 @@ def test_close_from_a_buffer_finalizer_inside_submit_or_cancel_is_refused(ctx, d
         os.close(fd)
 
 
+def test_a_buffer_finalizer_using_the_context_inside_close_fails_cleanly(backend, datafile):
+    """Regression (issue 8): close() releases queued requests' buffers; a
+    finalizer run then that used the context deadlocked the pure backend (its
+    lock is not re-entrant) and, on the compiled one, could queue or submit
+    into the table being torn down. The call fails now: ValueError (closed)
+    on the compiled backend, RuntimeError (re-entrant) on the pure one."""
+    ctx = backend.Context(8)
+    errors = []
+
+    class Buf(bytearray):
+        def __del__(self):
+            for call in (lambda: ctx.prep_pread(fd, bytearray(8), 0), ctx.submit):
+                try:
+                    call()
+                except (ValueError, RuntimeError) as exc:
+                    errors.append(type(exc).__name__)
+
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        ctx.prep_pread(fd, Buf(8), 0)        # queued: close() drops it, releasing Buf
+        ctx.close()
+        assert ctx.closed
+        assert errors == ["ValueError"] * 2 or errors == ["RuntimeError"] * 2
+    finally:
+        ctx.close()
+        os.close(fd)
+
+
 @pytest.mark.parametrize("call", [
     lambda c, fd: c.prep_pread(fd, bytearray(8), 1.9),
     lambda c, fd: c.prep_pread(fd, bytearray(8), 0, rw_flags=8.5),

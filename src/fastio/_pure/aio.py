@@ -168,6 +168,33 @@ def _offset(offset) -> int:
     return off
 
 
+class _CallLock:
+    """The context's lock, refusing re-entry from the thread that holds it
+    (a signal handler, or a finalizer run when a call releases a buffer,
+    using the context again) with RuntimeError where threading.Lock would
+    deadlock."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._owner = None
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self):
+        me = threading.get_ident()
+        if self._owner == me:
+            raise RuntimeError("aio.Context used re-entrantly (from a signal handler or a finalizer "
+                               "running inside one of its own calls)")
+        self._lock.acquire()
+        self._owner = me
+        return self
+
+    def __exit__(self, *exc_info):
+        self._owner = None
+        self._lock.release()
+
+
 class Context:
     """Context(maxevents=128)
 
@@ -177,7 +204,7 @@ class Context:
     def __init__(self, maxevents=128):
         self._ctx = 0
         self._fork_gen = fork_generation()
-        self._lock = threading.Lock()
+        self._lock = _CallLock()
         self._busy = 0
         self._batches = 0
         self._waiters = 0
