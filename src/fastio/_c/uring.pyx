@@ -739,7 +739,7 @@ cdef class Ring:
         number submitted. Matches ``io_uring_submit_and_wait(3)``."""
         cdef int n = as_c_int(wait_nr)
         cdef uint32_t pending
-        cdef int ret
+        cdef int ret, submitted
         cdef unsigned flags
         if n < 0:
             raise ValueError("wait_nr must be >= 0")
@@ -754,12 +754,25 @@ cdef class Ring:
             else:
                 ret = self.enter(pending, n, flags, -1)
             if ret >= 0:
-                return ret
+                break
             if ret != -EINTR:
                 raise_errno(-ret)
             PyErr_CheckSignals()
             self.check()
             pending = fio_ring_sq_ready(&self.ring)
+        # A signal that arrives after the kernel took the SQEs ends its wait
+        # with the submitted count, not EINTR: wait on (PEP 475) until the
+        # completions are there (at most a full CQ: the kernel caps
+        # min_complete at the CQ size and keeps the rest in its overflow list).
+        submitted = ret
+        while n and fio_ring_cq_ready(&self.ring) < min(<uint32_t>n, <uint32_t>self.cq_entries):
+            ret = self.enter(0, n, FIO_IORING_ENTER_GETEVENTS, -1)
+            if ret < 0 and ret != -EINTR:
+                raise_errno(-ret)
+            if ret == -EINTR:
+                PyErr_CheckSignals()
+                self.check()
+        return submitted
 
     # ---- completion -------------------------------------------------------
 

@@ -715,11 +715,20 @@ class Ring:
             else:
                 ret = self._enter_raw(pending, n, flags, -1)
             if ret >= 0:
-                return ret
+                break
             if -ret != EINTR:
                 raise_errno(-ret)
             self._check()
             pending = self._sq_ready()
+        # A signal after the kernel took the SQEs ends its wait with the
+        # submitted count, not EINTR: wait on (PEP 475), up to a full CQ.
+        submitted = ret
+        while n and self.cq_ready < min(n, self._cq_entries):
+            ret = self._enter_raw(0, n, abi.ENTER_GETEVENTS, -1)
+            if ret < 0 and -ret != EINTR:
+                raise_errno(-ret)
+            self._check()
+        return submitted
 
     # ---- the CQ ------------------------------------------------------------
 
