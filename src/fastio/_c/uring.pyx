@@ -678,8 +678,12 @@ cdef class Ring:
     cdef int submit_pending(self) except -1:
         """Publish the queued SQEs and make the kernel take them; EINTR is
         retried. Returns the number the kernel took."""
+        return self.submit_to(self.ring.sq.sqe_tail)
+
+    cdef int submit_to(self, uint32_t upto) except -1:
+        """submit_pending() of the queued SQEs before index upto only."""
         cdef unsigned flags = 0
-        cdef uint32_t pending = fio_ring_flush_sq(&self.ring)
+        cdef uint32_t pending = fio_ring_flush_sq_to(&self.ring, upto)
         cdef int ret
         if not pending:
             return 0
@@ -704,13 +708,22 @@ cdef class Ring:
             raise
 
     cdef fio_io_uring_sqe *next_sqe(self) except NULL:
-        """A free SQE; on a full SQ, submit first (documented rule)."""
+        """A free SQE; on a full SQ, submit first (documented rule), but never
+        the open link chain at the end of the queue: the kernel ends a chain
+        at the end of a submission, so it would run split. A chain that
+        fills the whole SQ raises OSError(EBUSY)."""
         cdef fio_io_uring_sqe *sqe = fio_ring_get_sqe(&self.ring)
         cdef int ret, attempt
+        cdef uint32_t start
         if sqe != NULL:
             return sqe
         for attempt in range(3):
-            self.submit_pending()
+            start = fio_ring_open_chain_start(&self.ring)
+            if start != self.ring.sq.sqe_tail and self.ring.sq.sqe_tail - start >= fio_ring_sq_ready(&self.ring):
+                raise OSError(EBUSY, f"the submission queue ({self.sq_entries} entries) is full with one open "
+                              "link chain (IOSQE_IO_LINK): submitting it now would split it; keep chains "
+                              "shorter than the SQ, or submit() to send it as it is")
+            self.submit_to(start)
             sqe = fio_ring_get_sqe(&self.ring)
             if sqe != NULL:
                 return sqe

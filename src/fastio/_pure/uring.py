@@ -648,8 +648,22 @@ class Ring:
         finally:
             self._busy -= 1
 
-    def _submit_pending(self) -> int:
-        pending = self._tail_publish()
+    def _open_chain_start(self) -> int:
+        """Index of the first SQE of the link chain left open at the end of
+        the queue (``_sqe_tail`` when none is open): an automatic submit
+        stops before it, since the kernel ends a chain with each submission."""
+        i, left = self._sqe_tail, self._sq_ready()
+        while left and self._sqes[(i - 1) & self._sq_mask].flags & (abi.IOSQE_IO_LINK | abi.IOSQE_IO_HARDLINK):
+            i = (i - 1) & 0xFFFFFFFF
+            left -= 1
+        return i
+
+    def _submit_pending(self, upto=None) -> int:
+        if upto is None:
+            pending = self._tail_publish()
+        else:
+            self._sq_tail_k.value = upto
+            pending = self._sq_ready() - ((self._sqe_tail - upto) & 0xFFFFFFFF)
         if not pending:
             return 0
         flags = 0
@@ -672,7 +686,12 @@ class Ring:
         if sqe is not None:
             return sqe
         for _ in range(3):
-            self._submit_pending()
+            start = self._open_chain_start()
+            if start != self._sqe_tail and ((self._sqe_tail - start) & 0xFFFFFFFF) >= self._sq_ready():
+                raise OSError(errno.EBUSY, f"the submission queue ({self._sq_n} entries) is full with one open "
+                              "link chain (IOSQE_IO_LINK): submitting it now would split it; keep chains "
+                              "shorter than the SQ, or submit() to send it as it is")
+            self._submit_pending(start)
             sqe = self._get_sqe()
             if sqe is not None:
                 return sqe
