@@ -726,3 +726,16 @@ def test_close_while_another_thread_waits_multiplexing(backend, kind, sockpair, 
             wait(0)
     else:
         assert wait(0) == []        # as the stdlib's PollSelector/SelectSelector after close()
+
+
+# ---------------------------------------------------------------- found by the fuzzers (tools/fuzz)
+
+
+@needs_uring
+def test_unregister_unknown_buf_ring_is_enoent(backend):
+    """Found by tools/fuzz/fuzz_uring.py: an unknown buffer group raised a
+    bare KeyError; it is the kernel's answer, OSError(ENOENT), now."""
+    with backend.Ring(4) as ring:
+        with pytest.raises(OSError) as info:
+            ring.unregister_buf_ring(7)
+        assert info.value.errno == errno.ENOENT and "7" in str(info.value)

@@ -48,7 +48,7 @@ cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ETIME, errno
+from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ENOENT, ETIME, errno
 from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset, strlen
@@ -1121,14 +1121,16 @@ cdef class Ring:
     def unregister_buf_ring(self, bgid):
         """Unregister provided-buffer group ``bgid`` and free its memory.
 
-        :raises OSError: ``EBUSY`` while a request using it is in flight.
+        :raises OSError: ``EBUSY`` while a request using it is in flight,
+            ``ENOENT`` when no group ``bgid`` is registered.
         """
         self.check()
         cdef fio_io_uring_buf_reg reg
         cdef int gid = as_c_int(bgid)
         cdef BufRing br = self.buf_rings.get(gid)
         if br is None:
-            raise KeyError(gid)
+            # the kernel's own answer for an unknown group
+            raise OSError(ENOENT, f"buffer group {gid} is not registered")
         if br.inflight:
             raise OSError(EBUSY, f"a request using buffer group {gid} is in flight")
         memset(&reg, 0, sizeof(reg))

@@ -1008,7 +1008,8 @@ class Ring:
         gid = as_c_int(bgid)
         br = self._buf_rings.get(gid)
         if br is None:
-            raise KeyError(gid)
+            # the kernel's own answer for an unknown group
+            raise OSError(errno.ENOENT, f"buffer group {gid} is not registered")
         if br._inflight:
             raise OSError(errno.EBUSY, f"a request using buffer group {gid} is in flight")
         reg = abi.IoUringBufReg(0, 0, gid, 0)
