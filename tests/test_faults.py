@@ -739,3 +739,17 @@ def test_unregister_unknown_buf_ring_is_enoent(backend):
         with pytest.raises(OSError) as info:
             ring.unregister_buf_ring(7)
         assert info.value.errno == errno.ENOENT and "7" in str(info.value)
+
+
+def test_signalio_huge_max_events_allocates_nothing_absurd(backend, sockpair):
+    """Found by tools/fuzz/fuzz_sigio.py: wait(max_events=2**31-1) tried to
+    allocate 256 GiB and raised a bare MemoryError; one read takes at most
+    65536 signals now, whatever max_events says."""
+    a, b = sockpair
+    with backend.SignalIO() as sio:
+        sio.add(a)
+        sio.wait(0)
+        b.send(b"x")
+        got = sio.wait(5, max_events=2**31 - 1)
+        assert [fd for fd, band in got] == [a.fileno()]
+        sio.remove(a)

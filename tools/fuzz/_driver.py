@@ -108,6 +108,8 @@ def value(fdp: atheris.FuzzedDataProvider, depth: int = 0):
 
 def call(obj, methods, fdp):
     name = fdp.PickValueInList(methods)
+    if not hasattr(obj, name):   # the harness may list methods of several classes
+        return None
     args = [value(fdp) for _ in range(fdp.ConsumeIntInRange(0, 5))]
     kwargs = {fdp.PickValueInList(KWARGS): value(fdp) for _ in range(fdp.ConsumeIntInRange(0, 2))}
     attr = getattr(obj, name)
