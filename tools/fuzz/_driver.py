@@ -116,8 +116,15 @@ def call(obj, methods, fdp):
     return attr(*args, **kwargs) if callable(attr) else attr
 
 
+_armed = [False]
+
+
 def _alarm(*args):
-    raise FuzzTimeout
+    # Only while a call runs: a late alarm (Python runs handlers at the next
+    # bytecode) must not fire in the harness's own code.
+    if _armed[0]:
+        _armed[0] = False
+        raise FuzzTimeout
 
 
 _allowed = [ALLOWED]
@@ -125,13 +132,16 @@ _allowed = [ALLOWED]
 
 def guarded(func, *args):
     """func(*args) under the watchdog; an exception outside ALLOWED propagates."""
-    signal.setitimer(signal.ITIMER_REAL, WATCHDOG)
     try:
-        return func(*args)
+        _armed[0] = True
+        signal.setitimer(signal.ITIMER_REAL, WATCHDOG)
+        try:
+            return func(*args)
+        finally:
+            _armed[0] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except _allowed[0]:
         return None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def drain_fds(keep: set):
