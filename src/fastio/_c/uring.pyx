@@ -48,7 +48,7 @@ cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ETIME, errno
+from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ENOENT, ETIME, errno
 from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset, strlen
@@ -687,8 +687,12 @@ cdef class Ring:
     cdef int submit_pending(self) except -1:
         """Publish the queued SQEs and make the kernel take them; EINTR is
         retried. Returns the number the kernel took."""
+        return self.submit_to(self.ring.sq.sqe_tail)
+
+    cdef int submit_to(self, uint32_t upto) except -1:
+        """submit_pending() of the queued SQEs before index upto only."""
         cdef unsigned flags = 0
-        cdef uint32_t pending = fio_ring_flush_sq(&self.ring)
+        cdef uint32_t pending = fio_ring_flush_sq_to(&self.ring, upto)
         cdef int ret
         if not pending:
             return 0
@@ -713,13 +717,22 @@ cdef class Ring:
             raise
 
     cdef fio_io_uring_sqe *next_sqe(self) except NULL:
-        """A free SQE; on a full SQ, submit first (documented rule)."""
+        """A free SQE; on a full SQ, submit first (documented rule), but never
+        the open link chain at the end of the queue: the kernel ends a chain
+        at the end of a submission, so it would run split. A chain that
+        fills the whole SQ raises OSError(EBUSY)."""
         cdef fio_io_uring_sqe *sqe = fio_ring_get_sqe(&self.ring)
         cdef int ret, attempt
+        cdef uint32_t start
         if sqe != NULL:
             return sqe
         for attempt in range(3):
-            self.submit_pending()
+            start = fio_ring_open_chain_start(&self.ring)
+            if start != self.ring.sq.sqe_tail and self.ring.sq.sqe_tail - start >= fio_ring_sq_ready(&self.ring):
+                raise OSError(EBUSY, f"the submission queue ({self.sq_entries} entries) is full with one open "
+                              "link chain (IOSQE_IO_LINK): submitting it now would split it; keep chains "
+                              "shorter than the SQ, or submit() to send it as it is")
+            self.submit_to(start)
             sqe = fio_ring_get_sqe(&self.ring)
             if sqe != NULL:
                 return sqe
@@ -748,7 +761,7 @@ cdef class Ring:
         number submitted. Matches ``io_uring_submit_and_wait(3)``."""
         cdef int n = as_c_int(wait_nr)
         cdef uint32_t pending
-        cdef int ret
+        cdef int ret, submitted
         cdef unsigned flags
         if n < 0:
             raise ValueError("wait_nr must be >= 0")
@@ -763,12 +776,25 @@ cdef class Ring:
             else:
                 ret = self.enter(pending, n, flags, -1)
             if ret >= 0:
-                return ret
+                break
             if ret != -EINTR:
                 raise_errno(-ret)
             PyErr_CheckSignals()
             self.check()
             pending = fio_ring_sq_ready(&self.ring)
+        # A signal that arrives after the kernel took the SQEs ends its wait
+        # with the submitted count, not EINTR: wait on (PEP 475) until the
+        # completions are there (at most a full CQ: the kernel caps
+        # min_complete at the CQ size and keeps the rest in its overflow list).
+        submitted = ret
+        while n and fio_ring_cq_ready(&self.ring) < min(<uint32_t>n, <uint32_t>self.cq_entries):
+            ret = self.enter(0, n, FIO_IORING_ENTER_GETEVENTS, -1)
+            if ret < 0 and ret != -EINTR:
+                raise_errno(-ret)
+            if ret == -EINTR:
+                PyErr_CheckSignals()
+                self.check()
+        return submitted
 
     # ---- completion -------------------------------------------------------
 
@@ -1122,14 +1148,16 @@ cdef class Ring:
     def unregister_buf_ring(self, bgid):
         """Unregister provided-buffer group ``bgid`` and free its memory.
 
-        :raises OSError: ``EBUSY`` while a request using it is in flight.
+        :raises OSError: ``EBUSY`` while a request using it is in flight,
+            ``ENOENT`` when no group ``bgid`` is registered.
         """
         self.check()
         cdef fio_io_uring_buf_reg reg
         cdef int gid = as_c_int(bgid)
         cdef BufRing br = self.buf_rings.get(gid)
         if br is None:
-            raise KeyError(gid)
+            # the kernel's own answer for an unknown group
+            raise OSError(ENOENT, f"buffer group {gid} is not registered")
         if br.inflight:
             raise OSError(EBUSY, f"a request using buffer group {gid} is in flight")
         memset(&reg, 0, sizeof(reg))

@@ -648,8 +648,22 @@ class Ring:
         finally:
             self._busy -= 1
 
-    def _submit_pending(self) -> int:
-        pending = self._tail_publish()
+    def _open_chain_start(self) -> int:
+        """Index of the first SQE of the link chain left open at the end of
+        the queue (``_sqe_tail`` when none is open): an automatic submit
+        stops before it, since the kernel ends a chain with each submission."""
+        i, left = self._sqe_tail, self._sq_ready()
+        while left and self._sqes[(i - 1) & self._sq_mask].flags & (abi.IOSQE_IO_LINK | abi.IOSQE_IO_HARDLINK):
+            i = (i - 1) & 0xFFFFFFFF
+            left -= 1
+        return i
+
+    def _submit_pending(self, upto=None) -> int:
+        if upto is None:
+            pending = self._tail_publish()
+        else:
+            self._sq_tail_k.value = upto
+            pending = self._sq_ready() - ((self._sqe_tail - upto) & 0xFFFFFFFF)
         if not pending:
             return 0
         flags = 0
@@ -672,7 +686,12 @@ class Ring:
         if sqe is not None:
             return sqe
         for _ in range(3):
-            self._submit_pending()
+            start = self._open_chain_start()
+            if start != self._sqe_tail and ((self._sqe_tail - start) & 0xFFFFFFFF) >= self._sq_ready():
+                raise OSError(errno.EBUSY, f"the submission queue ({self._sq_n} entries) is full with one open "
+                              "link chain (IOSQE_IO_LINK): submitting it now would split it; keep chains "
+                              "shorter than the SQ, or submit() to send it as it is")
+            self._submit_pending(start)
             sqe = self._get_sqe()
             if sqe is not None:
                 return sqe
@@ -715,11 +734,20 @@ class Ring:
             else:
                 ret = self._enter_raw(pending, n, flags, -1)
             if ret >= 0:
-                return ret
+                break
             if -ret != EINTR:
                 raise_errno(-ret)
             self._check()
             pending = self._sq_ready()
+        # A signal after the kernel took the SQEs ends its wait with the
+        # submitted count, not EINTR: wait on (PEP 475), up to a full CQ.
+        submitted = ret
+        while n and self.cq_ready < min(n, self._cq_entries):
+            ret = self._enter_raw(0, n, abi.ENTER_GETEVENTS, -1)
+            if ret < 0 and -ret != EINTR:
+                raise_errno(-ret)
+            self._check()
+        return submitted
 
     # ---- the CQ ------------------------------------------------------------
 
@@ -980,7 +1008,8 @@ class Ring:
         gid = as_c_int(bgid)
         br = self._buf_rings.get(gid)
         if br is None:
-            raise KeyError(gid)
+            # the kernel's own answer for an unknown group
+            raise OSError(errno.ENOENT, f"buffer group {gid} is not registered")
         if br._inflight:
             raise OSError(errno.EBUSY, f"a request using buffer group {gid} is in flight")
         reg = abi.IoUringBufReg(0, 0, gid, 0)
