@@ -925,3 +925,49 @@ def test_offsets_must_be_ints(ring, offset):
     finally:
         os.close(r)
         os.close(w)
+
+
+@pytest.mark.parametrize("call", [
+    lambda r, fd: r.prep_poll_add(fd, 1.0),
+    lambda r, fd: r.prep_read(fd, bytearray(1), 0, rw_flags=1.0),
+    lambda r, fd: r.prep_nop(flags=1.0),
+    lambda r, fd: r.prep_timeout(0.1, 1.5),
+    lambda r, fd: r.prep_fsync(fd, fsync_flags=0.0),
+    lambda r, fd: r.prep_fallocate(fd, 0, 0, 4.0),
+    lambda r, fd: r.prep_async_cancel(1.0),
+    lambda r, fd: r.prep_async_cancel(cancel_flags=0.0),
+    lambda r, fd: r.prep_splice(fd, -1, fd, -1, 4.0),
+    lambda r, fd: r.read_batch(fd, bytearray(8), [0], 1.5),
+    lambda r, fd: r.read_batch(fd, bytearray(8), [0.5], 1),
+], ids=["poll_mask", "rw_flags", "flags", "count", "fsync_flags", "length", "target", "cancel_flags",
+        "nbytes", "batch size", "batch offset"])
+def test_int_arguments_refuse_floats(backend, call, datafile):
+    """Regression (found writing tests/test_state_ring.py): every int argument of
+    Ring took a float and truncated it (poll_mask=1.5 became 1; a batch
+    size of 1.5 read 1 byte), on both backends, where CPython's converters
+    raise TypeError."""
+    fd, _ = datafile
+    with backend.Ring(8) as ring:
+        with pytest.raises(TypeError):
+            call(ring, fd)
+        assert ring.sq_ready == 0 and ring.inflight == 0
+
+
+@pytest.mark.parametrize("call", [
+    lambda r, fd: r.prep_read(fd, bytearray(1), 2**63),
+    lambda r, fd: r.prep_read(fd, bytearray(1), 2**64),
+    lambda r, fd: r.read_batch(fd, bytearray(8), [2**63], 1),
+    lambda r, fd: r.prep_fallocate(fd, 0, 0, -1),
+    lambda r, fd: r.prep_poll_add(fd, 2**32),
+    lambda r, fd: r.register_files_update(-1, [fd]),
+], ids=["offset 2**63", "offset 2**64", "batch offset", "negative length", "poll_mask", "update offset"])
+def test_out_of_range_ints_are_overflow_errors(backend, call, datafile):
+    """Regression: the pure backend masked an offset of 2**63 or more into
+    range (a read at 0), took a negative fallocate length as 2**64 - 1 and
+    read a batch at offset 2**63 (-EINVAL); the compiled one raised
+    OverflowError. Both raise OverflowError now."""
+    fd, _ = datafile
+    with backend.Ring(8) as ring:
+        with pytest.raises(OverflowError):
+            call(ring, fd)
+        assert ring.sq_ready == 0 and ring.inflight == 0
