@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 
 import pytest
@@ -518,6 +519,32 @@ def test_gc_with_requests_in_flight(backend, sockpair):
         del c
         gc.collect()
     buf.extend(b"free")
+
+
+def test_gc_collects_a_context_in_a_cycle_through_user_data(backend, sockpair):
+    """Regression: on the c backend a Context whose in-flight request's
+    user_data referred back to it was never collected (the slot held the
+    reference where the garbage collector could not see it): its AIO
+    context, its pinned buffers and the whole cycle leaked. The user_data
+    objects now live in a list the collector traverses."""
+
+    class Token:
+        pass
+
+    buf = bytearray(8)
+    c = backend.Context(8)
+    token = Token()
+    token.ctx = c                                   # the cycle: ctx -> request -> token -> ctx
+    token_ref = weakref.ref(token)
+    c.prep_poll(sockpair[0], select.POLLIN, user_data=token)
+    c.submit()
+    c.prep_pread(sockpair[0].fileno(), buf, 0, user_data=token)   # queued: pinned, never run
+    del c, token
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    assert token_ref() is None                      # the cycle is gone ...
+    buf.extend(b"free")                             # ... and with it the pin
 
 
 def test_fork_child_refuses_and_parent_unharmed(ctx, sockpair):

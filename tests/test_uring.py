@@ -971,3 +971,41 @@ def test_out_of_range_ints_are_overflow_errors(backend, call, datafile):
         with pytest.raises(OverflowError):
             call(ring, fd)
         assert ring.sq_ready == 0 and ring.inflight == 0
+
+
+def test_gc_collects_a_ring_in_a_cycle_through_user_data(backend):
+    """Regression: on the c backend a Ring whose in-flight request's
+    user_data referred back to it was never collected (the slot held the
+    reference where the garbage collector could not see it): its fd, its
+    mappings and its pinned buffers leaked. The user_data objects now live
+    in a list the collector traverses."""
+    import warnings
+
+    class Token:
+        pass
+
+    r, w = os.pipe()
+    try:
+        buf = bytearray(8)
+        ring = backend.Ring(8)
+        ring_fd = ring.fileno()
+        token = Token()
+        token.ring = ring                               # the cycle: ring -> request -> token -> ring
+        token_ref = weakref.ref(token)
+        ring.prep_read(r, buf, -1, user_data=token)     # waits for data that never comes
+        ring.submit()
+        ring.prep_nop(user_data=token)                  # queued, never submitted
+        del ring, token
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        assert token_ref() is None                      # the cycle is gone ...
+        buf.extend(b"free")                             # ... the pin with it ...
+        try:
+            what = os.readlink(f"/proc/self/fd/{ring_fd}")
+        except FileNotFoundError:
+            what = "closed"
+        assert what != "anon_inode:[io_uring]"          # ... and the ring
+    finally:
+        os.close(r)
+        os.close(w)

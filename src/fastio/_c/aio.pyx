@@ -21,7 +21,9 @@ Kernel facts this module relies on:
   by the address of the iocb it was submitted from, so every iocb lives in
   its slot of the in-flight table until the request is reaped. A slot also
   owns the ``Py_buffer`` views the kernel reads or writes and the caller's
-  ``user_data``; it is released only when its event has been reaped (also
+  ``user_data`` (kept in a list the garbage collector traverses, so a
+  context in a reference cycle through a request's ``user_data`` is
+  collected, and closed); it is released only when its event has been reaped (also
   after a cancel), so dropping every Python reference to a buffer in flight
   changes nothing, and a ``bytearray`` in flight cannot be resized.
 * Partial submission: ``io_submit`` takes iocbs from the front of the array
@@ -49,9 +51,10 @@ Kernel facts this module relies on:
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
-from cpython.ref cimport Py_INCREF, Py_XDECREF
+
 from libc.errno cimport EAGAIN, EINPROGRESS, EINTR, EINVAL
 from libc.stdint cimport INT32_MAX, INT32_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -70,6 +73,8 @@ cdef extern from "<errno.h>":
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)
+    Py_ssize_t PyList_GET_SIZE(object l)
+    PyObject *PyList_GET_ITEM(object l, Py_ssize_t i)
     bint PyObject_CheckBuffer(object obj)
 
 cdef enum:
@@ -196,6 +201,10 @@ cdef inline int64_t as_offset(object offset) except? -1:
     return off
 
 
+# no_gc_clear: the garbage collector breaks a cycle through a request's
+# user_data by clearing the uds list; the context's own attributes stay intact
+# for __dealloc__, which still has to drain what is in flight.
+@cython.no_gc_clear
 cdef class Context:
     """Context(maxevents=128)
 
@@ -218,6 +227,7 @@ cdef class Context:
         self.fork_gen = fio_fork_generation()
         self.free_head = NO_SLOT
         self.backlog = []
+        self.uds = []
         self.resfd = -1
 
     def __init__(self, maxevents=128):
@@ -375,15 +385,15 @@ cdef class Context:
         if self.free_head == NO_SLOT:
             if self.nchunks >= (1U << (31 - CHUNK_SHIFT)) - 1:
                 raise MemoryError("too many requests in flight")
+            base = self.nchunks << CHUNK_SHIFT
+            self.uds.extend([None] * (base + CHUNK - len(self.uds)))   # up to [base + CHUNK)
             chunk = <Slot *>calloc(CHUNK, sizeof(Slot))
-            if chunk == NULL:
-                raise MemoryError()
-            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *))
+            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *)) if chunk != NULL else NULL
             if chunks == NULL:
                 free(chunk)
+                del self.uds[base:]
                 raise MemoryError()
             self.chunks = chunks
-            base = self.nchunks << CHUNK_SHIFT
             self.chunks[self.nchunks] = chunk
             self.nchunks += 1
             for i in range(<uint32_t>CHUNK):
@@ -407,7 +417,7 @@ cdef class Context:
         run arbitrary code, even on this context)."""
         cdef Slot *s = self.slot_at(idx)
         cdef uint32_t i
-        cdef PyObject *user_data = s.user_data
+        cdef object user_data = None
         if s.nviews:
             PyBuffer_Release(&s.view)
             for i in range(s.nviews - 1):
@@ -421,21 +431,29 @@ cdef class Context:
         s.results = NULL
         s.results_owned = 0
         s.nviews = 0
-        s.user_data = NULL
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):   # (emptied if the GC cleared it)
+            user_data = self.uds[idx]
+            self.uds[idx] = None
         s.pending = 0
         s.state = 0
         s.gen = s.gen + 1 if s.gen < 0x7FFFFFFF else 1
         s.next_free = self.free_head
         self.free_head = idx
         self.inflight -= 1
-        Py_XDECREF(user_data)
+        user_data = None   # the last reference may run a finalizer: the table is consistent
+
+    cdef object ud_get(self, uint32_t idx):
+        """The user_data of slot idx (None once the GC cleared the list)."""
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            return <object>PyList_GET_ITEM(self.uds, idx)
+        return None
 
     cdef uint32_t new_slot(self, object user_data) except? 0xFFFFFFFF:
         cdef uint32_t idx
         self.check()
         idx = self.slot_alloc()
-        Py_INCREF(user_data)
-        self.slot_at(idx).user_data = <PyObject *>user_data
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            self.uds[idx] = user_data
         # Until the prep returns (its finally): close() refuses, since Python
         # code may run meanwhile (a buffer exporter, a signal handler).
         self.preparing += 1
@@ -482,7 +500,7 @@ cdef class Context:
         """Complete a request the kernel never took with res=err (-errno)."""
         cdef Slot *s = self.slot_at(idx)
         cdef Completion c = Completion.__new__(Completion)
-        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.user_data = self.ud_get(idx)
         c.res = err
         self.slot_release(idx)
         self.backlog.append(c)
@@ -729,7 +747,7 @@ cdef class Context:
         if (ud >> 32) != s.gen:
             return 0
         c = Completion.__new__(Completion)
-        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.user_data = self.ud_get(idx)
         c.res = ev.res
         c.res2 = ev.res2
         if ev.res == -EINVAL:

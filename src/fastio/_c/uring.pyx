@@ -12,7 +12,9 @@ Kernel facts this module relies on:
   never a pointer: it is ``(generation << 32) | slot`` in the in-flight table
   (``Slot`` in ``uring.pxd``). A slot owns the ``Py_buffer`` views of every
   buffer the kernel may touch, the memory it reads by pointer (iovecs,
-  timespecs, paths), and the caller's ``user_data`` object; it is released
+  timespecs, paths), and the caller's ``user_data`` object (kept in a list
+  the garbage collector traverses, so a ring in a reference cycle through a
+  request's ``user_data`` is collected, and closed); it is released
   only when its last CQE has been reaped, so dropping every Python reference
   to a buffer in flight changes nothing, and a ``bytearray`` in flight cannot
   be resized (``BufferError``). The generation makes a stale id (a request
@@ -67,6 +69,8 @@ from fastio._pure import _uring_abi as _abi
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)
+    Py_ssize_t PyList_GET_SIZE(object l)
+    PyObject *PyList_GET_ITEM(object l, Py_ssize_t i)
     unsigned long long PyLong_AsUnsignedLongLongMask(object v) except? <unsigned long long>-1
 
 cdef enum:
@@ -313,6 +317,7 @@ cdef class Ring:
         self.free_head = NO_SLOT
         self.buf_rings = {}
         self.backlog = []
+        self.uds = []
 
     def __init__(self, entries=256, *, flags=0, cq_entries=None, sq_thread_idle=None, sq_thread_cpu=None):
         cdef fio_io_uring_params p
@@ -525,15 +530,15 @@ cdef class Ring:
         if self.free_head == NO_SLOT:
             if self.nchunks >= (1U << (32 - CHUNK_SHIFT)) - 1:
                 raise MemoryError("too many requests in flight")
+            base = self.nchunks << CHUNK_SHIFT
+            self.uds.extend([None] * (base + CHUNK - len(self.uds)))   # up to [base + CHUNK)
             chunk = <Slot *>calloc(CHUNK, sizeof(Slot))
-            if chunk == NULL:
-                raise MemoryError()
-            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *))
+            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *)) if chunk != NULL else NULL
             if chunks == NULL:
                 free(chunk)
+                del self.uds[base:]
                 raise MemoryError()
             self.chunks = chunks
-            base = self.nchunks << CHUNK_SHIFT
             self.chunks[self.nchunks] = chunk
             self.nchunks += 1
             for i in range(<uint32_t>CHUNK):
@@ -561,7 +566,7 @@ cdef class Ring:
         cdef Slot *s = self.slot_at(idx)
         cdef uint32_t i
         cdef object group
-        cdef PyObject *user_data = s.user_data
+        cdef object user_data = None
         cdef PyObject *keep = s.keep
         cdef BufRing br
         if s.nviews:
@@ -584,15 +589,23 @@ cdef class Ring:
         s.results = NULL
         s.results_owned = 0
         s.nviews = 0
-        s.user_data = NULL
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):   # (emptied if the GC cleared it)
+            user_data = self.uds[idx]
+            self.uds[idx] = None
         s.keep = NULL
         s.pending = 0
         s.gen = s.gen + 1 if s.gen < 0x7FFFFFFF else 1
         s.next_free = self.free_head
         self.free_head = idx
         self.inflight -= 1
-        Py_XDECREF(user_data)
         Py_XDECREF(keep)
+        user_data = None   # the last reference may run a finalizer: the table is consistent
+
+    cdef object ud_get(self, uint32_t idx):
+        """The user_data of slot idx (None once the GC cleared the list)."""
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            return <object>PyList_GET_ITEM(self.uds, idx)
+        return None
 
     cdef uint64_t slot_ud(self, uint32_t idx) noexcept:
         return (<uint64_t>self.slot_at(idx).gen << 32) | idx
@@ -613,9 +626,8 @@ cdef class Ring:
             self.preparing += 1
             return NO_SLOT
         idx = self.slot_alloc()
-        s = self.slot_at(idx)
-        Py_INCREF(user_data)
-        s.user_data = <PyObject *>user_data
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            self.uds[idx] = user_data
         # Until commit() or abandon(): close() refuses (Python code run while
         # the request is built, a buffer's exporter say, may try to close).
         self.preparing += 1
@@ -810,7 +822,7 @@ cdef class Ring:
         if (ud >> 32) != s.gen:
             return 0
         c = Completion.__new__(Completion)
-        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.user_data = self.ud_get(idx)
         c.res = cqe.res
         c.flags = cqe.flags
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
