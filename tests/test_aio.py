@@ -547,6 +547,53 @@ def test_gc_collects_a_context_in_a_cycle_through_user_data(backend, sockpair):
     buf.extend(b"free")                             # ... and with it the pin
 
 
+def test_event_reaped_while_its_submit_runs_in_another_thread(ctx, datafile):
+    """Regression: submit() counted the requests io_submit took only after the
+    call returned, and marked their slots submitted by index. A request that
+    completed inside io_submit (a buffered read) could be reaped by another
+    thread meanwhile: the count of requests in flight went below zero (a
+    huge unsigned number), so getevents() no longer lowered min_nr to what
+    was in flight and waited for requests that did not exist; and the freed
+    slot, reused by a new request, was marked submitted. An early reap is
+    now left out of the count, and only slots still being submitted by that
+    call (same generation) are marked."""
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    r, w = os.pipe()
+    try:
+        ctx.prep_pread(fd, bytearray(10), 0, user_data="file")
+        ctx.prep_pread(r, bytearray(4), 0, user_data="pipe")   # blocks io_submit until written
+        t = threading.Thread(target=ctx.submit)
+        t.start()
+        got = []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            got = ctx.getevents(0, timeout=0.01)
+        assert [(c.user_data, c.res) for c in got] == [("file", 10)]
+        assert t.is_alive()                                    # still inside io_submit
+        rid = ctx.prep_pread(fd, bytearray(10), 0, user_data="reused")   # the freed slot
+        assert ctx.cancel(rid) is True
+        writer = threading.Timer(1.0, os.write, (w, b"data"))
+        writer.start()
+        try:
+            # Nothing is counted in flight yet (the pipe read is still being
+            # submitted): min_nr is lowered to 0, no wait. Before the fix
+            # this waited, and returned the pipe read once the writer ran.
+            assert [c.user_data for c in ctx.getevents(2, timeout=5)] == ["reused"]
+        finally:
+            writer.join()
+            t.join(10)
+        assert not t.is_alive()
+        events = reap(ctx, 1)
+        assert [(c.user_data, c.res) for c in events] == [("pipe", 4)]
+        assert ctx.inflight == 0 and ctx.queued == 0
+        assert ctx.getevents(0, timeout=0) == []
+    finally:
+        os.close(fd)
+        os.close(r)
+        os.close(w)
+
+
 def test_fork_child_refuses_and_parent_unharmed(ctx, sockpair):
     a, b = sockpair
     ctx.prep_poll(a, select.POLLIN, user_data="parent")

@@ -651,7 +651,9 @@ cdef class Context:
         Returns the number taken."""
         cdef void *ptrs[SUBMIT_BATCH]
         cdef uint32_t taken_idx[SUBMIT_BATCH]
+        cdef uint32_t taken_gen[SUBMIT_BATCH]
         cdef uint32_t k, i, nt
+        cdef Slot *s
         cdef long ret, total = 0
         cdef fio_aio_context_t ctx = self.ctx
         while self.qlen:
@@ -662,16 +664,23 @@ cdef class Context:
             memmove(self.queue, self.queue + k, (self.qlen - k) * sizeof(uint32_t))
             self.qlen -= k
             for i in range(k):
-                ptrs[i] = &self.slot_at(taken_idx[i]).cb
-                self.slot_at(taken_idx[i]).state = ST_SUBMITTING
+                s = self.slot_at(taken_idx[i])
+                ptrs[i] = &s.cb
+                s.state = ST_SUBMITTING
+                taken_gen[i] = s.gen
             self.busy += 1
             with nogil:
                 ret = fio_sys_io_submit(ctx, k, ptrs)
             self.busy -= 1
             nt = <uint32_t>ret if ret > 0 else 0
             for i in range(nt):
-                self.slot_at(taken_idx[i]).state = ST_SUBMITTED
-            self.submitted += nt
+                # Another thread may have reaped this request while io_submit
+                # ran (handle_event then left it out of the count) and even
+                # reused its slot: only a slot still ours is marked and counted.
+                s = self.slot_at(taken_idx[i])
+                if s.pending and s.gen == taken_gen[i] and s.state == ST_SUBMITTING:
+                    s.state = ST_SUBMITTED
+                    self.submitted += 1
             total += nt
             # Put what the kernel did not take back at the front, in order
             # (other threads may have queued more meanwhile: make room).
@@ -759,7 +768,8 @@ cdef class Context:
                 addrs = [<size_t>s.cb.aio_buf]
                 lengths = [s.cb.aio_nbytes]
             c.detail = _abi.explain_einval(s.cb.aio_fildes, s.cb.aio_lio_opcode, addrs, lengths, s.cb.aio_offset)
-        self.submitted -= 1
+        if s.state != ST_SUBMITTING:
+            self.submitted -= 1   # else its io_submit (in another thread) has not counted it yet, and will not
         self.slot_release(idx)
         out.append(c)
         return 0

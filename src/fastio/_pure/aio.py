@@ -481,16 +481,22 @@ class Context:
                     return total
                 taken = self._queue[:_SUBMIT_BATCH]
                 del self._queue[:_SUBMIT_BATCH]
+                gens = []
                 for i, idx in enumerate(taken):
                     slot = self._slots[idx]
                     ptrs[i] = ctypes.addressof(slot.cb)
                     slot.state = _SUBMITTING
+                    gens.append(slot.gen)
             ret = self._io_submit(ptrs, len(taken))
             with self._lock:
                 nt = max(ret, 0)
-                for idx in taken[:nt]:
-                    self._slots[idx].state = _SUBMITTED
-                self._submitted += nt
+                for idx, gen in zip(taken[:nt], gens):
+                    # Reaped by another thread while io_submit ran (and not
+                    # counted there), maybe reused: only a slot still ours.
+                    slot = self._slots[idx]
+                    if slot.pending and slot.gen == gen and slot.state == _SUBMITTING:
+                        slot.state = _SUBMITTED
+                        self._submitted += 1
                 total += nt
                 rest = taken[nt:]
                 for idx in rest:
@@ -548,7 +554,8 @@ class Context:
             else:
                 addrs, lengths = [cb.aio_buf], [cb.aio_nbytes]
             c.detail = abi.explain_einval(cb.aio_fildes, cb.aio_lio_opcode, addrs, lengths, cb.aio_offset)
-        self._submitted -= 1
+        if slot.state != _SUBMITTING:
+            self._submitted -= 1     # else its io_submit has not counted it, and will not
         self._slot_release(idx)
         out.append(c)
 
