@@ -1009,3 +1009,37 @@ def test_gc_collects_a_ring_in_a_cycle_through_user_data(backend):
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_close_with_the_cq_overflowed_releases_everything(backend, datafile):
+    """Regression (found by tests/test_state_ring.py): close() with more
+    completions than the CQ holds (the kernel keeps the rest, FEAT_NODROP)
+    gave up at once and leaked every request's buffers for good on the c
+    backend: its drain flushed the overflow through a call that refuses a
+    closing ring."""
+    fd, data = datafile
+    ring = backend.Ring(1)                 # 1 SQE, 2 CQEs
+    bufs = [bytearray(16) for _ in range(5)]
+    for i, buf in enumerate(bufs):
+        ring.prep_read(fd, buf, i, user_data=i)   # a full SQ: each submits the one before
+    ring.submit()
+    deadline = time.monotonic() + 5
+    while ring.cq_ready < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    ring.close()
+    assert ring.inflight == 0
+    for buf in bufs:
+        buf.extend(b"free")                # every pin released
+
+
+@pytest.mark.parametrize("offsets", [[0, -5], array.array("q", [0, -5]), array.array("Q", [0, 2**63])],
+                         ids=["list", "array q", "array Q"])
+def test_read_batch_refuses_negative_offsets_in_any_form(backend, datafile, offsets):
+    """Regression (found by tests/test_state_ring.py): a negative offset was
+    refused (ValueError) in a list but sent to the kernel from an int64
+    buffer (each such read came back -EINVAL), on both backends."""
+    fd, _ = datafile
+    with backend.Ring(8) as ring:
+        with pytest.raises(ValueError, match="offsets"):
+            ring.read_batch(fd, bytearray(32), offsets, 16)
+        assert ring.inflight == 0

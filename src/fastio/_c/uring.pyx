@@ -855,7 +855,12 @@ cdef class Ring:
                 continue
             if fio_ring_sq_flags(&self.ring) & (FIO_IORING_SQ_CQ_OVERFLOW | FIO_IORING_SQ_TASKRUN) or (
                     n == 0 and rounds == 1 and self.ring.flags & FIO_IORING_SETUP_DEFER_TASKRUN):
-                ret = self.enter(0, 0, FIO_IORING_ENTER_GETEVENTS, -1)
+                if self.closing:
+                    # close()'s drain: check() would refuse the ring, and
+                    # the overflow must still be flushed to release its slots
+                    ret = self.enter_raw(0, 0, FIO_IORING_ENTER_GETEVENTS, -1)
+                else:
+                    ret = self.enter(0, 0, FIO_IORING_ENTER_GETEVENTS, -1)
                 if ret < 0 and ret != -EINTR and ret != -EBUSY and ret != -EAGAIN:
                     raise_errno(-ret)
                 if fio_ring_cq_ready(&self.ring):
@@ -1623,6 +1628,9 @@ cdef class Ring:
                 free(offs)
                 raise
         try:
+            for i in range(n):
+                if offs[i] < 0:     # (an int64 buffer holds any value)
+                    raise ValueError("offsets must be >= 0")
             if n >= 0x7FFFFFFF:
                 raise ValueError("too many offsets for one batch")
             if cdepth <= 0 or cdepth > <int>self.sq_entries:

@@ -1379,6 +1379,8 @@ class Ring:
                 if mv.itemsize != 8 or mv.format[-1:] not in ("q", "Q", "l", "L"):
                     raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
                 offs = mv.cast("B").cast("q").tolist()
+            if any(o < 0 for o in offs):
+                raise ValueError("offsets must be >= 0")
         n = len(offs)
         if n >= 0x7FFFFFFF:
             raise ValueError("too many offsets for one batch")
