@@ -878,3 +878,25 @@ def test_int_arguments_refuse_floats(ctx, datafile, call):
         assert ctx.getevents(0, timeout=0) == []
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("request_id, exc", [(1.0, TypeError), (-1, OverflowError), (2**64, OverflowError)])
+def test_cancel_request_id_must_be_an_int_in_range(ctx, request_id, exc):
+    """Regression (found writing tests/test_state_aio.py): the c backend took
+    a float id (cancel(1.5) returned False) and the pure one masked a
+    negative or too large id into range; ids are ints 0 .. 2**64 - 1."""
+    with pytest.raises(exc):
+        ctx.cancel(request_id)
+
+
+def test_read_batch_offset_beyond_int64_is_an_overflow_error(ctx, datafile):
+    """Regression: the pure backend sent an offset of 2**63 to the kernel
+    (the read came back -EINVAL); the compiled one raised OverflowError."""
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(OverflowError):
+            ctx.read_batch(fd, bytearray(8), [0, 2**63], 4)
+        assert ctx.inflight == 0
+    finally:
+        os.close(fd)

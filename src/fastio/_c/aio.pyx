@@ -194,6 +194,15 @@ cdef inline int as_prio(object reqprio) except? -1:
     return p
 
 
+cdef inline unsigned long long as_request_id(object request_id) except? 0xFFFFFFFFFFFFFFFF:
+    """A request id (an int: a float is a TypeError; outside 0..2**64-1 an
+    OverflowError, as every id prep_* returns is in range)."""
+    cdef object v = PyNumber_Index(request_id)
+    if not 0 <= v <= 0xFFFFFFFFFFFFFFFF:
+        raise OverflowError(f"request id {v} is out of range (0 .. 2**64 - 1)")
+    return v
+
+
 cdef inline int64_t as_offset(object offset) except? -1:
     cdef long long off = PyNumber_Index(offset)   # an int: 1.9 is a TypeError
     if off < 0:
@@ -862,7 +871,7 @@ cdef class Context:
 
         See ``io_cancel(2)``.
         """
-        cdef unsigned long long ud = request_id
+        cdef unsigned long long ud = as_request_id(request_id)
         cdef uint32_t idx = <uint32_t>(ud & 0xFFFFFFFF), i
         cdef Slot *s
         cdef fio_io_event ev

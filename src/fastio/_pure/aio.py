@@ -145,8 +145,16 @@ class _Iovec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
 
+def _i64(value) -> int:
+    """An int the C backend holds in a long long: OverflowError outside it."""
+    value = operator.index(value)
+    if not -(2**63) <= value < 2**63:
+        raise OverflowError("Python int too large to convert to C long")
+    return value
+
+
 def _rw_flags(rw_flags) -> int:
-    f = operator.index(rw_flags)
+    f = _i64(rw_flags)
     if f < 0 or f & ~abi.RWF_MASK:
         raise ValueError(f"unknown RWF_* bits in rw_flags={f:#x}")
     return f
@@ -448,7 +456,7 @@ class Context:
 
     def prep_poll(self, fd, events, *, user_data=None, reqprio=0):
         """Queue a readiness poll; see ``fastio._c.aio.Context.prep_poll``."""
-        mask = operator.index(events)
+        mask = _i64(events)
         if not 0 <= mask <= 0xFFFF:
             raise ValueError(f"events must be a 16-bit poll mask, got {mask:#x}")
         return self._prep_plain(abi.IOCB_CMD_POLL, fd, mask, user_data, reqprio)
@@ -618,7 +626,9 @@ class Context:
 
     def cancel(self, request_id):
         """Cancel a request; see ``fastio._c.aio.Context.cancel``."""
-        ud = operator.index(request_id) & 0xFFFFFFFFFFFFFFFF
+        ud = operator.index(request_id)
+        if not 0 <= ud <= 0xFFFFFFFFFFFFFFFF:
+            raise OverflowError(f"request id {ud} is out of range (0 .. 2**64 - 1)")
         idx = ud & 0xFFFFFFFF
         self._check()
         with self._lock:
@@ -656,7 +666,7 @@ class Context:
 
     def _batch(self, op, fd, buf, offsets, size, results, depth):
         cfd = as_fd(fd)
-        bsize = operator.index(size)
+        bsize = _i64(size)
         cdepth = as_c_int(depth)
         self._check()
         if bsize <= 0 or bsize > 0x7FFFFFFF:
@@ -667,7 +677,7 @@ class Context:
                 raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
             offs = mv.cast("B").cast("q").tolist()
         else:
-            offs = [operator.index(o) for o in offsets]
+            offs = [_i64(o) for o in offsets]
         if any(o < 0 for o in offs):
             raise ValueError("offsets must be >= 0")
         n = len(offs)
