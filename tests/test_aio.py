@@ -900,3 +900,31 @@ def test_read_batch_offset_beyond_int64_is_an_overflow_error(ctx, datafile):
         assert ctx.inflight == 0
     finally:
         os.close(fd)
+
+
+def test_read_batch_on_a_context_full_of_other_requests_does_not_wait_for_them(backend, datafile):
+    """Regression (found writing tests/test_state_aio.py): read_batch on a
+    context full of requests that never complete (polls of an empty pipe)
+    waited for one of them to complete, forever, before it could submit a
+    read. The reads it cannot submit now come back -EAGAIN."""
+    path, data = datafile
+    fd = os.open(path, os.O_RDONLY)
+    r, w = os.pipe()
+    ctx = backend.Context(1)
+    rescue = threading.Timer(10, os.write, (w, b"x"))     # unblocks a regression in 10 s
+    rescue.start()
+    try:
+        for _ in range(100000):
+            ctx.prep_poll(r, select.POLLIN)
+            if ctx.submit() == 0:
+                break                                  # the kernel takes no more
+        assert ctx.queued == 1
+        results = ctx.read_batch(fd, bytearray(16), [0, 8], 8)
+        assert rescue.is_alive(), "read_batch waited for the polls"
+        assert results == [-errno.EAGAIN, -errno.EAGAIN]
+    finally:
+        rescue.cancel()
+        ctx.close()
+        os.close(fd)
+        os.close(r)
+        os.close(w)

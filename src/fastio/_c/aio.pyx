@@ -910,7 +910,10 @@ cdef class Context:
         filled in (a writable int32 buffer, ``array('i')``). The GIL is
         released while the kernel works; other completions that arrive
         meanwhile are kept for the next :meth:`getevents`. ``offsets`` is a
-        sequence of ints or an int64 buffer (``array('q')``)."""
+        sequence of ints or an int64 buffer (``array('q')``). Reads the kernel
+        cannot take because the context is full of other requests (and none
+        of this batch is in flight) get ``-EAGAIN``: the call never waits on
+        requests it did not make."""
         return self.batch(FIO_IOCB_CMD_PREAD, fd, buf, offsets, size, results, depth)
 
     def write_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
@@ -1032,8 +1035,13 @@ cdef class Context:
                             next_i += 1
                         elif ret == -EINTR:
                             PyErr_CheckSignals()
-                        elif ret == -EAGAIN and self.submitted == 0:
-                            raise OSError(EAGAIN, "io_submit: the AIO context takes no request")
+                        elif ret == -EAGAIN and s.pending == 0:
+                            # The context is full of other requests, none of
+                            # ours is in flight to make room: waiting could be
+                            # forever (polls that never fire). The rest: -EAGAIN.
+                            while next_i < n:
+                                s.results[next_i] = -EAGAIN
+                                next_i += 1
                     if next_i >= n and s.pending == 0:
                         break
                     if self.submitted == 0:

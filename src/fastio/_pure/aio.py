@@ -737,8 +737,12 @@ class Context:
                     if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
                         slot.results[next_i] = ret
                         next_i += 1
-                    elif ret == -errno.EAGAIN and self._submitted == 0:
-                        raise OSError(errno.EAGAIN, "io_submit: the AIO context takes no request")
+                    elif ret == -errno.EAGAIN and slot.pending == 0:
+                        # full of other requests, none of ours to wait for
+                        # (see the C twin): the rest gets -EAGAIN
+                        while next_i < n:
+                            slot.results[next_i] = -errno.EAGAIN
+                            next_i += 1
                 if next_i >= n and slot.pending == 0:
                     break
                 if self._submitted == 0:
