@@ -928,3 +928,27 @@ def test_read_batch_on_a_context_full_of_other_requests_does_not_wait_for_them(b
         os.close(fd)
         os.close(r)
         os.close(w)
+
+
+def test_getevents_never_returns_more_than_max_nr(ctx, datafile):
+    """Regression (found by tests/test_state_aio.py): completions already
+    held by the context (requests refused at submission, or cancelled while
+    queued) were all returned at once, past max_nr; the rest now waits for
+    the next call, in order."""
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        ids = [ctx.prep_pread(2**31 - 1, bytearray(1), 0, user_data=i) for i in range(3)]   # refused: EBADF
+        ctx.prep_pread(fd, bytearray(1), 0, user_data=3)
+        ctx.cancel(ctx.prep_pread(fd, bytearray(1), 0, user_data=4))                          # -ECANCELED
+        assert ctx.submit() == 1
+        got = []
+        for _ in range(5):
+            batch = ctx.getevents(0, 2, timeout=1)
+            assert len(batch) <= 2
+            got += batch
+        assert sorted(c.user_data for c in got) == [0, 1, 2, 3, 4]
+        assert [c.user_data for c in got if c.user_data in (0, 1, 2)] == [0, 1, 2]     # in order
+        assert ids
+    finally:
+        os.close(fd)

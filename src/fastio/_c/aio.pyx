@@ -807,8 +807,14 @@ cdef class Context:
         deadline = deadline_for(timeout_ns)
         if self.qlen:
             self.submit_queue()
+        # Completions already here (refused at submission, cancelled while
+        # queued, reaped by a batch) count towards max_nr like the others.
         out = self.backlog
-        self.backlog = []
+        if <int>len(out) > maxn:
+            self.backlog = out[maxn:]
+            out = out[:maxn]
+        else:
+            self.backlog = []
         self.waiters += 1
         try:
             return self.getevents_loop(out, need, maxn, timeout_ns, deadline)

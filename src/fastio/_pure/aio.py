@@ -584,7 +584,8 @@ class Context:
         if self._queue:
             self._submit_queue()
         with self._lock:
-            out, self._backlog = self._backlog, []
+            # what is already here counts towards max_nr (see the C twin)
+            out, self._backlog = self._backlog[:maxn], self._backlog[maxn:]
         self._waiters += 1
         try:
             return self._getevents_loop(out, need, maxn, timeout_ns, deadline)
