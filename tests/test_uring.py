@@ -1066,3 +1066,121 @@ def test_offsets_must_be_ints(ring, offset):
     finally:
         os.close(r)
         os.close(w)
+
+
+@pytest.mark.parametrize("call", [
+    lambda r, fd: r.prep_poll_add(fd, 1.0),
+    lambda r, fd: r.prep_read(fd, bytearray(1), 0, rw_flags=1.0),
+    lambda r, fd: r.prep_nop(flags=1.0),
+    lambda r, fd: r.prep_timeout(0.1, 1.5),
+    lambda r, fd: r.prep_fsync(fd, fsync_flags=0.0),
+    lambda r, fd: r.prep_fallocate(fd, 0, 0, 4.0),
+    lambda r, fd: r.prep_async_cancel(1.0),
+    lambda r, fd: r.prep_async_cancel(cancel_flags=0.0),
+    lambda r, fd: r.prep_splice(fd, -1, fd, -1, 4.0),
+    lambda r, fd: r.read_batch(fd, bytearray(8), [0], 1.5),
+    lambda r, fd: r.read_batch(fd, bytearray(8), [0.5], 1),
+], ids=["poll_mask", "rw_flags", "flags", "count", "fsync_flags", "length", "target", "cancel_flags",
+        "nbytes", "batch size", "batch offset"])
+def test_int_arguments_refuse_floats(backend, call, datafile):
+    """Regression (found writing tests/test_state_ring.py): every int argument of
+    Ring took a float and truncated it (poll_mask=1.5 became 1; a batch
+    size of 1.5 read 1 byte), on both backends, where CPython's converters
+    raise TypeError."""
+    fd, _ = datafile
+    with backend.Ring(8) as ring:
+        with pytest.raises(TypeError):
+            call(ring, fd)
+        assert ring.sq_ready == 0 and ring.inflight == 0
+
+
+@pytest.mark.parametrize("call", [
+    lambda r, fd: r.prep_read(fd, bytearray(1), 2**63),
+    lambda r, fd: r.prep_read(fd, bytearray(1), 2**64),
+    lambda r, fd: r.read_batch(fd, bytearray(8), [2**63], 1),
+    lambda r, fd: r.prep_fallocate(fd, 0, 0, -1),
+    lambda r, fd: r.prep_poll_add(fd, 2**32),
+    lambda r, fd: r.register_files_update(-1, [fd]),
+], ids=["offset 2**63", "offset 2**64", "batch offset", "negative length", "poll_mask", "update offset"])
+def test_out_of_range_ints_are_overflow_errors(backend, call, datafile):
+    """Regression: the pure backend masked an offset of 2**63 or more into
+    range (a read at 0), took a negative fallocate length as 2**64 - 1 and
+    read a batch at offset 2**63 (-EINVAL); the compiled one raised
+    OverflowError. Both raise OverflowError now."""
+    fd, _ = datafile
+    with backend.Ring(8) as ring:
+        with pytest.raises(OverflowError):
+            call(ring, fd)
+        assert ring.sq_ready == 0 and ring.inflight == 0
+
+
+def test_gc_collects_a_ring_in_a_cycle_through_user_data(backend):
+    """Regression: on the c backend a Ring whose in-flight request's
+    user_data referred back to it was never collected (the slot held the
+    reference where the garbage collector could not see it): its fd, its
+    mappings and its pinned buffers leaked. The user_data objects now live
+    in a list the collector traverses."""
+    import warnings
+
+    class Token:
+        pass
+
+    r, w = os.pipe()
+    try:
+        buf = bytearray(8)
+        ring = backend.Ring(8)
+        ring_fd = ring.fileno()
+        token = Token()
+        token.ring = ring                               # the cycle: ring -> request -> token -> ring
+        token_ref = weakref.ref(token)
+        ring.prep_read(r, buf, -1, user_data=token)     # waits for data that never comes
+        ring.submit()
+        ring.prep_nop(user_data=token)                  # queued, never submitted
+        del ring, token
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        assert token_ref() is None                      # the cycle is gone ...
+        buf.extend(b"free")                             # ... the pin with it ...
+        try:
+            what = os.readlink(f"/proc/self/fd/{ring_fd}")
+        except FileNotFoundError:
+            what = "closed"
+        assert what != "anon_inode:[io_uring]"          # ... and the ring
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_close_with_the_cq_overflowed_releases_everything(backend, datafile):
+    """Regression (found by tests/test_state_ring.py): close() with more
+    completions than the CQ holds (the kernel keeps the rest, FEAT_NODROP)
+    gave up at once and leaked every request's buffers for good on the c
+    backend: its drain flushed the overflow through a call that refuses a
+    closing ring."""
+    fd, data = datafile
+    ring = backend.Ring(1)                 # 1 SQE, 2 CQEs
+    bufs = [bytearray(16) for _ in range(5)]
+    for i, buf in enumerate(bufs):
+        ring.prep_read(fd, buf, i, user_data=i)   # a full SQ: each submits the one before
+    ring.submit()
+    deadline = time.monotonic() + 5
+    while ring.cq_ready < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    ring.close()
+    assert ring.inflight == 0
+    for buf in bufs:
+        buf.extend(b"free")                # every pin released
+
+
+@pytest.mark.parametrize("offsets", [[0, -5], array.array("q", [0, -5]), array.array("Q", [0, 2**63])],
+                         ids=["list", "array q", "array Q"])
+def test_read_batch_refuses_negative_offsets_in_any_form(backend, datafile, offsets):
+    """Regression (found by tests/test_state_ring.py): a negative offset was
+    refused (ValueError) in a list but sent to the kernel from an int64
+    buffer (each such read came back -EINVAL), on both backends."""
+    fd, _ = datafile
+    with backend.Ring(8) as ring:
+        with pytest.raises(ValueError, match="offsets"):
+            ring.read_batch(fd, bytearray(32), offsets, 16)
+        assert ring.inflight == 0

@@ -21,7 +21,9 @@ Kernel facts this module relies on:
   by the address of the iocb it was submitted from, so every iocb lives in
   its slot of the in-flight table until the request is reaped. A slot also
   owns the ``Py_buffer`` views the kernel reads or writes and the caller's
-  ``user_data``; it is released only when its event has been reaped (also
+  ``user_data`` (kept in a list the garbage collector traverses, so a
+  context in a reference cycle through a request's ``user_data`` is
+  collected, and closed); it is released only when its event has been reaped (also
   after a cancel), so dropping every Python reference to a buffer in flight
   changes nothing, and a ``bytearray`` in flight cannot be resized.
 * Partial submission: ``io_submit`` takes iocbs from the front of the array
@@ -49,9 +51,10 @@ Kernel facts this module relies on:
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
-from cpython.ref cimport Py_INCREF, Py_XDECREF
+
 from libc.errno cimport EAGAIN, EINPROGRESS, EINTR, EINVAL
 from libc.stdint cimport INT32_MAX, INT32_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -70,6 +73,8 @@ cdef extern from "<errno.h>":
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)
+    Py_ssize_t PyList_GET_SIZE(object l)
+    PyObject *PyList_GET_ITEM(object l, Py_ssize_t i)
     bint PyObject_CheckBuffer(object obj)
 
 cdef enum:
@@ -189,6 +194,15 @@ cdef inline int as_prio(object reqprio) except? -1:
     return p
 
 
+cdef inline unsigned long long as_request_id(object request_id) except? 0xFFFFFFFFFFFFFFFF:
+    """A request id (an int: a float is a TypeError; outside 0..2**64-1 an
+    OverflowError, as every id prep_* returns is in range)."""
+    cdef object v = PyNumber_Index(request_id)
+    if not 0 <= v <= 0xFFFFFFFFFFFFFFFF:
+        raise OverflowError(f"request id {v} is out of range (0 .. 2**64 - 1)")
+    return v
+
+
 cdef inline int64_t as_offset(object offset) except? -1:
     cdef long long off = PyNumber_Index(offset)   # an int: 1.9 is a TypeError
     if off < 0:
@@ -196,6 +210,10 @@ cdef inline int64_t as_offset(object offset) except? -1:
     return off
 
 
+# no_gc_clear: the garbage collector breaks a cycle through a request's
+# user_data by clearing the uds list; the context's own attributes stay intact
+# for __dealloc__, which still has to drain what is in flight.
+@cython.no_gc_clear
 cdef class Context:
     """Context(maxevents=128)
 
@@ -218,6 +236,7 @@ cdef class Context:
         self.fork_gen = fio_fork_generation()
         self.free_head = NO_SLOT
         self.backlog = []
+        self.uds = []
         self.resfd = -1
 
     def __init__(self, maxevents=128):
@@ -379,15 +398,15 @@ cdef class Context:
         if self.free_head == NO_SLOT:
             if self.nchunks >= (1U << (31 - CHUNK_SHIFT)) - 1:
                 raise MemoryError("too many requests in flight")
+            base = self.nchunks << CHUNK_SHIFT
+            self.uds.extend([None] * (base + CHUNK - len(self.uds)))   # up to [base + CHUNK)
             chunk = <Slot *>calloc(CHUNK, sizeof(Slot))
-            if chunk == NULL:
-                raise MemoryError()
-            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *))
+            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *)) if chunk != NULL else NULL
             if chunks == NULL:
                 free(chunk)
+                del self.uds[base:]
                 raise MemoryError()
             self.chunks = chunks
-            base = self.nchunks << CHUNK_SHIFT
             self.chunks[self.nchunks] = chunk
             self.nchunks += 1
             for i in range(<uint32_t>CHUNK):
@@ -418,13 +437,15 @@ cdef class Context:
         cdef Py_buffer *more_views = s.more_views
         cdef void *mem = s.mem
         cdef int32_t *results = s.results if s.results_owned else NULL
-        cdef PyObject *user_data = s.user_data
+        cdef object user_data = None
         s.more_views = NULL
         s.mem = NULL
         s.results = NULL
         s.results_owned = 0
         s.nviews = 0
-        s.user_data = NULL
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):   # (emptied if the GC cleared it)
+            user_data = self.uds[idx]
+            self.uds[idx] = None
         s.pending = 0
         s.state = 0
         s.gen = s.gen + 1 if s.gen < 0x7FFFFFFF else 1
@@ -438,14 +459,20 @@ cdef class Context:
         free(more_views)
         free(mem)
         free(results)
-        Py_XDECREF(user_data)
+        user_data = None   # the last reference may run a finalizer: the table is consistent
+
+    cdef object ud_get(self, uint32_t idx):
+        """The user_data of slot idx (None once the GC cleared the list)."""
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            return <object>PyList_GET_ITEM(self.uds, idx)
+        return None
 
     cdef uint32_t new_slot(self, object user_data) except? 0xFFFFFFFF:
         cdef uint32_t idx
         self.check()
         idx = self.slot_alloc()
-        Py_INCREF(user_data)
-        self.slot_at(idx).user_data = <PyObject *>user_data
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            self.uds[idx] = user_data
         # Until the prep returns (its finally): close() refuses, since Python
         # code may run meanwhile (a buffer exporter, a signal handler).
         self.preparing += 1
@@ -492,7 +519,7 @@ cdef class Context:
         """Complete a request the kernel never took with res=err (-errno)."""
         cdef Slot *s = self.slot_at(idx)
         cdef Completion c = Completion.__new__(Completion)
-        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.user_data = self.ud_get(idx)
         c.res = err
         self.slot_release(idx)
         self.backlog.append(c)
@@ -643,7 +670,9 @@ cdef class Context:
         Returns the number taken."""
         cdef void *ptrs[SUBMIT_BATCH]
         cdef uint32_t taken_idx[SUBMIT_BATCH]
+        cdef uint32_t taken_gen[SUBMIT_BATCH]
         cdef uint32_t k, i, nt
+        cdef Slot *s
         cdef long ret, total = 0
         cdef fio_aio_context_t ctx = self.ctx
         # Python code may run in here (a refused request's Completion is
@@ -659,14 +688,21 @@ cdef class Context:
                 memmove(self.queue, self.queue + k, (self.qlen - k) * sizeof(uint32_t))
                 self.qlen -= k
                 for i in range(k):
-                    ptrs[i] = &self.slot_at(taken_idx[i]).cb
-                    self.slot_at(taken_idx[i]).state = ST_SUBMITTING
+                    s = self.slot_at(taken_idx[i])
+                    ptrs[i] = &s.cb
+                    s.state = ST_SUBMITTING
+                    taken_gen[i] = s.gen
                 with nogil:
                     ret = fio_sys_io_submit(ctx, k, ptrs)
                 nt = <uint32_t>ret if ret > 0 else 0
                 for i in range(nt):
-                    self.slot_at(taken_idx[i]).state = ST_SUBMITTED
-                self.submitted += nt
+                    # Another thread may have reaped this request while io_submit
+                    # ran (handle_event then left it out of the count) and even
+                    # reused its slot: only a slot still ours is marked and counted.
+                    s = self.slot_at(taken_idx[i])
+                    if s.pending and s.gen == taken_gen[i] and s.state == ST_SUBMITTING:
+                        s.state = ST_SUBMITTED
+                        self.submitted += 1
                 total += nt
                 # Put what the kernel did not take back at the front, in order
                 # (other threads may have queued more meanwhile: make room).
@@ -744,7 +780,7 @@ cdef class Context:
         if (ud >> 32) != s.gen:
             return 0
         c = Completion.__new__(Completion)
-        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.user_data = self.ud_get(idx)
         c.res = ev.res
         c.res2 = ev.res2
         if ev.res == -EINVAL:
@@ -756,7 +792,8 @@ cdef class Context:
                 addrs = [<size_t>s.cb.aio_buf]
                 lengths = [s.cb.aio_nbytes]
             c.detail = _abi.explain_einval(s.cb.aio_fildes, s.cb.aio_lio_opcode, addrs, lengths, s.cb.aio_offset)
-        self.submitted -= 1
+        if s.state != ST_SUBMITTING:
+            self.submitted -= 1   # else its io_submit (in another thread) has not counted it yet, and will not
         self.slot_release(idx)
         out.append(c)
         return 0
@@ -785,8 +822,14 @@ cdef class Context:
         deadline = deadline_for(timeout_ns)
         if self.qlen:
             self.submit_queue()
+        # Completions already here (refused at submission, cancelled while
+        # queued, reaped by a batch) count towards max_nr like the others.
         out = self.backlog
-        self.backlog = []
+        if <int>len(out) > maxn:
+            self.backlog = out[maxn:]
+            out = out[:maxn]
+        else:
+            self.backlog = []
         self.waiters += 1
         try:
             return self.getevents_loop(out, need, maxn, timeout_ns, deadline)
@@ -849,7 +892,7 @@ cdef class Context:
 
         See ``io_cancel(2)``.
         """
-        cdef unsigned long long ud = request_id
+        cdef unsigned long long ud = as_request_id(request_id)
         cdef uint32_t idx = <uint32_t>(ud & 0xFFFFFFFF), i
         cdef Slot *s
         cdef fio_io_event ev
@@ -894,7 +937,10 @@ cdef class Context:
         filled in (a writable int32 buffer, ``array('i')``). The GIL is
         released while the kernel works; other completions that arrive
         meanwhile are kept for the next :meth:`getevents`. ``offsets`` is a
-        sequence of ints or an int64 buffer (``array('q')``)."""
+        sequence of ints or an int64 buffer (``array('q')``). Reads the kernel
+        cannot take because the context is full of other requests (and none
+        of this batch is in flight) get ``-EAGAIN``: the call never waits on
+        requests it did not make."""
         return self.batch(FIO_IOCB_CMD_PREAD, fd, buf, offsets, size, results, depth)
 
     def write_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
@@ -1016,8 +1062,13 @@ cdef class Context:
                             next_i += 1
                         elif ret == -EINTR:
                             PyErr_CheckSignals()
-                        elif ret == -EAGAIN and self.submitted == 0:
-                            raise OSError(EAGAIN, "io_submit: the AIO context takes no request")
+                        elif ret == -EAGAIN and s.pending == 0:
+                            # The context is full of other requests, none of
+                            # ours is in flight to make room: waiting could be
+                            # forever (polls that never fire). The rest: -EAGAIN.
+                            while next_i < n:
+                                s.results[next_i] = -EAGAIN
+                                next_i += 1
                     if next_i >= n and s.pending == 0:
                         break
                     if self.submitted == 0:
