@@ -32,7 +32,7 @@ import select
 import time
 
 import pytest
-from fuzzing import BADFD, REFUSED_FDS, Errno, Raised, attempt, fuzz_settings
+from fuzzing import BADFD, REFUSED_FDS, Errno, Raised, attempt, closed_fd_number, fuzz_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
     run_state_machine_as_test
@@ -174,10 +174,7 @@ def make_machine(backend):
                 return self.w, [], "pipe-w"
             if label == "bad number":
                 return BADFD, [], "bad"
-            r, w = os.pipe()
-            os.close(r)
-            os.close(w)
-            return r, [], "bad"
+            return closed_fd_number(), [], "bad"
 
         @staticmethod
         def offset_arg(offset):

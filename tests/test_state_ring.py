@@ -31,7 +31,7 @@ import select
 import time
 
 import pytest
-from fuzzing import BADFD, REFUSED_FDS, Errno, Raised, attempt, fuzz_settings
+from fuzzing import BADFD, REFUSED_FDS, Errno, Raised, attempt, closed_fd_number, fuzz_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
     run_state_machine_as_test
@@ -188,10 +188,7 @@ def make_machine(backend):
                 return self.w, [], "pipe-w"
             if label == "bad number":
                 return BADFD, [], "bad"
-            r, w = os.pipe()        # an fd number closed just now (no open in between)
-            os.close(r)
-            os.close(w)
-            return r, [], "bad"
+            return closed_fd_number(), [], "bad"
 
         def flags_arg(self, flags, pins):
             """(value, errors, fixed) for a flags draw."""
@@ -276,19 +273,30 @@ def make_machine(backend):
             return check
 
         def take(self, completions):
-            """Match completions to the outstanding requests and check each."""
+            """Match completions to the outstanding requests and check each
+            (all of them, then report the first failure, so that the model
+            stays consistent for the teardown)."""
+            failures = []
             for c in completions:
-                if c.user_data is None and self.skips and c.res < 0:
-                    self.skips -= 1      # a CQE_SKIP_SUCCESS nop that failed (cancelled)
-                    assert c.res in ECANCELED_OR_EINTR, f"a CQE_SKIP_SUCCESS nop failed: {c!r}"
-                    continue
-                assert c.user_data in self.outstanding, f"unexpected completion {c!r} (a second time?)"
-                req = self.outstanding.pop(c.user_data)
-                if req.kind == "pipe-read":
-                    self.pipe_reader = None
-                if c.res in ECANCELED_OR_EINTR and (req.cancelled or req.linked):
-                    continue
-                req.check(c.res, c)
+                try:
+                    self.take_one(c)
+                except AssertionError as exc:
+                    failures.append(exc)
+            if failures:
+                raise failures[0]
+
+        def take_one(self, c):
+            if c.user_data is None and self.skips and c.res < 0:
+                self.skips -= 1      # a CQE_SKIP_SUCCESS nop that failed (cancelled)
+                assert c.res in ECANCELED_OR_EINTR, f"a CQE_SKIP_SUCCESS nop failed: {c!r}"
+                return
+            assert c.user_data in self.outstanding, f"unexpected completion {c!r} (a second time?)"
+            req = self.outstanding.pop(c.user_data)
+            if req.kind == "pipe-read":
+                self.pipe_reader = None
+            if c.res in ECANCELED_OR_EINTR and (req.cancelled or req.linked):
+                return
+            req.check(c.res, c)
 
         def prompt_count(self):
             return sum(1 for r in self.outstanding.values() if r.prompt)
