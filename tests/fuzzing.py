@@ -40,6 +40,25 @@ def fuzz_settings(examples: int, steps: int) -> settings:
 BADFD = 2**31 - 1
 
 
+def closed_fd_number() -> int:
+    """An fd number within RLIMIT_NOFILE that was open and is closed, and
+    that no later open takes (the kernel hands out the lowest free number;
+    this is the highest allowed): a request queued with it and submitted
+    later still names a closed fd."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    high = min(soft, 1 << 20) - 1
+    r, w = os.pipe()
+    try:
+        os.dup2(r, high)
+        os.close(high)
+    finally:
+        os.close(r)
+        os.close(w)
+    return high
+
+
 class Errno:
     """An expected OSError with this errno (None: any errno)."""
 

@@ -1017,3 +1017,25 @@ def test_getevents_never_returns_more_than_max_nr(ctx, datafile):
         assert ids
     finally:
         os.close(fd)
+
+
+def test_read_batch_of_a_bad_fd_beside_a_poll_in_flight(backend):
+    """Regression (found by tests/test_state_aio.py, a hang): after the
+    kernel refused a batch's first read outright (EBADF), read_batch waited
+    for an event before submitting the next one whenever any request of the
+    context was in flight; a poll that never fires made that wait endless.
+    It now waits only for its own reads."""
+    r, w = os.pipe()
+    ctx = backend.Context(8)
+    rescue = threading.Timer(10, os.write, (w, b"x"))     # unblocks a regression in 10 s
+    rescue.start()
+    try:
+        ctx.prep_poll(r, select.POLLIN, user_data="poll")
+        assert ctx.submit() == 1
+        assert ctx.read_batch(2**31 - 1, bytearray(16), [0, 8], 8) == [-errno.EBADF, -errno.EBADF]
+        assert rescue.is_alive(), "read_batch waited for the poll"
+    finally:
+        rescue.cancel()
+        ctx.close()
+        os.close(r)
+        os.close(w)

@@ -1184,3 +1184,29 @@ def test_read_batch_refuses_negative_offsets_in_any_form(backend, datafile, offs
         with pytest.raises(ValueError, match="offsets"):
             ring.read_batch(fd, bytearray(32), offsets, 16)
         assert ring.inflight == 0
+
+
+def test_read_batch_with_the_sq_full_of_requests_that_never_complete(backend, datafile):
+    """Regression (found reviewing the batch loop after the same hang that
+    tests/test_state_aio.py met in aio): with the SQ full of other requests
+    and none of its own in flight, read_batch submitted them and waited for
+    a completion; polls of an empty pipe never complete, so it waited
+    forever. It now only submits them, then queues and waits for its own."""
+    fd, data = datafile
+    r, w = os.pipe()
+    ring = backend.Ring(2)
+    rescue = threading.Timer(10, os.write, (w, b"xx"))    # unblocks a regression in 10 s
+    rescue.start()
+    try:
+        ring.prep_poll_add(r, select.POLLIN, user_data=1)
+        ring.prep_poll_add(r, select.POLLIN, user_data=2)
+        assert ring.sq_ready == ring.sq_entries == 2
+        buf = bytearray(16)
+        assert ring.read_batch(fd, buf, [0, 8], 8) == [8, 8]
+        assert rescue.is_alive(), "read_batch waited for the polls"
+        assert bytes(buf) == data[:16]
+    finally:
+        rescue.cancel()
+        ring.close()
+        os.close(r)
+        os.close(w)

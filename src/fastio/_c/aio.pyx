@@ -1071,7 +1071,10 @@ cdef class Context:
                                 next_i += 1
                     if next_i >= n and s.pending == 0:
                         break
-                    if self.submitted == 0:
+                    if s.pending == 0:
+                        # none of ours in flight (one was refused outright):
+                        # submit the next; waiting here would wait for other
+                        # requests, maybe forever (polls that never fire)
                         continue
                     ret = self.getevents_raw(1, STACK_EVENTS, events, -1)
                     if ret == -EINTR:

@@ -1739,7 +1739,14 @@ cdef class Ring:
                     pending = fio_ring_flush_sq(&self.ring)
                     if self.ring.flags & FIO_IORING_SETUP_SQPOLL:
                         pending = 0
-                    ret = self.enter(pending, 1, FIO_IORING_ENTER_GETEVENTS, -1)
+                    if s.pending:
+                        ret = self.enter(pending, 1, FIO_IORING_ENTER_GETEVENTS, -1)
+                    else:
+                        # The SQ was full of other requests and none of ours
+                        # is in flight: submit them, but never wait for them
+                        # (they may never complete: a poll, a pipe read).
+                        ret = self.enter(pending, 0, FIO_IORING_ENTER_SQ_WAIT if self.ring.flags &
+                                         FIO_IORING_SETUP_SQPOLL else 0, -1)
                     if ret < 0 and ret != -EINTR and ret != -EBUSY and ret != -EAGAIN:
                         raise_errno(-ret)
                     if ret == -EINTR:

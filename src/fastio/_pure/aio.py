@@ -773,8 +773,8 @@ class Context:
                             next_i += 1
                 if next_i >= n and slot.pending == 0:
                     break
-                if self._submitted == 0:
-                    continue
+                if slot.pending == 0:
+                    continue      # none of ours in flight: never wait for others' (see the C twin)
                 ret = self._getevents_raw(1, _STACK_EVENTS, events, -1)
                 if ret == -EINTR:
                     continue

@@ -1466,7 +1466,12 @@ class Ring:
                         self._tail_publish()
                 finally:
                     self._release()
-                ret = self._enter_raw(pending, 1, abi.ENTER_GETEVENTS, -1)
+                if slot.pending:
+                    ret = self._enter_raw(pending, 1, abi.ENTER_GETEVENTS, -1)
+                else:
+                    # the SQ was full of other requests, none of ours in
+                    # flight: submit them, never wait for them (see the C twin)
+                    ret = self._enter_raw(pending, 0, abi.ENTER_SQ_WAIT if sqpoll else 0, -1)
                 if ret < 0 and -ret not in (EINTR, errno.EBUSY, errno.EAGAIN):
                     raise_errno(-ret)
                 self._acquire()
