@@ -6,8 +6,9 @@ When no data has arrived the kernel answers at once with ``EAGAIN`` (Python's
 done by the program itself, asking over and over. When data is there, the
 kernel copies it into the buffer before ``recv`` returns: phase 2, copying,
 blocks as in blocking IO. This server never waits in the kernel at all: one
-thread loops over the listener (``accept``) and every connection (``recv``,
-then ``send`` of what it read), retrying on ``EAGAIN``. It answers quickly and
+thread loops over the listener (``accept``) and every connection (a read,
+then a write of what it read: ``os.readv``/``os.write`` on the fd), retrying
+on ``EAGAIN``. It answers quickly and
 burns a whole CPU even when idle: every ``EAGAIN`` is a wasted system call.
 
 A partial ``send`` (the peer's window is full) keeps the unsent tail; the
