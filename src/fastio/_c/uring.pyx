@@ -23,7 +23,10 @@ Kernel facts this module relies on:
   this kernel (without SQPOLL the kernel consumes SQEs inside
   ``io_uring_enter``; with SQPOLL we wait with ``IORING_ENTER_SQ_WAIT``). If
   the kernel still takes nothing (``EBUSY``: reap completions first), the
-  ``OSError`` is raised and the new request is not queued.
+  ``OSError`` is raised and the new request is not queued. That automatic
+  submit stops before a link chain left open at the end of the queue (the
+  kernel ends a chain with each submission, which would split it); a chain
+  that fills the whole SQ raises ``OSError(EBUSY)``.
 * With ``FEAT_NODROP`` (5.5) a full CQ loses nothing: the kernel keeps the
   overflow and sets ``IORING_SQ_CQ_OVERFLOW``; reaping then enters the kernel
   with ``GETEVENTS`` to flush it into the ring.
