@@ -231,6 +231,7 @@ class UringServer(EchoServer):
         limit = self.pending_limit
         ring.prep_poll_add(self._wake_r, POLLIN, user_data=_WAKE)
         prep_accept(lfd, user_data=_ACCEPT)
+        self._serving()
         sends = 0
         urgent = False
         lazy = not _min_complete_ok(ring)
@@ -370,6 +371,7 @@ class UringMultishotServer(UringServer):
         ecanceled = _ECANCELED
         ring.prep_poll_add(self._wake_r, POLLIN, user_data=_WAKE)
         ring.prep_accept(lfd, multishot=True, user_data=_ACCEPT)
+        self._serving()
         sends = 0
         urgent = False
         lazy = not _min_complete_ok(ring)
