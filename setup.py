@@ -1,9 +1,37 @@
 """Extension modules of fastio's compiled backend; metadata lives in pyproject.toml."""
 
+import os
+
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["epoll", "poll", "selectors", "sigio", "uring", "aio"]
+MODULES = ["epoll", "poll", "selectors", "sigio", "uring", "aio", "_loadgen"]
+SANITIZERS = {"address", "undefined"}
+
+
+def debug_flags():
+    """Instrumented builds, never for wheels: FASTIO_SANITIZE=address,undefined
+    (any subset; tools/sanitize) and FASTIO_DEBUG=1 (-O0 -g). They come after
+    CPython's own flags, so their -O wins. Returns (compile, link) args."""
+    wanted = [s.strip() for s in os.environ.get("FASTIO_SANITIZE", "").split(",") if s.strip()]
+    unknown = sorted(set(wanted) - SANITIZERS)
+    if unknown:
+        raise SystemExit(f"FASTIO_SANITIZE: unknown {','.join(unknown)} (use any of: address,undefined)")
+    debug = os.environ.get("FASTIO_DEBUG", "")
+    if debug not in ("", "0", "1"):
+        raise SystemExit(f"FASTIO_DEBUG={debug!r}: use 1 (or 0/unset)")
+    args = []
+    if wanted:
+        args = [f"-fsanitize={','.join(wanted)}", "-fno-omit-frame-pointer", "-g", "-O1"]
+        if "undefined" in wanted:
+            args.append("-fno-sanitize-recover=undefined")  # a UBSan report ends the process
+    if debug == "1":
+        args += ["-g", "-O0"]
+    link = [a for a in args if a.startswith("-fsanitize") or a.startswith("-fno-sanitize")]
+    return args, link
+
+
+COMPILE, LINK = debug_flags()
 
 extensions = [
     Extension(
@@ -12,7 +40,8 @@ extensions = [
         include_dirs=["csrc"],
         # No -march/-mcpu: wheels must run on any CPU of their architecture
         # (tests/test_build_flags.py checks the built modules).
-        extra_compile_args=["-Wall", "-Wextra", "-std=gnu11"],
+        extra_compile_args=["-Wall", "-Wextra", "-std=gnu11", *COMPILE],
+        extra_link_args=LINK,
     )
     for name in MODULES
 ]

@@ -22,11 +22,9 @@ asserts a speed.
 from __future__ import annotations
 
 import argparse
-import array
 import json
 import os
 import platform
-import random
 import shutil
 import statistics
 import subprocess
@@ -34,120 +32,27 @@ import sys
 import tempfile
 import time
 
+from fastio._bench.files import (  # the measuring functions, shared with `python -m fastio bench`
+    BS,
+    aio_batch,
+    aio_per_op,
+    make_file,
+    offsets,
+    pread_loop,
+    timed,
+)
 from fastio._c import aio as c_aio
 from fastio._pure import aio as pure_aio
-from fastio._pure._aio_abi import aligned_buffer, dio_alignment
-
-BS = 4096
-
-
-def make_file(path: str, size: int) -> None:
-    block = os.urandom(1 << 20)
-    with open(path, "wb") as f:
-        for _ in range(size // len(block)):
-            f.write(block)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def offsets(n: int, nblocks: int, seed: int) -> array.array:
-    rng = random.Random(seed)
-    return array.array("q", (rng.randrange(nblocks) * BS for _ in range(n)))
-
-
-def timed(fn, seconds: float) -> float:
-    """Call fn(chunk_index) until `seconds` passed; fn returns reads done. IOPS."""
-    done = 0
-    t0 = time.perf_counter()
-    i = 0
-    while True:
-        done += fn(i)
-        i += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds:
-            return done / elapsed
-
+from fastio._pure._aio_abi import dio_alignment
 
 # ---- methods: each returns (fn(i) -> reads done in one chunk, close) ---------
 
-def m_pread(fd, offs, depth):
-    chunk = 256
-    n = len(offs)
-    buf = aligned_buffer(BS)
-
-    def run(i):
-        base = (i * chunk) % (n - chunk)
-        for k in range(base, base + chunk):
-            os.preadv(fd, [buf], offs[k])
-        return chunk
-    return run, lambda: None
-
-
-def _per_request(mod, fd, offs, depth):
-    ctx = mod.Context(max(depth, 8))
-    buf = aligned_buffer(depth * BS)
-    views = [buf[j * BS:(j + 1) * BS] for j in range(depth)]
-    n = len(offs)
-    chunk = max(depth * 16, 256)
-    state = {"k": 0}
-
-    def run(i):
-        k = state["k"]
-        for j in range(depth):
-            ctx.prep_pread(fd, views[j], offs[k % n], user_data=j)
-            k += 1
-        done, issued = 0, depth
-        while done < issued:
-            for c in ctx.getevents(1):          # submits what is queued, then reaps
-                done += 1
-                if c.res != BS:
-                    raise OSError(-c.res if c.res < 0 else 0, f"read returned {c.res}")
-                if issued < chunk:
-                    ctx.prep_pread(fd, views[c.user_data], offs[k % n], user_data=c.user_data)
-                    k += 1
-                    issued += 1
-        state["k"] = k
-        return done
-    return run, ctx.close
-
-
-def m_c(fd, offs, depth):
-    return _per_request(c_aio, fd, offs, depth)
-
-
-def m_pure(fd, offs, depth):
-    return _per_request(pure_aio, fd, offs, depth)
-
-
-def _batch(mod, fd, offs, depth):
-    ctx = mod.Context(max(depth, 8))
-    chunk = max(depth * 64, 1024)
-    n = len(offs)
-    buf = aligned_buffer(chunk * BS)
-    results = array.array("i", bytes(4 * chunk))
-    mv = memoryview(offs)
-
-    def run(i):
-        base = (i * chunk) % (n - chunk)
-        ctx.read_batch(fd, buf, mv[base:base + chunk], BS, results, depth=depth)
-        return chunk
-    return run, ctx.close
-
-
-def m_c_batch(fd, offs, depth):
-    return _batch(c_aio, fd, offs, depth)
-
-
-def m_pure_batch(fd, offs, depth):
-    return _batch(pure_aio, fd, offs, depth)
-
-
 METHODS = {
-    "os.pread loop": m_pread,
-    "fastio c": m_c,
-    "fastio pure": m_pure,
-    "fastio c read_batch": m_c_batch,
-    "fastio pure read_batch": m_pure_batch,
+    "os.pread loop": lambda fd, offs, depth: pread_loop(fd, offs, depth, True),
+    "fastio c": lambda fd, offs, depth: aio_per_op(c_aio, fd, offs, depth),
+    "fastio pure": lambda fd, offs, depth: aio_per_op(pure_aio, fd, offs, depth),
+    "fastio c read_batch": lambda fd, offs, depth: aio_batch(c_aio, fd, offs, depth),
+    "fastio pure read_batch": lambda fd, offs, depth: aio_batch(pure_aio, fd, offs, depth),
 }
 
 

@@ -23,44 +23,27 @@ Stdlib only; Linux only. Run ``python3 bench/selectors_bench.py --help``.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
-import resource
-import select
-import selectors as std_selectors
-import socket
-import statistics
 import sys
 import time
-from typing import Callable
 
 import fastio
-import fastio._c.epoll as c_epoll
 import fastio._c.selectors as c_selectors
-import fastio._pure.selectors as pure_selectors
-
-EVENT_READ = std_selectors.EVENT_READ
-FD_SETSIZE = 1024
-perf_counter_ns = time.perf_counter_ns
-
-CLASSES = ("EpollSelector", "PollSelector", "SelectSelector")
-IMPLS = (("stdlib", std_selectors), ("fastio-c", c_selectors), ("fastio-pure", pure_selectors))
+from fastio._bench.report import cpu_model
+from fastio._bench.selectors import (  # the measuring core, shared with `python -m fastio bench`
+    CLASSES,
+    Config,
+    bench_regunreg,
+    bench_select,
+    open_fd_count,
+    paired_ratio,
+    raise_nofile,
+)
 
 
 # --------------------------------------------------------------------------- machine
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def stale_build_warning() -> str | None:
@@ -93,345 +76,6 @@ def machine_info() -> dict:
     }
 
 
-def raise_nofile() -> tuple[int, int, int]:
-    """Raise RLIMIT_NOFILE's soft limit to the hard limit; (old soft, new soft, hard)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    new = soft
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            new = hard
-        except (ValueError, OSError):
-            pass
-    return soft, new, hard
-
-
-def open_fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-# --------------------------------------------------------------------------- timing
-
-
-def calibrate(batch: Callable[[int], int], target_ns: int) -> int:
-    """The number of calls per batch that takes about target_ns."""
-    batch(1)  # warm-up
-    loops = 1
-    while True:
-        elapsed = batch(loops)
-        if elapsed >= target_ns // 4 or loops >= 1 << 22:
-            break
-        loops *= 4 if elapsed < target_ns // 64 else 2
-    return max(1, round(loops * target_ns / max(elapsed, 1)))
-
-
-def measure(cands: list[tuple[str, Callable[[int], int]]], target_ns: int, repeats: int) -> dict:
-    """Interleaved batches; per candidate the per-call samples in microseconds."""
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        loops = {name: calibrate(batch, target_ns) for name, batch in cands}
-        samples: dict[str, list[float]] = {name: [] for name, _ in cands}
-        n = len(cands)
-        for r in range(repeats):
-            shift = r % n
-            for name, batch in cands[shift:] + cands[:shift]:
-                samples[name].append(batch(loops[name]) / loops[name] / 1000.0)
-    finally:
-        if was_enabled:
-            gc.enable()
-    out = {}
-    for name, xs in samples.items():
-        q = statistics.quantiles(xs, n=4) if len(xs) >= 2 else [xs[0]] * 3
-        med = statistics.median(xs)
-        out[name] = {
-            "median_us": med,
-            "min_us": min(xs),
-            "iqr_rel": (q[2] - q[0]) / med if med else 0.0,
-            "loops": loops[name],
-            "samples_us": xs,
-        }
-    return out
-
-
-def select_batch(method, *args) -> Callable[[int], int]:
-    if len(args) == 1:
-        (a,) = args
-
-        def batch(loops: int) -> int:
-            rng = range(loops)
-            t0 = perf_counter_ns()
-            for _ in rng:
-                method(a)
-            return perf_counter_ns() - t0
-    else:
-        a, b = args
-
-        def batch(loops: int) -> int:
-            rng = range(loops)
-            t0 = perf_counter_ns()
-            for _ in rng:
-                method(a, b)
-            return perf_counter_ns() - t0
-
-    return batch
-
-
-def regunreg_batch(sel, sock) -> Callable[[int], int]:
-    reg = sel.register
-    unreg = sel.unregister
-
-    def batch(loops: int) -> int:
-        rng = range(loops)
-        t0 = perf_counter_ns()
-        for _ in rng:
-            reg(sock, EVENT_READ)
-            unreg(sock)
-        return perf_counter_ns() - t0
-
-    return batch
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-class Pairs:
-    """N socket pairs; readers[i] is registered, writers[i] makes it readable."""
-
-    def __init__(self, n: int):
-        self.readers: list[socket.socket] = []
-        self.writers: list[socket.socket] = []
-        self.ready: set[int] = set()  # indices currently readable
-        try:
-            for _ in range(n):
-                a, b = socket.socketpair()
-                self.readers.append(a)
-                self.writers.append(b)
-        except BaseException:
-            self.close()
-            raise
-
-    def set_ready(self, indices: set[int]) -> None:
-        for i in self.ready - indices:
-            self.readers[i].recv(16)
-        for i in indices - self.ready:
-            self.writers[i].send(b"x")
-        self.ready = set(indices)
-
-    def ready_fds(self) -> set[int]:
-        return {self.readers[i].fileno() for i in self.ready}
-
-    def max_reader_fd(self) -> int:
-        return max((s.fileno() for s in self.readers), default=-1)
-
-    def close(self) -> None:
-        for s in self.readers + self.writers:
-            s.close()
-        self.readers.clear()
-        self.writers.clear()
-        self.ready = set()
-
-
-def spread(n: int, k: int) -> set[int]:
-    """k indices spread evenly over range(n)."""
-    if k >= n:
-        return set(range(n))
-    return {min(n - 1, int((j + 0.5) * n / k)) for j in range(k)}
-
-
-def ready_levels(n: int) -> list[tuple[str, int]]:
-    levels: list[tuple[str, int]] = []
-    for label, k in (("1", 1), ("10%", max(1, n // 10)), ("100%", n)):
-        if all(k != seen for _, seen in levels):
-            levels.append((label, k))
-    return levels
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def check_selector_result(result, ready_fds: set[int]) -> str | None:
-    """None if select(0) reported exactly the ready fds as EVENT_READ."""
-    try:
-        fds = [key.fd for key, ev in result]
-        if len(fds) != len(set(fds)):
-            return f"duplicate fds in result ({len(fds)} entries, {len(set(fds))} distinct)"
-        if set(fds) != ready_fds:
-            return f"got {len(fds)} fds, expected {len(ready_fds)} ({sorted(set(fds) ^ ready_fds)[:5]} differ)"
-        bad = [(key.fd, ev) for key, ev in result if ev != EVENT_READ]
-        if bad:
-            return f"events != EVENT_READ: {bad[:3]}"
-        if any(not isinstance(key, std_selectors.SelectorKey) for key, _ in result):
-            return "a key is not a selectors.SelectorKey"
-    except Exception as exc:  # noqa: BLE001 - a report, not a crash
-        return f"malformed result: {exc!r}"
-    return None
-
-
-def check_raw_result(result, ready_fds: set[int]) -> str | None:
-    fds = [fd for fd, ev in result]
-    if set(fds) != ready_fds or len(fds) != len(ready_fds):
-        return f"got {len(fds)} fds, expected {len(ready_fds)}"
-    if any(not ev & select.EPOLLIN for _, ev in result):
-        return "an event lacks EPOLLIN"
-    return None
-
-
-# --------------------------------------------------------------------------- benchmarks
-
-
-def bench_select(sizes, cfg, report, notes, problems) -> list[dict]:
-    rows = []
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    for n in sizes:
-        need = open_fd_count() + 2 * n + 16
-        if need > soft:
-            notes.append(
-                f"N={n} skipped: needs about {need} fds (2 per socket pair + open + selectors), "
-                f"RLIMIT_NOFILE is {soft}"
-            )
-            continue
-        pairs = Pairs(n)
-        try:
-            for cls in CLASSES:
-                if cls == "SelectSelector":
-                    top = pairs.max_reader_fd()
-                    if top >= FD_SETSIZE:
-                        notes.append(
-                            f"SelectSelector N={n} skipped: highest registered fd {top} >= FD_SETSIZE={FD_SETSIZE}"
-                        )
-                        continue
-                rows += bench_select_class(cls, n, pairs, cfg, report, problems)
-        finally:
-            pairs.close()
-    return rows
-
-
-def bench_select_class(cls, n, pairs, cfg, report, problems) -> list[dict]:
-    sels = {}
-    raws = {}
-    rows = []
-    try:
-        for impl, mod in IMPLS:
-            sels[impl] = getattr(mod, cls)()
-        if cls == "EpollSelector":
-            raws["select.epoll.poll"] = select.epoll()
-            raws["fastio Epoll.poll"] = c_epoll.Epoll()
-        for impl, sel in list(sels.items()):
-            try:
-                for s in pairs.readers:
-                    sel.register(s, EVENT_READ)
-            except Exception as exc:  # noqa: BLE001
-                problems.append(f"{cls} {impl} N={n}: register raised {exc!r}")
-                sel.close()
-                del sels[impl]
-        for ep in raws.values():
-            for s in pairs.readers:
-                ep.register(s.fileno(), select.EPOLLIN)
-        for label, k in ready_levels(n):
-            pairs.set_ready(spread(n, k))
-            want = pairs.ready_fds()
-            cands = []
-            wrong = {}
-            for impl, sel in sels.items():
-                try:
-                    err = check_selector_result(sel.select(0), want)
-                except Exception as exc:  # noqa: BLE001
-                    err = f"select(0) raised {exc!r}"
-                if err:
-                    problems.append(f"{cls} {impl} N={n} ready={k}: {err}")
-                    wrong[impl] = err
-                    if "raised" in err:
-                        continue
-                cands.append((impl, select_batch(sel.select, 0)))
-            for name, ep in raws.items():
-                err = check_raw_result(ep.poll(0, max(n, 1)), want)
-                if err:
-                    problems.append(f"{name} N={n} ready={k}: {err}")
-                    wrong[name] = err
-                cands.append((name, select_batch(ep.poll, 0, max(n, 1))))
-            res = measure(cands, cfg.target_ns, cfg.repeats)
-            row = {"bench": "select", "class": cls, "n": n, "ready": k, "ready_label": label,
-                   "results": res, "wrong": wrong}
-            rows.append(row)
-            report(row)
-    finally:
-        for sel in sels.values():
-            sel.close()
-        for ep in raws.values():
-            ep.close()
-    return rows
-
-
-def bench_regunreg(others, cfg, report, notes, problems) -> list[dict]:
-    rows = []
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    npairs = (others + 1) // 2
-    if open_fd_count() + 2 * npairs + 16 > soft:
-        notes.append(f"register+unregister skipped: {others} other fds do not fit under RLIMIT_NOFILE={soft}")
-        return rows
-    # Both ends of each pair are registered, so `others` fds take others/2 pairs
-    # and stay below FD_SETSIZE for SelectSelector when others is about 1000.
-    pairs = Pairs(npairs)
-    test_a, test_b = socket.socketpair()
-    try:
-        other_socks = (pairs.readers + pairs.writers)[:others]
-        for cls in CLASSES:
-            if cls == "SelectSelector":
-                top = max([s.fileno() for s in other_socks] + [test_a.fileno()])
-                if top >= FD_SETSIZE:
-                    notes.append(
-                        f"register+unregister SelectSelector: highest fd {top} >= FD_SETSIZE; "
-                        "timed anyway (no select() call is made)"
-                    )
-            sels = {}
-            try:
-                for impl, mod in IMPLS:
-                    sel = getattr(mod, cls)()
-                    for s in other_socks:
-                        sel.register(s, EVENT_READ)
-                    sels[impl] = sel
-                cands = []
-                for impl, sel in sels.items():
-                    try:
-                        key = sel.register(test_a, EVENT_READ)
-                        ok = key.fd == test_a.fileno() and sel.get_key(test_a) == key
-                        if sel.unregister(test_a) != key or test_a in sel.get_map():
-                            ok = False
-                        if len(sel.get_map()) != len(other_socks):
-                            ok = False
-                        if not ok:
-                            problems.append(f"register+unregister {cls} {impl}: inconsistent key/map")
-                    except Exception as exc:  # noqa: BLE001
-                        problems.append(f"register+unregister {cls} {impl}: raised {exc!r}")
-                        continue
-                    cands.append((impl, regunreg_batch(sel, test_a)))
-                if cls == "EpollSelector":
-                    # The floor: the two epoll_ctl syscalls alone, through the
-                    # stdlib's select.epoll, on a set holding the same fds.
-                    raw = select.epoll()
-                    sels["epoll_ctl pair"] = raw
-                    for s in other_socks:
-                        raw.register(s.fileno(), select.EPOLLIN)
-                    cands.append(("epoll_ctl pair", regunreg_batch(raw, test_a.fileno())))
-                res = measure(cands, cfg.target_ns, cfg.repeats)
-                for impl, sel in sels.items():
-                    if impl != "epoll_ctl pair" and len(sel.get_map()) != len(other_socks):
-                        problems.append(f"register+unregister {cls} {impl}: map size changed after timing")
-                row = {"bench": "register+unregister", "class": cls, "others": len(other_socks), "results": res}
-                rows.append(row)
-                report(row)
-            finally:
-                for sel in sels.values():
-                    sel.close()
-    finally:
-        test_a.close()
-        test_b.close()
-        pairs.close()
-    return rows
-
-
 # --------------------------------------------------------------------------- output
 
 
@@ -449,17 +93,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return a / b
-
-
-def paired_ratio(row, a: str, b: str) -> float | None:
-    """Median over the rounds of a's batch time / b's batch time in the same round.
-
-    The candidates run interleaved, so the two batches of one round met about the
-    same machine noise; this is steadier than the ratio of the two medians."""
-    ra, rb = row["results"].get(a), row["results"].get(b)
-    if ra is None or rb is None:
-        return None
-    return statistics.median(x / y for x, y in zip(ra["samples_us"], rb["samples_us"]) if y)
 
 
 def fmt_ratio(r: float | None) -> str:
@@ -593,7 +226,7 @@ def main(argv=None) -> int:
         batch_ms = args.batch_ms
     if repeats < 7:
         ap.error("--repeats must be at least 7")
-    cfg = argparse.Namespace(target_ns=int(batch_ms * 1e6), repeats=repeats)
+    cfg = Config(target_ns=int(batch_ms * 1e6), repeats=repeats)
 
     old_soft, soft, hard = raise_nofile()
     info = machine_info()
@@ -627,6 +260,10 @@ def main(argv=None) -> int:
 
     rows = bench_select(sizes, cfg, report, notes, problems)
     rows += bench_regunreg(others, cfg, report, notes, problems)
+    for name, why in cfg.missing.items():
+        notes.append(f"{name} not measured: {why}")
+    all_rows = rows
+    rows = [r for r in rows if "skipped" not in r]  # the skipped cases are in `notes`
     elapsed = time.monotonic() - t_start
     fds_after = open_fd_count()
     if fds_after != fds_before:
@@ -669,7 +306,7 @@ def main(argv=None) -> int:
                            for a, b in pairs_ if a in r["results"] and b in r["results"]}
         with open(args.json, "w") as f:
             json.dump({"machine": info, "command": cmd, "repeats": repeats, "batch_ms": batch_ms,
-                       "rows": rows, "targets": [{"target": d, "met": m, "detail": x} for d, m, x in tg],
+                       "rows": all_rows, "targets": [{"target": d, "met": m, "detail": x} for d, m, x in tg],
                        "notes": notes, "problems": problems, "elapsed_s": elapsed}, f, indent=1)
         print(f"wrote {args.json}")
     return 1 if problems else 0

@@ -13,7 +13,8 @@ interleaved method by method; the median IOPS is reported. Depth means
 requests in flight: a fastio ring keeps that many queued (refilling as
 completions arrive), read_batch is called with depth=, the thread pool has
 that many threads, fio gets --iodepth. The os.pread loop is depth 1 by
-nature (shown on every row). fio runs with its batching options,
+nature (shown on every row); the thread pool's tasks are loops of 16
+preads each (fastio._bench.files.thread_pool). fio runs with its batching options,
 fixedbufs and registerfiles (its best io_uring setup here), --thread, one job.
 A benchmark, not a test: nothing here asserts a speed.
 """
@@ -21,13 +22,9 @@ A benchmark, not a test: nothing here asserts a speed.
 from __future__ import annotations
 
 import argparse
-import array
-import concurrent.futures
 import json
-import mmap
 import os
 import platform
-import random
 import shutil
 import statistics
 import subprocess
@@ -35,163 +32,29 @@ import sys
 import tempfile
 import time
 
+from fastio._bench.files import (  # the measuring functions, shared with `python -m fastio bench`
+    BS,
+    make_file,
+    offsets,
+    pread_loop,
+    ring_batch,
+    ring_per_op,
+    thread_pool,
+    timed,
+    warm,
+)
 from fastio._c import uring as c_uring
 from fastio._pure import uring as pure_uring
 
-BS = 4096
-
-
-def make_file(path: str, size: int) -> None:
-    block = os.urandom(1 << 20)
-    with open(path, "wb") as f:
-        for _ in range(size // len(block)):
-            f.write(block)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def warm(path: str) -> None:
-    with open(path, "rb") as f:
-        while f.read(1 << 24):
-            pass
-
-
-def offsets(n: int, nblocks: int, seed: int) -> array.array:
-    rng = random.Random(seed)
-    return array.array("q", (rng.randrange(nblocks) * BS for _ in range(n)))
-
-
-def timed(fn, seconds: float) -> float:
-    """Call fn(chunk_index) until `seconds` passed; fn returns reads done. IOPS."""
-    done = 0
-    t0 = time.perf_counter()
-    i = 0
-    while True:
-        done += fn(i)
-        i += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds:
-            return done / elapsed
-
-
-def aligned(n: int) -> mmap.mmap:
-    return mmap.mmap(-1, max(n, mmap.PAGESIZE))
-
-
-# ---- methods: each returns fn(i) -> reads done in one chunk -----------------
-
-def m_pread(fd, offs, depth, direct):
-    chunk = 256
-    n = len(offs)
-    if direct:
-        buf = aligned(BS)
-
-        def run(i):
-            base = (i * chunk) % (n - chunk)
-            for k in range(base, base + chunk):
-                os.preadv(fd, [buf], offs[k])
-            return chunk
-    else:
-        def run(i):
-            base = (i * chunk) % (n - chunk)
-            for k in range(base, base + chunk):
-                os.pread(fd, BS, offs[k])
-            return chunk
-    return run, lambda: None
-
-
-def m_threads(fd, offs, depth, direct):
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=depth)
-    chunk = max(depth * 32, 256)
-    n = len(offs)
-    bufs = [aligned(BS) for _ in range(depth)]
-
-    def one(args):
-        k, slot = args
-        return os.preadv(fd, [bufs[slot]], offs[k])
-
-    def run(i):
-        base = (i * chunk) % (n - chunk)
-        list(pool.map(one, ((k, k % depth) for k in range(base, base + chunk)), chunksize=32))
-        return chunk
-    return run, lambda: pool.shutdown()
-
-
-def _ring_per_op(mod, fd, offs, depth):
-    ring = mod.Ring(max(depth, 8))
-    buf = aligned(depth * BS)
-    views = [memoryview(buf)[j * BS:(j + 1) * BS] for j in range(depth)]
-    n = len(offs)
-    chunk = max(depth * 16, 256)
-    state = {"k": 0}
-
-    def run(i):
-        k = state["k"]
-        for j in range(depth):
-            ring.prep_read(fd, views[j], offs[k % n], user_data=j)
-            k += 1
-        done, issued = 0, depth
-        while done < issued:
-            for c in ring.wait(1):
-                done += 1
-                if c.res != BS:
-                    raise OSError(-c.res if c.res < 0 else 0, f"read returned {c.res}")
-                if issued < chunk:
-                    ring.prep_read(fd, views[c.user_data], offs[k % n], user_data=c.user_data)
-                    k += 1
-                    issued += 1
-        state["k"] = k
-        return done
-
-    def close():
-        ring.close()
-        del views[:]
-        buf.close()
-    return run, close
-
-
-def m_c(fd, offs, depth, direct):
-    return _ring_per_op(c_uring, fd, offs, depth)
-
-
-def m_pure(fd, offs, depth, direct):
-    return _ring_per_op(pure_uring, fd, offs, depth)
-
-
-def _ring_batch(mod, fd, offs, depth, fixed_chunk=None):
-    ring = mod.Ring(max(depth, 8))
-    chunk = fixed_chunk or max(depth * 64, 1024)
-    n = len(offs)
-    buf = aligned(chunk * BS)
-    results = array.array("i", bytes(4 * chunk))
-    mv = memoryview(offs)
-
-    def run(i):
-        base = (i * chunk) % (n - chunk)
-        ring.read_batch(fd, buf, mv[base:base + chunk], BS, results, depth=depth)
-        return chunk
-
-    def close():
-        ring.close()
-        buf.close()
-    return run, close
-
-
-def m_c_batch(fd, offs, depth, direct):
-    return _ring_batch(c_uring, fd, offs, depth)
-
-
-def m_pure_batch(fd, offs, depth, direct):
-    return _ring_batch(pure_uring, fd, offs, depth)
-
+# ---- methods: each returns (fn(i) -> reads done in one chunk, close) --------
 
 METHODS = {
-    "os.pread loop": m_pread,
-    "thread pool": m_threads,
-    "fastio c": m_c,
-    "fastio pure": m_pure,
-    "fastio c read_batch": m_c_batch,
-    "fastio pure read_batch": m_pure_batch,
+    "os.pread loop": lambda fd, offs, depth, direct: pread_loop(fd, offs, depth, direct),
+    "thread pool": lambda fd, offs, depth, direct: thread_pool(fd, offs, depth, direct),
+    "fastio c": lambda fd, offs, depth, direct: ring_per_op(c_uring, fd, offs, depth, direct),
+    "fastio pure": lambda fd, offs, depth, direct: ring_per_op(pure_uring, fd, offs, depth, direct),
+    "fastio c read_batch": lambda fd, offs, depth, direct: ring_batch(c_uring, fd, offs, depth, direct),
+    "fastio pure read_batch": lambda fd, offs, depth, direct: ring_batch(pure_uring, fd, offs, depth, direct),
 }
 
 

@@ -204,6 +204,28 @@ FIO_INLINE uint32_t fio_ring_flush_sq(struct fio_ring *r)
     return fio_ring_sq_ready(r);
 }
 
+/* Where the link chain left open at the end of the queued SQEs starts: the
+ * index of its first SQE, or sqe_tail when the last queued SQE has neither
+ * IOSQE_IO_LINK (1 << 2) nor IOSQE_IO_HARDLINK (1 << 3). The kernel ends a
+ * chain at the end of each submission, so an automatic submit must stop
+ * before this index to keep the chain whole. */
+FIO_INLINE uint32_t fio_ring_open_chain_start(const struct fio_ring *r)
+{
+    uint32_t head = fio_load_acquire(r->sq.khead);
+    uint32_t i = r->sq.sqe_tail;
+    while (i != head && (r->sq.sqes[(i - 1) & r->sq.ring_mask].flags & ((1u << 2) | (1u << 3))))
+        i--;
+    return i;
+}
+
+/* Publish the queued SQEs before index `upto` only; returns how many of
+ * them are pending. */
+FIO_INLINE uint32_t fio_ring_flush_sq_to(struct fio_ring *r, uint32_t upto)
+{
+    fio_store_release(r->sq.ktail, upto);
+    return upto - fio_load_acquire(r->sq.khead);
+}
+
 /* Whether submitting needs io_uring_enter, and with which extra flags.
  * Without SQPOLL: always. With SQPOLL: only to wake a sleeping thread. */
 FIO_INLINE int fio_ring_needs_enter(const struct fio_ring *r, unsigned *flags)

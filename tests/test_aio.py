@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 
 import pytest
@@ -520,6 +521,79 @@ def test_gc_with_requests_in_flight(backend, sockpair):
     buf.extend(b"free")
 
 
+def test_gc_collects_a_context_in_a_cycle_through_user_data(backend, sockpair):
+    """Regression: on the c backend a Context whose in-flight request's
+    user_data referred back to it was never collected (the slot held the
+    reference where the garbage collector could not see it): its AIO
+    context, its pinned buffers and the whole cycle leaked. The user_data
+    objects now live in a list the collector traverses."""
+
+    class Token:
+        pass
+
+    buf = bytearray(8)
+    c = backend.Context(8)
+    token = Token()
+    token.ctx = c                                   # the cycle: ctx -> request -> token -> ctx
+    token_ref = weakref.ref(token)
+    c.prep_poll(sockpair[0], select.POLLIN, user_data=token)
+    c.submit()
+    c.prep_pread(sockpair[0].fileno(), buf, 0, user_data=token)   # queued: pinned, never run
+    del c, token
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    assert token_ref() is None                      # the cycle is gone ...
+    buf.extend(b"free")                             # ... and with it the pin
+
+
+def test_event_reaped_while_its_submit_runs_in_another_thread(ctx, datafile):
+    """Regression: submit() counted the requests io_submit took only after the
+    call returned, and marked their slots submitted by index. A request that
+    completed inside io_submit (a buffered read) could be reaped by another
+    thread meanwhile: the count of requests in flight went below zero (a
+    huge unsigned number), so getevents() no longer lowered min_nr to what
+    was in flight and waited for requests that did not exist; and the freed
+    slot, reused by a new request, was marked submitted. An early reap is
+    now left out of the count, and only slots still being submitted by that
+    call (same generation) are marked."""
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    r, w = os.pipe()
+    try:
+        ctx.prep_pread(fd, bytearray(10), 0, user_data="file")
+        ctx.prep_pread(r, bytearray(4), 0, user_data="pipe")   # blocks io_submit until written
+        t = threading.Thread(target=ctx.submit)
+        t.start()
+        got = []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            got = ctx.getevents(0, timeout=0.01)
+        assert [(c.user_data, c.res) for c in got] == [("file", 10)]
+        assert t.is_alive()                                    # still inside io_submit
+        rid = ctx.prep_pread(fd, bytearray(10), 0, user_data="reused")   # the freed slot
+        assert ctx.cancel(rid) is True
+        writer = threading.Timer(1.0, os.write, (w, b"data"))
+        writer.start()
+        try:
+            # Nothing is counted in flight yet (the pipe read is still being
+            # submitted): min_nr is lowered to 0, no wait. Before the fix
+            # this waited, and returned the pipe read once the writer ran.
+            assert [c.user_data for c in ctx.getevents(2, timeout=5)] == ["reused"]
+        finally:
+            writer.join()
+            t.join(10)
+        assert not t.is_alive()
+        events = reap(ctx, 1)
+        assert [(c.user_data, c.res) for c in events] == [("pipe", 4)]
+        assert ctx.inflight == 0 and ctx.queued == 0
+        assert ctx.getevents(0, timeout=0) == []
+    finally:
+        os.close(fd)
+        os.close(r)
+        os.close(w)
+
+
 def test_fork_child_refuses_and_parent_unharmed(ctx, sockpair):
     a, b = sockpair
     ctx.prep_poll(a, select.POLLIN, user_data="parent")
@@ -786,6 +860,71 @@ def test_close_or_a_second_waiter_inside_a_call_is_refused(ctx):
         os.close(w)
 
 
+def test_close_from_a_buffer_finalizer_inside_submit_or_cancel_is_refused(ctx, datafile):
+    """Regression (issue 8): a request's buffer is released inside submit()
+    (the kernel refused the request) and cancel() (a queued request); when
+    the request held its last reference, its finalizer could close the
+    context, and the compiled backend then released the slot a second time
+    (``inflight`` wrapped to 2**32 - 1, the free list looped). close() there
+    is a RuntimeError now, as on the pure backend."""
+    refused = []
+
+    class Buf(bytearray):
+        def __del__(self):
+            try:
+                ctx.close()
+            except RuntimeError as exc:
+                refused.append(str(exc))
+
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        bad = os.open(path, os.O_RDONLY)
+        os.close(bad)                                      # EBADF at io_submit
+        ctx.prep_pread(bad, Buf(8), 0, user_data="refused")
+        assert ctx.submit() == 0
+        request = ctx.prep_pread(fd, Buf(8), 0, user_data="cancelled")
+        assert ctx.cancel(request) is True
+        assert len(refused) == 2
+        assert all("while a call on this context is running" in m for m in refused)
+        assert not ctx.closed and ctx.inflight == 0 and ctx.queued == 0
+        got = {c.user_data: c.res for c in ctx.getevents(0, timeout=0)}
+        assert got == {"refused": -errno.EBADF, "cancelled": -errno.ECANCELED}
+        ctx.prep_pread(fd, bytearray(8), 0, user_data="after")
+        assert [c.user_data for c in reap(ctx, 1)] == ["after"]
+    finally:
+        os.close(fd)
+
+
+def test_a_buffer_finalizer_using_the_context_inside_close_fails_cleanly(backend, datafile):
+    """Regression (issue 8): close() releases queued requests' buffers; a
+    finalizer run then that used the context deadlocked the pure backend (its
+    lock is not re-entrant) and, on the compiled one, could queue or submit
+    into the table being torn down. The call fails now: ValueError (closed)
+    on the compiled backend, RuntimeError (re-entrant) on the pure one."""
+    ctx = backend.Context(8)
+    errors = []
+
+    class Buf(bytearray):
+        def __del__(self):
+            for call in (lambda: ctx.prep_pread(fd, bytearray(8), 0), ctx.submit):
+                try:
+                    call()
+                except (ValueError, RuntimeError) as exc:
+                    errors.append(type(exc).__name__)
+
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        ctx.prep_pread(fd, Buf(8), 0)        # queued: close() drops it, releasing Buf
+        ctx.close()
+        assert ctx.closed
+        assert errors == ["ValueError"] * 2 or errors == ["RuntimeError"] * 2
+    finally:
+        ctx.close()
+        os.close(fd)
+
+
 @pytest.mark.parametrize("call", [
     lambda c, fd: c.prep_pread(fd, bytearray(8), 1.9),
     lambda c, fd: c.prep_pread(fd, bytearray(8), 0, rw_flags=8.5),
@@ -804,3 +943,99 @@ def test_int_arguments_refuse_floats(ctx, datafile, call):
         assert ctx.getevents(0, timeout=0) == []
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("request_id, exc", [(1.0, TypeError), (-1, OverflowError), (2**64, OverflowError)])
+def test_cancel_request_id_must_be_an_int_in_range(ctx, request_id, exc):
+    """Regression (found writing tests/test_state_aio.py): the c backend took
+    a float id (cancel(1.5) returned False) and the pure one masked a
+    negative or too large id into range; ids are ints 0 .. 2**64 - 1."""
+    with pytest.raises(exc):
+        ctx.cancel(request_id)
+
+
+def test_read_batch_offset_beyond_int64_is_an_overflow_error(ctx, datafile):
+    """Regression: the pure backend sent an offset of 2**63 to the kernel
+    (the read came back -EINVAL); the compiled one raised OverflowError."""
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(OverflowError):
+            ctx.read_batch(fd, bytearray(8), [0, 2**63], 4)
+        assert ctx.inflight == 0
+    finally:
+        os.close(fd)
+
+
+def test_read_batch_on_a_context_full_of_other_requests_does_not_wait_for_them(backend, datafile):
+    """Regression (found writing tests/test_state_aio.py): read_batch on a
+    context full of requests that never complete (polls of an empty pipe)
+    waited for one of them to complete, forever, before it could submit a
+    read. The reads it cannot submit now come back -EAGAIN."""
+    path, data = datafile
+    fd = os.open(path, os.O_RDONLY)
+    r, w = os.pipe()
+    ctx = backend.Context(1)
+    rescue = threading.Timer(10, os.write, (w, b"x"))     # unblocks a regression in 10 s
+    rescue.start()
+    try:
+        for _ in range(100000):
+            ctx.prep_poll(r, select.POLLIN)
+            if ctx.submit() == 0:
+                break                                  # the kernel takes no more
+        assert ctx.queued == 1
+        results = ctx.read_batch(fd, bytearray(16), [0, 8], 8)
+        assert rescue.is_alive(), "read_batch waited for the polls"
+        assert results == [-errno.EAGAIN, -errno.EAGAIN]
+    finally:
+        rescue.cancel()
+        ctx.close()
+        os.close(fd)
+        os.close(r)
+        os.close(w)
+
+
+def test_getevents_never_returns_more_than_max_nr(ctx, datafile):
+    """Regression (found by tests/test_state_aio.py): completions already
+    held by the context (requests refused at submission, or cancelled while
+    queued) were all returned at once, past max_nr; the rest now waits for
+    the next call, in order."""
+    path, _ = datafile
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        ids = [ctx.prep_pread(2**31 - 1, bytearray(1), 0, user_data=i) for i in range(3)]   # refused: EBADF
+        ctx.prep_pread(fd, bytearray(1), 0, user_data=3)
+        ctx.cancel(ctx.prep_pread(fd, bytearray(1), 0, user_data=4))                          # -ECANCELED
+        assert ctx.submit() == 1
+        got = []
+        for _ in range(5):
+            batch = ctx.getevents(0, 2, timeout=1)
+            assert len(batch) <= 2
+            got += batch
+        assert sorted(c.user_data for c in got) == [0, 1, 2, 3, 4]
+        assert [c.user_data for c in got if c.user_data in (0, 1, 2)] == [0, 1, 2]     # in order
+        assert ids
+    finally:
+        os.close(fd)
+
+
+def test_read_batch_of_a_bad_fd_beside_a_poll_in_flight(backend):
+    """Regression (found by tests/test_state_aio.py, a hang): after the
+    kernel refused a batch's first read outright (EBADF), read_batch waited
+    for an event before submitting the next one whenever any request of the
+    context was in flight; a poll that never fires made that wait endless.
+    It now waits only for its own reads."""
+    r, w = os.pipe()
+    ctx = backend.Context(8)
+    rescue = threading.Timer(10, os.write, (w, b"x"))     # unblocks a regression in 10 s
+    rescue.start()
+    try:
+        ctx.prep_poll(r, select.POLLIN, user_data="poll")
+        assert ctx.submit() == 1
+        assert ctx.read_batch(2**31 - 1, bytearray(16), [0, 8], 8) == [-errno.EBADF, -errno.EBADF]
+        assert rescue.is_alive(), "read_batch waited for the poll"
+    finally:
+        rescue.cancel()
+        ctx.close()
+        os.close(r)
+        os.close(w)

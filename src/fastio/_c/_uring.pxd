@@ -189,6 +189,8 @@ cdef extern from "fio_uring_ring.h" nogil:
     fio_io_uring_sqe *fio_ring_get_sqe(fio_ring *r)
     fio_io_uring_sqe *fio_ring_sqe_at(fio_ring *r, uint32_t index)
     uint32_t fio_ring_flush_sq(fio_ring *r)
+    uint32_t fio_ring_flush_sq_to(fio_ring *r, uint32_t upto)
+    uint32_t fio_ring_open_chain_start(const fio_ring *r)
     int fio_ring_needs_enter(const fio_ring *r, unsigned *flags)
     uint32_t fio_ring_sq_flags(const fio_ring *r)
     uint32_t fio_ring_cq_ready(const fio_ring *r)

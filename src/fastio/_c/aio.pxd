@@ -6,7 +6,8 @@ from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
 from fastio._c._aio cimport fio_aio_context_t, fio_io_event, fio_iocb, iovec
 
 
-# One request of the in-flight table. The kernel's aio_data for it is
+# One request of the in-flight table; its user_data object is
+# Context.uds[index], where the garbage collector sees it. The kernel's aio_data for it is
 # (gen << 32) | index, or for a batch read (1 << 63) | (i << 32) | index.
 cdef struct Slot:
     fio_iocb cb             # submitted from here: io_cancel finds the request by this address
@@ -17,7 +18,6 @@ cdef struct Slot:
     uint8_t state           # QUEUED, SUBMITTING (inside io_submit), SUBMITTED
     uint8_t batch           # a read_batch/write_batch slot
     uint8_t batch_owned     # its batch call is still running
-    PyObject *user_data     # owned reference (NULL: none)
     Py_buffer view
     Py_buffer *more_views   # malloc'd, for vectored requests
     void *mem               # malloc'd: the iovec array, or a batch's iocbs
@@ -39,6 +39,7 @@ cdef class Context:
     cdef int preparing
     cdef int batches
     cdef int waiters
+    cdef bint closing
     cdef Slot **chunks
     cdef uint32_t nchunks
     cdef uint32_t free_head
@@ -48,6 +49,7 @@ cdef class Context:
     cdef readonly unsigned int inflight
     cdef uint32_t submitted
     cdef list backlog
+    cdef list uds           # user_data of slot i at [i] (None when free); traversed by the GC
     cdef int resfd
     cdef readonly unsigned int maxevents
 
@@ -55,6 +57,7 @@ cdef class Context:
     cdef Slot *slot_at(self, uint32_t idx) noexcept
     cdef uint32_t slot_alloc(self) except? 0xFFFFFFFF
     cdef void slot_release(self, uint32_t idx) noexcept
+    cdef object ud_get(self, uint32_t idx)
     cdef uint32_t new_slot(self, object user_data) except? 0xFFFFFFFF
     cdef void fill(self, uint32_t idx, uint32_t op, int fd, uint32_t rw_flags, int prio) noexcept
     cdef int reserve(self, uint32_t n) except -1

@@ -21,7 +21,9 @@ Kernel facts this module relies on:
   by the address of the iocb it was submitted from, so every iocb lives in
   its slot of the in-flight table until the request is reaped. A slot also
   owns the ``Py_buffer`` views the kernel reads or writes and the caller's
-  ``user_data``; it is released only when its event has been reaped (also
+  ``user_data`` (kept in a list the garbage collector traverses, so a
+  context in a reference cycle through a request's ``user_data`` is
+  collected, and closed); it is released only when its event has been reaped (also
   after a cancel), so dropping every Python reference to a buffer in flight
   changes nothing, and a ``bytearray`` in flight cannot be resized.
 * Partial submission: ``io_submit`` takes iocbs from the front of the array
@@ -49,9 +51,10 @@ Kernel facts this module relies on:
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
-from cpython.ref cimport Py_INCREF, Py_XDECREF
+
 from libc.errno cimport EAGAIN, EINPROGRESS, EINTR, EINVAL
 from libc.stdint cimport INT32_MAX, INT32_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
@@ -70,6 +73,8 @@ cdef extern from "<errno.h>":
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)
+    Py_ssize_t PyList_GET_SIZE(object l)
+    PyObject *PyList_GET_ITEM(object l, Py_ssize_t i)
     bint PyObject_CheckBuffer(object obj)
 
 cdef enum:
@@ -189,6 +194,15 @@ cdef inline int as_prio(object reqprio) except? -1:
     return p
 
 
+cdef inline unsigned long long as_request_id(object request_id) except? 0xFFFFFFFFFFFFFFFF:
+    """A request id (an int: a float is a TypeError; outside 0..2**64-1 an
+    OverflowError, as every id prep_* returns is in range)."""
+    cdef object v = PyNumber_Index(request_id)
+    if not 0 <= v <= 0xFFFFFFFFFFFFFFFF:
+        raise OverflowError(f"request id {v} is out of range (0 .. 2**64 - 1)")
+    return v
+
+
 cdef inline int64_t as_offset(object offset) except? -1:
     cdef long long off = PyNumber_Index(offset)   # an int: 1.9 is a TypeError
     if off < 0:
@@ -196,6 +210,10 @@ cdef inline int64_t as_offset(object offset) except? -1:
     return off
 
 
+# no_gc_clear: the garbage collector breaks a cycle through a request's
+# user_data by clearing the uds list; the context's own attributes stay intact
+# for __dealloc__, which still has to drain what is in flight.
+@cython.no_gc_clear
 cdef class Context:
     """Context(maxevents=128)
 
@@ -218,6 +236,7 @@ cdef class Context:
         self.fork_gen = fio_fork_generation()
         self.free_head = NO_SLOT
         self.backlog = []
+        self.uds = []
         self.resfd = -1
 
     def __init__(self, maxevents=128):
@@ -243,7 +262,7 @@ cdef class Context:
     # ---- lifetime -------------------------------------------------------
 
     cdef int check(self) except -1:
-        if self.ctx == 0:
+        if self.ctx == 0 or self.closing:
             raise ValueError("I/O operation on closed Context")
         check_fork(self.fork_gen, "aio.Context")
         return 0
@@ -265,7 +284,7 @@ cdef class Context:
 
         :raises RuntimeError: another thread is inside ``submit``/``getevents``.
         """
-        if self.ctx == 0:
+        if self.ctx == 0 or self.closing:
             return
         if (self.busy or self.preparing or self.batches or self.waiters) and \
                 self.fork_gen == fio_fork_generation():
@@ -311,6 +330,10 @@ cdef class Context:
         """close()'s work; never raises. 1 when every slot could be released."""
         cdef uint32_t i
         cdef int drained = 1
+        # From here on every method refuses the context (check()): Python
+        # code run while slots are released (a buffer's finalizer) must not
+        # submit or queue what is being torn down.
+        self.closing = True
         if self.fork_gen == fio_fork_generation():
             drained = self.drain()
             if drained:
@@ -375,15 +398,15 @@ cdef class Context:
         if self.free_head == NO_SLOT:
             if self.nchunks >= (1U << (31 - CHUNK_SHIFT)) - 1:
                 raise MemoryError("too many requests in flight")
+            base = self.nchunks << CHUNK_SHIFT
+            self.uds.extend([None] * (base + CHUNK - len(self.uds)))   # up to [base + CHUNK)
             chunk = <Slot *>calloc(CHUNK, sizeof(Slot))
-            if chunk == NULL:
-                raise MemoryError()
-            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *))
+            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *)) if chunk != NULL else NULL
             if chunks == NULL:
                 free(chunk)
+                del self.uds[base:]
                 raise MemoryError()
             self.chunks = chunks
-            base = self.nchunks << CHUNK_SHIFT
             self.chunks[self.nchunks] = chunk
             self.nchunks += 1
             for i in range(<uint32_t>CHUNK):
@@ -402,40 +425,54 @@ cdef class Context:
         return idx
 
     cdef void slot_release(self, uint32_t idx) noexcept:
-        """Give back everything the slot holds; the user_data reference is
-        dropped last, when the table is consistent again (its finalizer may
-        run arbitrary code, even on this context)."""
+        """Give back everything the slot holds. The slot is free and the table
+        consistent before anything that can run Python code: releasing a
+        buffer may call its exporter or drop the last reference to it (its
+        ``__del__``), dropping user_data may finalize it, and that code may
+        use this context (close() it, prep, submit)."""
         cdef Slot *s = self.slot_at(idx)
         cdef uint32_t i
-        cdef PyObject *user_data = s.user_data
-        if s.nviews:
-            PyBuffer_Release(&s.view)
-            for i in range(s.nviews - 1):
-                PyBuffer_Release(&s.more_views[i])
-        free(s.more_views)
-        free(s.mem)
-        if s.results_owned:
-            free(s.results)
+        cdef uint32_t nviews = s.nviews
+        cdef Py_buffer view = s.view
+        cdef Py_buffer *more_views = s.more_views
+        cdef void *mem = s.mem
+        cdef int32_t *results = s.results if s.results_owned else NULL
+        cdef object user_data = None
         s.more_views = NULL
         s.mem = NULL
         s.results = NULL
         s.results_owned = 0
         s.nviews = 0
-        s.user_data = NULL
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):   # (emptied if the GC cleared it)
+            user_data = self.uds[idx]
+            self.uds[idx] = None
         s.pending = 0
         s.state = 0
         s.gen = s.gen + 1 if s.gen < 0x7FFFFFFF else 1
         s.next_free = self.free_head
         self.free_head = idx
         self.inflight -= 1
-        Py_XDECREF(user_data)
+        if nviews:
+            PyBuffer_Release(&view)
+            for i in range(nviews - 1):
+                PyBuffer_Release(&more_views[i])
+        free(more_views)
+        free(mem)
+        free(results)
+        user_data = None   # the last reference may run a finalizer: the table is consistent
+
+    cdef object ud_get(self, uint32_t idx):
+        """The user_data of slot idx (None once the GC cleared the list)."""
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            return <object>PyList_GET_ITEM(self.uds, idx)
+        return None
 
     cdef uint32_t new_slot(self, object user_data) except? 0xFFFFFFFF:
         cdef uint32_t idx
         self.check()
         idx = self.slot_alloc()
-        Py_INCREF(user_data)
-        self.slot_at(idx).user_data = <PyObject *>user_data
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            self.uds[idx] = user_data
         # Until the prep returns (its finally): close() refuses, since Python
         # code may run meanwhile (a buffer exporter, a signal handler).
         self.preparing += 1
@@ -482,7 +519,7 @@ cdef class Context:
         """Complete a request the kernel never took with res=err (-errno)."""
         cdef Slot *s = self.slot_at(idx)
         cdef Completion c = Completion.__new__(Completion)
-        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.user_data = self.ud_get(idx)
         c.res = err
         self.slot_release(idx)
         self.backlog.append(c)
@@ -633,56 +670,70 @@ cdef class Context:
         Returns the number taken."""
         cdef void *ptrs[SUBMIT_BATCH]
         cdef uint32_t taken_idx[SUBMIT_BATCH]
+        cdef uint32_t taken_gen[SUBMIT_BATCH]
         cdef uint32_t k, i, nt
+        cdef Slot *s
         cdef long ret, total = 0
         cdef fio_aio_context_t ctx = self.ctx
-        while self.qlen:
-            k = self.qlen if self.qlen < SUBMIT_BATCH else SUBMIT_BATCH
-            # Take the first k out of the queue: another thread may append
-            # (or submit the rest) while the GIL is released.
-            memcpy(taken_idx, self.queue, k * sizeof(uint32_t))
-            memmove(self.queue, self.queue + k, (self.qlen - k) * sizeof(uint32_t))
-            self.qlen -= k
-            for i in range(k):
-                ptrs[i] = &self.slot_at(taken_idx[i]).cb
-                self.slot_at(taken_idx[i]).state = ST_SUBMITTING
-            self.busy += 1
-            with nogil:
-                ret = fio_sys_io_submit(ctx, k, ptrs)
+        # Python code may run in here (a refused request's Completion is
+        # allocated, its buffer released): close() refuses meanwhile, or it
+        # would release the slots this loop still holds (taken_idx).
+        self.busy += 1
+        try:
+            while self.qlen:
+                k = self.qlen if self.qlen < SUBMIT_BATCH else SUBMIT_BATCH
+                # Take the first k out of the queue: another thread may append
+                # (or submit the rest) while the GIL is released.
+                memcpy(taken_idx, self.queue, k * sizeof(uint32_t))
+                memmove(self.queue, self.queue + k, (self.qlen - k) * sizeof(uint32_t))
+                self.qlen -= k
+                for i in range(k):
+                    s = self.slot_at(taken_idx[i])
+                    ptrs[i] = &s.cb
+                    s.state = ST_SUBMITTING
+                    taken_gen[i] = s.gen
+                with nogil:
+                    ret = fio_sys_io_submit(ctx, k, ptrs)
+                nt = <uint32_t>ret if ret > 0 else 0
+                for i in range(nt):
+                    # Another thread may have reaped this request while io_submit
+                    # ran (handle_event then left it out of the count) and even
+                    # reused its slot: only a slot still ours is marked and counted.
+                    s = self.slot_at(taken_idx[i])
+                    if s.pending and s.gen == taken_gen[i] and s.state == ST_SUBMITTING:
+                        s.state = ST_SUBMITTED
+                        self.submitted += 1
+                total += nt
+                # Put what the kernel did not take back at the front, in order
+                # (other threads may have queued more meanwhile: make room).
+                if self.qlen + (k - nt) > self.qcap:
+                    try:
+                        self.reserve(self.qlen + (k - nt))
+                    except MemoryError:
+                        for i in range(nt, k):
+                            self.reject(taken_idx[i], -ENOMEM)
+                        raise
+                memmove(self.queue + (k - nt), self.queue, self.qlen * sizeof(uint32_t))
+                for i in range(nt, k):
+                    self.queue[i - nt] = taken_idx[i]
+                    self.slot_at(taken_idx[i]).state = ST_QUEUED
+                self.qlen += k - nt
+                if ret < 0 and ret != -EAGAIN and ret != -EINTR:
+                    # The kernel refused the first one outright: it completes now.
+                    self.qlen -= 1
+                    memmove(self.queue, self.queue + 1, self.qlen * sizeof(uint32_t))
+                    self.reject(taken_idx[0], ret)
+                    continue
+                if ret == -EINTR:
+                    PyErr_CheckSignals()
+                    continue
+                if nt == 0:
+                    break             # EAGAIN: the context is full; the rest waits
+                # nt < k without an error: the kernel stopped at a request it
+                # refuses or has no room for; the next round learns which.
+            return total
+        finally:
             self.busy -= 1
-            nt = <uint32_t>ret if ret > 0 else 0
-            for i in range(nt):
-                self.slot_at(taken_idx[i]).state = ST_SUBMITTED
-            self.submitted += nt
-            total += nt
-            # Put what the kernel did not take back at the front, in order
-            # (other threads may have queued more meanwhile: make room).
-            if self.qlen + (k - nt) > self.qcap:
-                try:
-                    self.reserve(self.qlen + (k - nt))
-                except MemoryError:
-                    for i in range(nt, k):
-                        self.reject(taken_idx[i], -ENOMEM)
-                    raise
-            memmove(self.queue + (k - nt), self.queue, self.qlen * sizeof(uint32_t))
-            for i in range(nt, k):
-                self.queue[i - nt] = taken_idx[i]
-                self.slot_at(taken_idx[i]).state = ST_QUEUED
-            self.qlen += k - nt
-            if ret < 0 and ret != -EAGAIN and ret != -EINTR:
-                # The kernel refused the first one outright: it completes now.
-                self.qlen -= 1
-                memmove(self.queue, self.queue + 1, self.qlen * sizeof(uint32_t))
-                self.reject(taken_idx[0], ret)
-                continue
-            if ret == -EINTR:
-                PyErr_CheckSignals()
-                continue
-            if nt == 0:
-                break             # EAGAIN: the context is full; the rest waits
-            # nt < k without an error: the kernel stopped at a request it
-            # refuses or has no room for; the next round learns which.
-        return total
 
     def submit(self):
         """Hand the queued requests to the kernel; returns how many it took.
@@ -729,7 +780,7 @@ cdef class Context:
         if (ud >> 32) != s.gen:
             return 0
         c = Completion.__new__(Completion)
-        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.user_data = self.ud_get(idx)
         c.res = ev.res
         c.res2 = ev.res2
         if ev.res == -EINVAL:
@@ -741,7 +792,8 @@ cdef class Context:
                 addrs = [<size_t>s.cb.aio_buf]
                 lengths = [s.cb.aio_nbytes]
             c.detail = _abi.explain_einval(s.cb.aio_fildes, s.cb.aio_lio_opcode, addrs, lengths, s.cb.aio_offset)
-        self.submitted -= 1
+        if s.state != ST_SUBMITTING:
+            self.submitted -= 1   # else its io_submit (in another thread) has not counted it yet, and will not
         self.slot_release(idx)
         out.append(c)
         return 0
@@ -770,8 +822,14 @@ cdef class Context:
         deadline = deadline_for(timeout_ns)
         if self.qlen:
             self.submit_queue()
+        # Completions already here (refused at submission, cancelled while
+        # queued, reaped by a batch) count towards max_nr like the others.
         out = self.backlog
-        self.backlog = []
+        if <int>len(out) > maxn:
+            self.backlog = out[maxn:]
+            out = out[:maxn]
+        else:
+            self.backlog = []
         self.waiters += 1
         try:
             return self.getevents_loop(out, need, maxn, timeout_ns, deadline)
@@ -834,7 +892,7 @@ cdef class Context:
 
         See ``io_cancel(2)``.
         """
-        cdef unsigned long long ud = request_id
+        cdef unsigned long long ud = as_request_id(request_id)
         cdef uint32_t idx = <uint32_t>(ud & 0xFFFFFFFF), i
         cdef Slot *s
         cdef fio_io_event ev
@@ -843,20 +901,26 @@ cdef class Context:
         s = self.slot_at(idx)
         if s == NULL or not s.pending or s.batch or (ud >> 32) != s.gen:
             return False
-        if s.state == ST_QUEUED:
-            for i in range(self.qlen):
-                if self.queue[i] == idx:
-                    memmove(self.queue + i, self.queue + i + 1, (self.qlen - i - 1) * sizeof(uint32_t))
-                    self.qlen -= 1
-                    break
-            self.reject(idx, -ECANCELED)
-            return True
-        ret = fio_sys_io_cancel(self.ctx, &s.cb, &ev)
-        if ret == -EINPROGRESS:
-            return True
-        if ret == 0:              # kernels before 4.19 hand the event back here
-            self.handle_event(&ev, self.backlog)
-            return True
+        # reject() and handle_event() may run Python code (the request's
+        # buffer or user_data finalized): close() refuses meanwhile.
+        self.busy += 1
+        try:
+            if s.state == ST_QUEUED:
+                for i in range(self.qlen):
+                    if self.queue[i] == idx:
+                        memmove(self.queue + i, self.queue + i + 1, (self.qlen - i - 1) * sizeof(uint32_t))
+                        self.qlen -= 1
+                        break
+                self.reject(idx, -ECANCELED)
+                return True
+            ret = fio_sys_io_cancel(self.ctx, &s.cb, &ev)
+            if ret == -EINPROGRESS:
+                return True
+            if ret == 0:              # kernels before 4.19 hand the event back here
+                self.handle_event(&ev, self.backlog)
+                return True
+        finally:
+            self.busy -= 1
         if ret == -EINVAL:
             raise OSError(EINVAL, "io_cancel: the kernel cannot cancel this request (only IOCB_CMD_POLL "
                           "requests are cancellable; reads, writes and syncs run to completion) or it "
@@ -873,7 +937,10 @@ cdef class Context:
         filled in (a writable int32 buffer, ``array('i')``). The GIL is
         released while the kernel works; other completions that arrive
         meanwhile are kept for the next :meth:`getevents`. ``offsets`` is a
-        sequence of ints or an int64 buffer (``array('q')``)."""
+        sequence of ints or an int64 buffer (``array('q')``). Reads the kernel
+        cannot take because the context is full of other requests (and none
+        of this batch is in flight) get ``-EAGAIN``: the call never waits on
+        requests it did not make."""
         return self.batch(FIO_IOCB_CMD_PREAD, fd, buf, offsets, size, results, depth)
 
     def write_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
@@ -908,8 +975,8 @@ cdef class Context:
         if PyObject_CheckBuffer(offsets):
             PyObject_GetBuffer(offsets, &oview, 0x003C)  # PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
             try:
-                if oview.itemsize != 8 or (oview.format != NULL and
-                                           oview.format[strlen(oview.format) - 1] not in b"qQlL"):
+                if oview.itemsize != 8 or (oview.format != NULL and (oview.format[0] == 0 or  # "": no last char
+                                           oview.format[strlen(oview.format) - 1] not in b"qQlL")):
                     raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
                 n = oview.len // 8
                 offs = <int64_t *>malloc(max(n, 1) * 8)
@@ -995,11 +1062,19 @@ cdef class Context:
                             next_i += 1
                         elif ret == -EINTR:
                             PyErr_CheckSignals()
-                        elif ret == -EAGAIN and self.submitted == 0:
-                            raise OSError(EAGAIN, "io_submit: the AIO context takes no request")
+                        elif ret == -EAGAIN and s.pending == 0:
+                            # The context is full of other requests, none of
+                            # ours is in flight to make room: waiting could be
+                            # forever (polls that never fire). The rest: -EAGAIN.
+                            while next_i < n:
+                                s.results[next_i] = -EAGAIN
+                                next_i += 1
                     if next_i >= n and s.pending == 0:
                         break
-                    if self.submitted == 0:
+                    if s.pending == 0:
+                        # none of ours in flight (one was refused outright):
+                        # submit the next; waiting here would wait for other
+                        # requests, maybe forever (polls that never fire)
                         continue
                     ret = self.getevents_raw(1, STACK_EVENTS, events, -1)
                     if ret == -EINTR:

@@ -87,6 +87,7 @@ cdef extern from "<poll.h>":
 cdef enum:
     # Signals read by one wait() when max_events is None.
     DEFAULT_MAX_EVENTS = 1024
+    MAX_READ = 65536   # signals one wait() reads at most, whatever max_events says
     # Reads of a full batch while draining; bounds the loop.
     DRAIN_READS = 64
     # si_code of an F_SETSIG signal: POLL_IN (1) .. POLL_HUP (6).
@@ -456,6 +457,11 @@ cdef class SignalIO:
             limit = as_c_int(max_events)
             if limit <= 0:
                 raise ValueError(f"max_events must be greater than 0, got {limit}")
+            # One read(2) takes at most MAX_READ signals (8 MiB of siginfo):
+            # a huge max_events must not allocate (or fail to allocate) a
+            # buffer the queue, bounded by RLIMIT_SIGPENDING, can never fill.
+            if limit > MAX_READ:
+                limit = MAX_READ
         self.check_owner()
         if limit > self.capacity:
             grown = PyMem_Realloc(self.buf, limit * sizeof(fio_signalfd_siginfo))

@@ -6,7 +6,8 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from fastio._c._uring cimport fio_io_uring_cqe, fio_io_uring_sqe, fio_ring, iovec
 
 
-# One in-flight request (the InflightTable entry). The kernel's user_data for
+# One in-flight request (the InflightTable entry); its user_data object is
+# Ring.uds[index], where the garbage collector sees it. The kernel's user_data for
 # it is (gen << 32) | index, or for a batch read (1 << 63) | (i << 32) | index.
 cdef struct Slot:
     uint32_t gen            # bumped on every release: stale ids never match
@@ -18,7 +19,6 @@ cdef struct Slot:
     uint8_t batch_owned     # its read_batch call is still running
     uint8_t fixed           # uses a registered buffer
     int32_t buf_group       # provided-buffer group, -1 for none
-    PyObject *user_data     # owned reference (NULL: none)
     PyObject *keep          # owned reference to objects the kernel reads (path bytes ...)
     Py_buffer view
     Py_buffer *more_views   # malloc'd, for vectored requests
@@ -68,6 +68,7 @@ cdef class Ring:
     cdef uint32_t nreg_views
     cdef dict buf_rings
     cdef list backlog
+    cdef list uds           # user_data of slot i at [i] (None when free); traversed by the GC
     cdef readonly unsigned int sq_entries
     cdef readonly unsigned int cq_entries
     cdef readonly unsigned int features
@@ -77,11 +78,13 @@ cdef class Ring:
     cdef Slot *slot_at(self, uint32_t idx) noexcept
     cdef uint32_t slot_alloc(self) except? 0xFFFFFFFF
     cdef void slot_release(self, uint32_t idx) noexcept
+    cdef object ud_get(self, uint32_t idx)
     cdef fio_io_uring_sqe *next_sqe(self) except NULL
     cdef fio_io_uring_sqe *sqe_for(self, uint32_t idx) except NULL
     cdef int enter(self, unsigned to_submit, unsigned min_complete, unsigned flags, long long timeout_ns) except? -1
     cdef int enter_raw(self, unsigned to_submit, unsigned min_complete, unsigned flags, long long timeout_ns) except? -1
     cdef int submit_pending(self) except -1
+    cdef int submit_to(self, uint32_t upto) except -1
     cdef int reap(self, list out) except -1
     cdef int handle_cqe(self, fio_io_uring_cqe *cqe, list out) except -1
     cdef int drain(self) noexcept

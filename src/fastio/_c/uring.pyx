@@ -12,7 +12,9 @@ Kernel facts this module relies on:
   never a pointer: it is ``(generation << 32) | slot`` in the in-flight table
   (``Slot`` in ``uring.pxd``). A slot owns the ``Py_buffer`` views of every
   buffer the kernel may touch, the memory it reads by pointer (iovecs,
-  timespecs, paths), and the caller's ``user_data`` object; it is released
+  timespecs, paths), and the caller's ``user_data`` object (kept in a list
+  the garbage collector traverses, so a ring in a reference cycle through a
+  request's ``user_data`` is collected, and closed); it is released
   only when its last CQE has been reaped, so dropping every Python reference
   to a buffer in flight changes nothing, and a ``bytearray`` in flight cannot
   be resized (``BufferError``). The generation makes a stale id (a request
@@ -21,7 +23,10 @@ Kernel facts this module relies on:
   this kernel (without SQPOLL the kernel consumes SQEs inside
   ``io_uring_enter``; with SQPOLL we wait with ``IORING_ENTER_SQ_WAIT``). If
   the kernel still takes nothing (``EBUSY``: reap completions first), the
-  ``OSError`` is raised and the new request is not queued.
+  ``OSError`` is raised and the new request is not queued. That automatic
+  submit stops before a link chain left open at the end of the queue (the
+  kernel ends a chain with each submission, which would split it); a chain
+  that fills the whole SQ raises ``OSError(EBUSY)``.
 * With ``FEAT_NODROP`` (5.5) a full CQ loses nothing: the kernel keeps the
   overflow and sets ``IORING_SQ_CQ_OVERFLOW``; reaping then enters the kernel
   with ``GETEVENTS`` to flush it into the ring.
@@ -48,7 +53,7 @@ cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ETIME, errno
+from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ENOENT, ETIME, errno
 from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset, strlen
@@ -67,6 +72,8 @@ from fastio._pure import _uring_abi as _abi
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)
+    Py_ssize_t PyList_GET_SIZE(object l)
+    PyObject *PyList_GET_ITEM(object l, Py_ssize_t i)
     unsigned long long PyLong_AsUnsignedLongLongMask(object v) except? <unsigned long long>-1
 
 cdef enum:
@@ -239,6 +246,26 @@ cdef inline uint32_t len32(Py_ssize_t n) except? 0xFFFFFFFF:
     return <uint32_t>n
 
 
+cdef inline uint32_t as_u32(object value) except? 0xFFFFFFFF:
+    """An int argument for a 32-bit unsigned field: a float or a str is a
+    TypeError (as CPython's converters say), a value outside 0..2**32-1 an
+    OverflowError."""
+    cdef object v = PyNumber_Index(value)
+    if not 0 <= v <= 0xFFFFFFFF:
+        raise OverflowError(f"{v} is out of range for a 32-bit unsigned field")
+    return <uint32_t>v
+
+
+cdef inline long long as_i64(object value) except? -1:
+    """An int argument for a signed 64-bit field (OverflowError outside it)."""
+    return PyNumber_Index(value)
+
+
+cdef inline uint64_t as_u64(object value) except? 0xFFFFFFFFFFFFFFFF:
+    """An int argument for an unsigned 64-bit field (OverflowError outside it)."""
+    return PyNumber_Index(value)
+
+
 cdef inline uint64_t as_offset(object offset) except? 0xFFFFFFFFFFFFFFFF:
     """A file offset (an int: 1.5 or "8" is a TypeError); -1 means the current
     file position (FEAT_RW_CUR_POS)."""
@@ -293,12 +320,13 @@ cdef class Ring:
         self.free_head = NO_SLOT
         self.buf_rings = {}
         self.backlog = []
+        self.uds = []
 
     def __init__(self, entries=256, *, flags=0, cq_entries=None, sq_thread_idle=None, sq_thread_cpu=None):
         cdef fio_io_uring_params p
         cdef int ret
         cdef int n = as_c_int(entries)
-        cdef long long setup_flags = flags
+        cdef long long setup_flags = as_i64(flags)
         if self.ring.fd >= 0:
             raise RuntimeError("Ring.__init__ called twice")
         if n <= 0:
@@ -358,14 +386,15 @@ cdef class Ring:
 
         :raises RuntimeError: a call on this ring is still running: another
             thread waits in it, or close() was called from a signal handler or
-            from Python code run inside a prep_*, wait or batch call.
+            from Python code run inside a prep_*, peek, wait or batch call (a
+            finalizer run while completions are reaped, say).
         """
         if self.ring.fd < 0 or self.closing:
             return
         if (self.busy or self.preparing or self.batches) and self.fork_gen == fio_fork_generation():
             raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
-                               "waiting in it, or a signal handler or callback inside a prep_*, "
-                               "wait or batch call); close it once that call has returned")
+                               "waiting in it, or a signal handler, finalizer or callback inside a "
+                               "prep_*, peek, wait or batch call); close it once that call has returned")
         self.shutdown()
 
     def __enter__(self):
@@ -505,15 +534,15 @@ cdef class Ring:
         if self.free_head == NO_SLOT:
             if self.nchunks >= (1U << (32 - CHUNK_SHIFT)) - 1:
                 raise MemoryError("too many requests in flight")
+            base = self.nchunks << CHUNK_SHIFT
+            self.uds.extend([None] * (base + CHUNK - len(self.uds)))   # up to [base + CHUNK)
             chunk = <Slot *>calloc(CHUNK, sizeof(Slot))
-            if chunk == NULL:
-                raise MemoryError()
-            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *))
+            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *)) if chunk != NULL else NULL
             if chunks == NULL:
                 free(chunk)
+                del self.uds[base:]
                 raise MemoryError()
             self.chunks = chunks
-            base = self.nchunks << CHUNK_SHIFT
             self.chunks[self.nchunks] = chunk
             self.nchunks += 1
             for i in range(<uint32_t>CHUNK):
@@ -535,23 +564,22 @@ cdef class Ring:
         return idx
 
     cdef void slot_release(self, uint32_t idx) noexcept:
-        """Give back everything the slot holds; the references are dropped
-        last, when the table is consistent again (their finalizers may run
-        arbitrary code, even on this ring)."""
+        """Give back everything the slot holds. The slot is free and the table
+        consistent before anything that can run Python code: releasing a
+        buffer may call its exporter (``__release_buffer__``) or drop the last
+        reference to it (its ``__del__``), dropping user_data may finalize it,
+        and that code may use this ring (close() it, prep, reap)."""
         cdef Slot *s = self.slot_at(idx)
         cdef uint32_t i
-        cdef object group
-        cdef PyObject *user_data = s.user_data
+        cdef uint32_t nviews = s.nviews
+        cdef Py_buffer view = s.view
+        cdef Py_buffer *more_views = s.more_views
+        cdef void *mem = s.mem
+        cdef int32_t *results = s.results if s.results_owned else NULL
+        cdef object user_data = None
         cdef PyObject *keep = s.keep
+        cdef object group
         cdef BufRing br
-        if s.nviews:
-            PyBuffer_Release(&s.view)
-            for i in range(s.nviews - 1):
-                PyBuffer_Release(&s.more_views[i])
-        free(s.more_views)
-        free(s.mem)
-        if s.results_owned:
-            free(s.results)
         if s.fixed:
             self.fixed_inflight -= 1
         if s.buf_group >= 0:
@@ -564,15 +592,32 @@ cdef class Ring:
         s.results = NULL
         s.results_owned = 0
         s.nviews = 0
-        s.user_data = NULL
+        s.fixed = 0
+        s.buf_group = -1
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):   # (emptied if the GC cleared it)
+            user_data = self.uds[idx]
+            self.uds[idx] = None
         s.keep = NULL
         s.pending = 0
         s.gen = s.gen + 1 if s.gen < 0x7FFFFFFF else 1
         s.next_free = self.free_head
         self.free_head = idx
         self.inflight -= 1
-        Py_XDECREF(user_data)
+        if nviews:
+            PyBuffer_Release(&view)
+            for i in range(nviews - 1):
+                PyBuffer_Release(&more_views[i])
+        free(more_views)
+        free(mem)
+        free(results)
         Py_XDECREF(keep)
+        user_data = None   # the last reference may run a finalizer: the table is consistent
+
+    cdef object ud_get(self, uint32_t idx):
+        """The user_data of slot idx (None once the GC cleared the list)."""
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            return <object>PyList_GET_ITEM(self.uds, idx)
+        return None
 
     cdef uint64_t slot_ud(self, uint32_t idx) noexcept:
         return (<uint64_t>self.slot_at(idx).gen << 32) | idx
@@ -593,9 +638,8 @@ cdef class Ring:
             self.preparing += 1
             return NO_SLOT
         idx = self.slot_alloc()
-        s = self.slot_at(idx)
-        Py_INCREF(user_data)
-        s.user_data = <PyObject *>user_data
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            self.uds[idx] = user_data
         # Until commit() or abandon(): close() refuses (Python code run while
         # the request is built, a buffer's exporter say, may try to close).
         self.preparing += 1
@@ -678,8 +722,12 @@ cdef class Ring:
     cdef int submit_pending(self) except -1:
         """Publish the queued SQEs and make the kernel take them; EINTR is
         retried. Returns the number the kernel took."""
+        return self.submit_to(self.ring.sq.sqe_tail)
+
+    cdef int submit_to(self, uint32_t upto) except -1:
+        """submit_pending() of the queued SQEs before index upto only."""
         cdef unsigned flags = 0
-        cdef uint32_t pending = fio_ring_flush_sq(&self.ring)
+        cdef uint32_t pending = fio_ring_flush_sq_to(&self.ring, upto)
         cdef int ret
         if not pending:
             return 0
@@ -704,13 +752,22 @@ cdef class Ring:
             raise
 
     cdef fio_io_uring_sqe *next_sqe(self) except NULL:
-        """A free SQE; on a full SQ, submit first (documented rule)."""
+        """A free SQE; on a full SQ, submit first (documented rule), but never
+        the open link chain at the end of the queue: the kernel ends a chain
+        at the end of a submission, so it would run split. A chain that
+        fills the whole SQ raises OSError(EBUSY)."""
         cdef fio_io_uring_sqe *sqe = fio_ring_get_sqe(&self.ring)
         cdef int ret, attempt
+        cdef uint32_t start
         if sqe != NULL:
             return sqe
         for attempt in range(3):
-            self.submit_pending()
+            start = fio_ring_open_chain_start(&self.ring)
+            if start != self.ring.sq.sqe_tail and self.ring.sq.sqe_tail - start >= fio_ring_sq_ready(&self.ring):
+                raise OSError(EBUSY, f"the submission queue ({self.sq_entries} entries) is full with one open "
+                              "link chain (IOSQE_IO_LINK): submitting it now would split it; keep chains "
+                              "shorter than the SQ, or submit() to send it as it is")
+            self.submit_to(start)
             sqe = fio_ring_get_sqe(&self.ring)
             if sqe != NULL:
                 return sqe
@@ -739,7 +796,7 @@ cdef class Ring:
         number submitted. Matches ``io_uring_submit_and_wait(3)``."""
         cdef int n = as_c_int(wait_nr)
         cdef uint32_t pending
-        cdef int ret
+        cdef int ret, submitted
         cdef unsigned flags
         if n < 0:
             raise ValueError("wait_nr must be >= 0")
@@ -754,12 +811,25 @@ cdef class Ring:
             else:
                 ret = self.enter(pending, n, flags, -1)
             if ret >= 0:
-                return ret
+                break
             if ret != -EINTR:
                 raise_errno(-ret)
             PyErr_CheckSignals()
             self.check()
             pending = fio_ring_sq_ready(&self.ring)
+        # A signal that arrives after the kernel took the SQEs ends its wait
+        # with the submitted count, not EINTR: wait on (PEP 475) until the
+        # completions are there (at most a full CQ: the kernel caps
+        # min_complete at the CQ size and keeps the rest in its overflow list).
+        submitted = ret
+        while n and fio_ring_cq_ready(&self.ring) < min(<uint32_t>n, <uint32_t>self.cq_entries):
+            ret = self.enter(0, n, FIO_IORING_ENTER_GETEVENTS, -1)
+            if ret < 0 and ret != -EINTR:
+                raise_errno(-ret)
+            if ret == -EINTR:
+                PyErr_CheckSignals()
+                self.check()
+        return submitted
 
     # ---- completion -------------------------------------------------------
 
@@ -790,7 +860,7 @@ cdef class Ring:
         if (ud >> 32) != s.gen:
             return 0
         c = Completion.__new__(Completion)
-        c.user_data = <object>s.user_data if s.user_data != NULL else None
+        c.user_data = self.ud_get(idx)
         c.res = cqe.res
         c.flags = cqe.flags
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
@@ -810,25 +880,41 @@ cdef class Ring:
 
     cdef int reap(self, list out) except -1:
         """Copy every ready CQE out (a block at a time, head advanced once per
-        block), flushing kernel-side overflow and deferred task work."""
+        block), flushing kernel-side overflow and deferred task work.
+
+        Python code can run in here (the finalizer of a user_data or buffer
+        released with its slot, or any finalizer the garbage collector calls
+        when a Completion is allocated), and it may call close() or let
+        another thread call it: ``busy`` makes close() refuse until reap
+        returns, since the CQ ring, the buffer rings and the table must stay.
+        The flush uses enter_raw(): during close() (drain) the ring is already
+        marked closing, and check() would refuse it."""
         cdef fio_io_uring_cqe cqes[STACK_CQES]
         cdef uint32_t n, i
         cdef int rounds = 0, ret
-        while rounds < 1024:
-            rounds += 1
-            n = fio_ring_cq_copy(&self.ring, cqes, STACK_CQES)
-            for i in range(n):
-                self.handle_cqe(&cqes[i], out)
-            if n == STACK_CQES:
-                continue
-            if fio_ring_sq_flags(&self.ring) & (FIO_IORING_SQ_CQ_OVERFLOW | FIO_IORING_SQ_TASKRUN) or (
-                    n == 0 and rounds == 1 and self.ring.flags & FIO_IORING_SETUP_DEFER_TASKRUN):
-                ret = self.enter(0, 0, FIO_IORING_ENTER_GETEVENTS, -1)
-                if ret < 0 and ret != -EINTR and ret != -EBUSY and ret != -EAGAIN:
-                    raise_errno(-ret)
-                if fio_ring_cq_ready(&self.ring):
+        self.busy += 1
+        try:
+            if self.ring.fd < 0:
+                # Closed by Python code run since the caller's check() (the
+                # garbage collector when out was allocated, say).
+                raise ValueError("I/O operation on closed Ring")
+            while rounds < 1024:
+                rounds += 1
+                n = fio_ring_cq_copy(&self.ring, cqes, STACK_CQES)
+                for i in range(n):
+                    self.handle_cqe(&cqes[i], out)
+                if n == STACK_CQES:
                     continue
-            break
+                if fio_ring_sq_flags(&self.ring) & (FIO_IORING_SQ_CQ_OVERFLOW | FIO_IORING_SQ_TASKRUN) or (
+                        n == 0 and rounds == 1 and self.ring.flags & FIO_IORING_SETUP_DEFER_TASKRUN):
+                    ret = self.enter_raw(0, 0, FIO_IORING_ENTER_GETEVENTS, -1)
+                    if ret < 0 and ret != -EINTR and ret != -EBUSY and ret != -EAGAIN:
+                        raise_errno(-ret)
+                    if fio_ring_cq_ready(&self.ring):
+                        continue
+                break
+        finally:
+            self.busy -= 1
         return 0
 
     cdef list take_backlog(self):
@@ -939,8 +1025,10 @@ cdef class Ring:
         cdef int ret
         cdef int fd = self.ring.fd
         while True:
+            self.busy += 1     # close() from another thread meanwhile is refused
             with nogil:
                 ret = fio_sys_io_uring_register(fd, opcode, arg, nr)
+            self.busy -= 1
             if ret >= 0:
                 return ret
             if ret != -EINTR:
@@ -968,7 +1056,7 @@ cdef class Ring:
         cdef int32_t *arr = fd_array(fds, &n)
         try:
             memset(&up, 0, sizeof(up))
-            up.offset = as_c_int(offset)
+            up.offset = as_u32(offset)
             up.data = <uint64_t><size_t>arr
             return self.register(FIO_IORING_REGISTER_FILES_UPDATE, &up, n)
         finally:
@@ -1005,7 +1093,10 @@ cdef class Ring:
                 iov[done].iov_base = views[done].buf
                 iov[done].iov_len = views[done].len
             done = n
-            self.register(FIO_IORING_REGISTER_BUFFERS, iov, n)
+            try:
+                self.register(FIO_IORING_REGISTER_BUFFERS, iov, n)
+            except OSError as exc:
+                raise _abi.register_buffers_error(exc, sum([views[i].len for i in range(n)])) from None
         except BaseException:
             for i in range(done):
                 PyBuffer_Release(&views[i])
@@ -1092,14 +1183,16 @@ cdef class Ring:
     def unregister_buf_ring(self, bgid):
         """Unregister provided-buffer group ``bgid`` and free its memory.
 
-        :raises OSError: ``EBUSY`` while a request using it is in flight.
+        :raises OSError: ``EBUSY`` while a request using it is in flight,
+            ``ENOENT`` when no group ``bgid`` is registered.
         """
         self.check()
         cdef fio_io_uring_buf_reg reg
         cdef int gid = as_c_int(bgid)
         cdef BufRing br = self.buf_rings.get(gid)
         if br is None:
-            raise KeyError(gid)
+            # the kernel's own answer for an unknown group
+            raise OSError(ENOENT, f"buffer group {gid} is not registered")
         if br.inflight:
             raise OSError(EBUSY, f"a request using buffer group {gid} is in flight")
         memset(&reg, 0, sizeof(reg))
@@ -1113,7 +1206,7 @@ cdef class Ring:
 
     def prep_nop(self, *, user_data=None, flags=0):
         """Queue a NOP (completes with res 0). Matches ``io_uring_prep_nop(3)``."""
-        cdef uint32_t idx = self.new_slot(user_data, flags, False)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
         fio_prep_nop(sqe)
@@ -1121,7 +1214,7 @@ cdef class Ring:
 
     cdef object prep_buf(self, uint8_t op, int fd, object buf, uint64_t offset, uint32_t op_flags,
                          object user_data, int flags, bint writable):
-        cdef uint32_t idx = self.new_slot(user_data, flags, True)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), True)
         cdef fio_io_uring_sqe *sqe
         cdef Slot *s
         try:
@@ -1142,20 +1235,22 @@ cdef class Ring:
         """Queue a read of ``len(buf)`` bytes at ``offset`` (-1: the file
         position) into the writable buffer ``buf``, pinned until reaped.
         Matches ``io_uring_prep_read(3)``."""
-        return self.prep_buf(FIO_OP_READ, as_fd(fd), buf, as_offset(offset), rw_flags, user_data, flags, True)
+        return self.prep_buf(FIO_OP_READ, as_fd(fd), buf, as_offset(offset), as_u32(rw_flags), user_data,
+                             as_c_int(flags), True)
 
     def prep_write(self, fd, buf, offset, *, user_data=None, flags=0, rw_flags=0):
         """Queue a write of ``buf`` at ``offset`` (-1: the file position).
         Matches ``io_uring_prep_write(3)``."""
-        return self.prep_buf(FIO_OP_WRITE, as_fd(fd), buf, as_offset(offset), rw_flags, user_data, flags, False)
+        return self.prep_buf(FIO_OP_WRITE, as_fd(fd), buf, as_offset(offset), as_u32(rw_flags), user_data,
+                             as_c_int(flags), False)
 
     def prep_recv(self, fd, buf, *, user_data=None, flags=0, msg_flags=0):
         """Queue a recv into ``buf``. Matches ``io_uring_prep_recv(3)``."""
-        return self.prep_buf(FIO_OP_RECV, as_fd(fd), buf, 0, msg_flags, user_data, flags, True)
+        return self.prep_buf(FIO_OP_RECV, as_fd(fd), buf, 0, as_u32(msg_flags), user_data, as_c_int(flags), True)
 
     def prep_send(self, fd, buf, *, user_data=None, flags=0, msg_flags=0):
         """Queue a send of ``buf``. Matches ``io_uring_prep_send(3)``."""
-        return self.prep_buf(FIO_OP_SEND, as_fd(fd), buf, 0, msg_flags, user_data, flags, False)
+        return self.prep_buf(FIO_OP_SEND, as_fd(fd), buf, 0, as_u32(msg_flags), user_data, as_c_int(flags), False)
 
     cdef iovec *pin_vector(self, uint32_t idx, object buffers, bint writable, size_t extra) except NULL:
         """Pin every buffer of the sequence and build the iovec array (in
@@ -1188,7 +1283,7 @@ cdef class Ring:
 
     cdef object prep_vec(self, uint8_t op, int fd, object buffers, uint64_t offset, uint32_t rw_flags,
                          object user_data, int flags, bint writable):
-        cdef uint32_t idx = self.new_slot(user_data, flags, True)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), True)
         cdef fio_io_uring_sqe *sqe
         cdef iovec *iov
         try:
@@ -1203,31 +1298,35 @@ cdef class Ring:
     def prep_readv(self, fd, buffers, offset, *, user_data=None, flags=0, rw_flags=0):
         """Queue a vectored read into the writable ``buffers`` (a sequence),
         filled in order. Matches ``io_uring_prep_readv(3)``."""
-        return self.prep_vec(FIO_OP_READV, as_fd(fd), buffers, as_offset(offset), rw_flags, user_data, flags, True)
+        return self.prep_vec(FIO_OP_READV, as_fd(fd), buffers, as_offset(offset), as_u32(rw_flags), user_data,
+                             as_c_int(flags), True)
 
     def prep_writev(self, fd, buffers, offset, *, user_data=None, flags=0, rw_flags=0):
         """Queue a vectored write of ``buffers``. Matches ``io_uring_prep_writev(3)``."""
-        return self.prep_vec(FIO_OP_WRITEV, as_fd(fd), buffers, as_offset(offset), rw_flags, user_data, flags,
-                             False)
+        return self.prep_vec(FIO_OP_WRITEV, as_fd(fd), buffers, as_offset(offset), as_u32(rw_flags), user_data,
+                             as_c_int(flags), False)
 
     cdef object prep_fixed(self, uint8_t op, int fd, object buf_index, object offset, object nbytes,
                            object buf_offset, object user_data, int flags):
         cdef int bi = as_c_int(buf_index)
-        cdef long long boff = buf_offset
-        cdef long long n
+        cdef long long boff = as_i64(buf_offset)
+        cdef long long n = -1 if nbytes is None else as_i64(nbytes)   # converted before the table is read
         cdef uint64_t off = as_offset(offset)
         cdef uint32_t idx
         cdef fio_io_uring_sqe *sqe
         cdef Py_buffer *view
+        # Every conversion (which may run an __index__, and that may
+        # unregister the buffers) is done before reg_views is read.
         if not 0 <= bi < <int>self.nreg_views:
             raise ValueError(f"buf_index {bi} is not a registered buffer")
         view = &self.reg_views[bi]
-        n = view.len - boff if nbytes is None else nbytes
+        if nbytes is None:
+            n = view.len - boff
         # (n > view.len - boff, not boff + n > view.len: that sum can overflow)
         if boff < 0 or n < 0 or boff > view.len or n > view.len - boff:
             raise ValueError("buf_offset/nbytes fall outside the registered buffer")
         cdef uint32_t length = len32(n)
-        idx = self.new_slot(user_data, flags, True)
+        idx = self.new_slot(user_data, as_c_int(flags), True)
         # Counted before sqe_for(), which may submit with the GIL released:
         # unregister_buffers() from another thread refuses from here on.
         self.slot_at(idx).fixed = 1
@@ -1242,19 +1341,19 @@ cdef class Ring:
         ``buf_offset``, ``nbytes`` bytes, default: to its end).
         Matches ``io_uring_prep_read_fixed(3)``."""
         return self.prep_fixed(FIO_OP_READ_FIXED, as_fd(fd), buf_index, offset, nbytes, buf_offset, user_data,
-                               flags)
+                               as_c_int(flags))
 
     def prep_write_fixed(self, fd, buf_index, offset, *, nbytes=None, buf_offset=0, user_data=None, flags=0):
         """Queue a write from registered buffer ``buf_index``.
         Matches ``io_uring_prep_write_fixed(3)``."""
         return self.prep_fixed(FIO_OP_WRITE_FIXED, as_fd(fd), buf_index, offset, nbytes, buf_offset, user_data,
-                               flags)
+                               as_c_int(flags))
 
     def prep_fsync(self, fd, *, fsync_flags=0, user_data=None, flags=0):
         """Queue an fsync (``FSYNC_DATASYNC``: fdatasync). Matches ``io_uring_prep_fsync(3)``."""
         cdef int cfd = as_fd(fd)
-        cdef uint32_t fflags = fsync_flags   # every conversion before the SQE is taken
-        cdef uint32_t idx = self.new_slot(user_data, flags, False)
+        cdef uint32_t fflags = as_u32(fsync_flags)   # every conversion before the SQE is taken
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
         fio_prep_fsync(sqe, cfd, fflags)
@@ -1263,8 +1362,8 @@ cdef class Ring:
     def prep_fallocate(self, fd, mode, offset, length, *, user_data=None, flags=0):
         """Queue an fallocate. Matches ``io_uring_prep_fallocate(3)``."""
         cdef int cfd = as_fd(fd), cmode = as_c_int(mode)
-        cdef uint64_t off = as_offset(offset), ln = length
-        cdef uint32_t idx = self.new_slot(user_data, flags, False)
+        cdef uint64_t off = as_offset(offset), ln = as_u64(length)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
         fio_prep_fallocate(sqe, cfd, cmode, off, ln)
@@ -1281,7 +1380,7 @@ cdef class Ring:
         cdef fio_io_uring_sqe *sqe
         if b"\0" in bpath:
             raise ValueError("embedded null byte")
-        idx = self.new_slot(user_data, flags, True)
+        idx = self.new_slot(user_data, as_c_int(flags), True)
         try:
             self.keep(idx, bpath)
             sqe = self.next_sqe()
@@ -1294,7 +1393,7 @@ cdef class Ring:
     def prep_close(self, fd, *, user_data=None, flags=0):
         """Queue a close of ``fd``. Matches ``io_uring_prep_close(3)``."""
         cdef int cfd = as_fd(fd)
-        cdef uint32_t idx = self.new_slot(user_data, flags, False)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
         fio_prep_close(sqe, cfd)
@@ -1304,14 +1403,14 @@ cdef class Ring:
         """Queue a statx of ``path`` into the writable ``statxbuf`` (at least
         256 bytes: ``struct statx``). Matches ``io_uring_prep_statx(3)``."""
         cdef int cdfd = as_c_int(dfd), cflags = as_c_int(statx_flags)
-        cdef uint32_t cmask = mask
+        cdef uint32_t cmask = as_u32(mask)
         cdef bytes bpath = _os.fsencode(path)
         cdef uint32_t idx
         cdef fio_io_uring_sqe *sqe
         cdef Slot *s
         if b"\0" in bpath:
             raise ValueError("embedded null byte")
-        idx = self.new_slot(user_data, flags, True)
+        idx = self.new_slot(user_data, as_c_int(flags), True)
         try:
             self.keep(idx, bpath)
             self.pin(idx, statxbuf, True)
@@ -1331,8 +1430,8 @@ cdef class Ring:
         event is a completion with ``more`` True. Matches
         ``io_uring_prep_poll_add(3)`` / ``io_uring_prep_poll_multishot(3)``."""
         cdef int cfd = as_fd(fd)
-        cdef uint32_t mask = poll_mask
-        cdef uint32_t idx = self.new_slot(user_data, flags, False)
+        cdef uint32_t mask = as_u32(poll_mask)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
         fio_prep_poll_add(sqe, cfd, mask, 1 if multishot else 0)
@@ -1341,7 +1440,7 @@ cdef class Ring:
     cdef object prep_target(self, uint8_t op, int fd, object target, uint32_t op_flags, object user_data,
                             int flags):
         cdef uint64_t t = 0 if target is None else PyLong_AsUnsignedLongLongMask(target)
-        cdef uint32_t idx = self.new_slot(user_data, flags, False)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
         fio_prep_target(sqe, op, fd, t, op_flags)
@@ -1350,12 +1449,13 @@ cdef class Ring:
     def prep_poll_remove(self, target, *, user_data=None, flags=0):
         """Queue the removal of the poll request whose id is ``target``.
         Matches ``io_uring_prep_poll_remove(3)``."""
-        return self.prep_target(FIO_OP_POLL_REMOVE, -1, target, 0, user_data, flags)
+        return self.prep_target(FIO_OP_POLL_REMOVE, -1, target, 0, user_data, as_c_int(flags))
 
     def prep_timeout_remove(self, target, *, timeout_flags=0, user_data=None, flags=0):
         """Queue the removal of the timeout whose id is ``target``.
         Matches ``io_uring_prep_timeout_remove(3)``."""
-        return self.prep_target(FIO_OP_TIMEOUT_REMOVE, -1, target, timeout_flags, user_data, flags)
+        return self.prep_target(FIO_OP_TIMEOUT_REMOVE, -1, target, as_u32(timeout_flags), user_data,
+                                as_c_int(flags))
 
     def prep_async_cancel(self, target=None, *, fd=None, cancel_flags=0, user_data=None, flags=0):
         """Queue a cancel: of the request whose id is ``target``; or, with
@@ -1365,7 +1465,7 @@ cdef class Ring:
         (or the count with ALL), ``-ENOENT`` if nothing matched, ``-EALREADY``
         if it was already running. Matches ``io_uring_prep_cancel64(3)`` /
         ``io_uring_prep_cancel_fd(3)``."""
-        cdef uint32_t cflags = cancel_flags
+        cdef uint32_t cflags = as_u32(cancel_flags)
         cdef int cfd = -1
         if target is not None and fd is not None:
             raise ValueError("give target or fd, not both")
@@ -1374,7 +1474,7 @@ cdef class Ring:
             cflags |= FIO_IORING_ASYNC_CANCEL_FD
         elif target is None:
             cflags |= FIO_IORING_ASYNC_CANCEL_ANY
-        return self.prep_target(FIO_OP_ASYNC_CANCEL, cfd, target, cflags, user_data, flags)
+        return self.prep_target(FIO_OP_ASYNC_CANCEL, cfd, target, cflags, user_data, as_c_int(flags))
 
     cdef object prep_ts(self, uint8_t op, object seconds, uint32_t count, uint32_t timeout_flags,
                         object user_data, int flags):
@@ -1384,7 +1484,7 @@ cdef class Ring:
         cdef fio_kernel_timespec *ts
         if ns < 0:
             raise ValueError("a timeout must be a non-negative number of seconds")
-        idx = self.new_slot(user_data, flags, True)
+        idx = self.new_slot(user_data, as_c_int(flags), True)
         try:
             ts = <fio_kernel_timespec *>malloc(sizeof(fio_kernel_timespec))
             if ts == NULL:
@@ -1403,14 +1503,15 @@ cdef class Ring:
         """Queue a timeout: completes with ``-ETIME`` after ``seconds``, or
         with 0 once ``count`` other completions arrived (0: time only).
         Matches ``io_uring_prep_timeout(3)``."""
-        return self.prep_ts(FIO_OP_TIMEOUT, seconds, count, timeout_flags, user_data, flags)
+        return self.prep_ts(FIO_OP_TIMEOUT, seconds, as_u32(count), as_u32(timeout_flags), user_data,
+                            as_c_int(flags))
 
     def prep_link_timeout(self, seconds, *, timeout_flags=0, user_data=None, flags=0):
         """Queue a timeout for the previous request, which must carry
         ``IOSQE_IO_LINK``: if it does not finish in ``seconds`` it is cancelled
         (res ``-ECANCELED``) and this completes with ``-ETIME``.
         Matches ``io_uring_prep_link_timeout(3)``."""
-        return self.prep_ts(FIO_OP_LINK_TIMEOUT, seconds, 0, timeout_flags, user_data, flags)
+        return self.prep_ts(FIO_OP_LINK_TIMEOUT, seconds, 0, as_u32(timeout_flags), user_data, as_c_int(flags))
 
     def prep_accept(self, fd, *, multishot=False, accept_flags=0, user_data=None, flags=0):
         """Queue an accept on the listening ``fd``; res is the new fd (made
@@ -1418,8 +1519,8 @@ cdef class Ring:
         accepts every connection until cancelled. Matches
         ``io_uring_prep_accept(3)`` / ``io_uring_prep_multishot_accept(3)``."""
         cdef int cfd = as_fd(fd)
-        cdef uint32_t aflags = accept_flags | _os.O_CLOEXEC
-        cdef uint32_t idx = self.new_slot(user_data, flags, False)
+        cdef uint32_t aflags = as_u32(accept_flags) | _os.O_CLOEXEC
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
         fio_prep_accept(sqe, cfd, aflags, 1 if multishot else 0)
@@ -1431,7 +1532,7 @@ cdef class Ring:
         ``io_uring_prep_connect(3)``."""
         cdef int cfd = as_fd(fd)
         cdef bytes sa = _abi.sockaddr(address)
-        cdef uint32_t idx = self.new_slot(user_data, flags, True)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), True)
         cdef fio_io_uring_sqe *sqe
         try:
             self.keep(idx, sa)
@@ -1449,22 +1550,24 @@ cdef class Ring:
         False) on EOF (res 0), an error, or ``-ENOBUFS`` when the group ran
         dry; re-arm it then. Matches ``io_uring_prep_recv_multishot(3)``."""
         cdef int cfd = as_fd(fd), gid = as_c_int(buf_group)
-        cdef uint32_t mflags = msg_flags
+        cdef uint32_t mflags = as_u32(msg_flags)
         cdef BufRing br = self.buf_rings.get(gid)
         cdef uint32_t idx
         cdef fio_io_uring_sqe *sqe
         if br is None:
             raise ValueError(f"buffer group {gid} is not registered on this ring")
-        idx = self.new_slot(user_data, flags, True)
-        sqe = self.sqe_for(idx)
+        idx = self.new_slot(user_data, as_c_int(flags), True)
+        # Counted before sqe_for(), which may submit and run signal handlers:
+        # unregister_buf_ring() refuses from here on (abandon() uncounts).
         self.slot_at(idx).buf_group = gid
         br.inflight += 1
+        sqe = self.sqe_for(idx)
         fio_prep_recv_multishot(sqe, cfd, <uint16_t>gid, mflags)
         return self.commit(idx, sqe, flags)
 
     cdef object prep_msg(self, uint8_t op, int fd, object buffers, object address, uint32_t msg_flags,
                          object user_data, int flags, bint writable):
-        cdef uint32_t idx = self.new_slot(user_data, flags, True)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), True)
         cdef fio_io_uring_sqe *sqe
         cdef iovec *iov
         cdef msghdr *msg
@@ -1489,18 +1592,20 @@ cdef class Ring:
     def prep_sendmsg(self, fd, buffers, address=None, *, msg_flags=0, user_data=None, flags=0):
         """Queue a sendmsg of ``buffers`` (to ``address`` on an unconnected
         socket). Matches ``io_uring_prep_sendmsg(3)``."""
-        return self.prep_msg(FIO_OP_SENDMSG, as_fd(fd), buffers, address, msg_flags, user_data, flags, False)
+        return self.prep_msg(FIO_OP_SENDMSG, as_fd(fd), buffers, address, as_u32(msg_flags), user_data,
+                             as_c_int(flags), False)
 
     def prep_recvmsg(self, fd, buffers, *, msg_flags=0, user_data=None, flags=0):
         """Queue a recvmsg into the writable ``buffers``. Matches
         ``io_uring_prep_recvmsg(3)``."""
-        return self.prep_msg(FIO_OP_RECVMSG, as_fd(fd), buffers, None, msg_flags, user_data, flags, True)
+        return self.prep_msg(FIO_OP_RECVMSG, as_fd(fd), buffers, None, as_u32(msg_flags), user_data,
+                             as_c_int(flags), True)
 
     def prep_shutdown(self, fd, how, *, user_data=None, flags=0):
         """Queue a shutdown (``socket.SHUT_RD``/``SHUT_WR``/``SHUT_RDWR``).
         Matches ``io_uring_prep_shutdown(3)``."""
         cdef int cfd = as_fd(fd), chow = as_c_int(how)
-        cdef uint32_t idx = self.new_slot(user_data, flags, False)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
         fio_prep_shutdown(sqe, cfd, chow)
@@ -1511,10 +1616,10 @@ cdef class Ring:
         them must be a pipe, whose offset must be -1. Matches
         ``io_uring_prep_splice(3)``."""
         cdef int cin = as_fd(fd_in), cout = as_fd(fd_out)
-        cdef long long oin = off_in, oout = off_out
-        cdef uint32_t n = len32(nbytes)
-        cdef uint32_t sflags = splice_flags
-        cdef uint32_t idx = self.new_slot(user_data, flags, False)
+        cdef long long oin = as_i64(off_in), oout = as_i64(off_out)
+        cdef uint32_t n = len32(as_i64(nbytes))
+        cdef uint32_t sflags = as_u32(splice_flags)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
         fio_prep_splice(sqe, cin, oin, cout, oout, n, sflags)
@@ -1541,7 +1646,7 @@ cdef class Ring:
     cdef object batch(self, uint8_t op, object fd, object buf, object offsets, object size, object results,
                       object depth):
         cdef int cfd = as_fd(fd)
-        cdef long long bsize = size
+        cdef long long bsize = as_i64(size)
         cdef int cdepth = as_c_int(depth)
         cdef Py_ssize_t n, i
         cdef int64_t *offs = NULL
@@ -1560,7 +1665,8 @@ cdef class Ring:
         if PyObject_CheckBuffer(offsets):
             PyObject_GetBuffer(offsets, &oview, 0x003C)  # PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
             try:
-                if oview.itemsize != 8 or (oview.format != NULL and oview.format[strlen(oview.format) - 1] not in b"qQlL"):
+                if oview.itemsize != 8 or (oview.format != NULL and (oview.format[0] == 0 or  # "": no last char
+                                                           oview.format[strlen(oview.format) - 1] not in b"qQlL")):
                     raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
                 n = oview.len // 8
                 offs = <int64_t *>malloc(max(n, 1) * 8)
@@ -1577,13 +1683,16 @@ cdef class Ring:
                 raise MemoryError()
             try:
                 for i in range(n):
-                    offs[i] = seq[i]
+                    offs[i] = as_i64(seq[i])
                     if offs[i] < 0:
                         raise ValueError("offsets must be >= 0")
             except BaseException:
                 free(offs)
                 raise
         try:
+            for i in range(n):
+                if offs[i] < 0:     # (an int64 buffer holds any value)
+                    raise ValueError("offsets must be >= 0")
             if n >= 0x7FFFFFFF:
                 raise ValueError("too many offsets for one batch")
             if cdepth <= 0 or cdepth > <int>self.sq_entries:
@@ -1633,7 +1742,14 @@ cdef class Ring:
                     pending = fio_ring_flush_sq(&self.ring)
                     if self.ring.flags & FIO_IORING_SETUP_SQPOLL:
                         pending = 0
-                    ret = self.enter(pending, 1, FIO_IORING_ENTER_GETEVENTS, -1)
+                    if s.pending:
+                        ret = self.enter(pending, 1, FIO_IORING_ENTER_GETEVENTS, -1)
+                    else:
+                        # The SQ was full of other requests and none of ours
+                        # is in flight: submit them, but never wait for them
+                        # (they may never complete: a poll, a pipe read).
+                        ret = self.enter(pending, 0, FIO_IORING_ENTER_SQ_WAIT if self.ring.flags &
+                                         FIO_IORING_SETUP_SQPOLL else 0, -1)
                     if ret < 0 and ret != -EINTR and ret != -EBUSY and ret != -EAGAIN:
                         raise_errno(-ret)
                     if ret == -EINTR:

@@ -307,11 +307,27 @@ def diagnose(err: int) -> str:
         soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
         limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft} bytes"
         return (f"io_uring_setup failed with ENOMEM: the ring does not fit in RLIMIT_MEMLOCK={limit} "
-                "(kernels before 5.12 charge rings to it): raise it (ulimit -l) or use fewer entries")
+                "(Linux before 5.12, and again 6.13+ where rings are memory regions, charge them to it "
+                "unless the process has CAP_IPC_LOCK): raise it (ulimit -l) or use fewer entries")
     return f"io_uring_setup failed: {os.strerror(err)} (errno {err})"
 
 
 UNSUPPORTED_ERRNOS = (errno.ENOSYS, errno.EPERM, errno.ENOMEM)
+
+
+def register_buffers_error(exc: OSError, total: int) -> OSError:
+    """The error for a failed IORING_REGISTER_BUFFERS: ENOMEM named as what it
+    almost always is (registered buffers are charged to RLIMIT_MEMLOCK
+    unless the process has CAP_IPC_LOCK); other errors unchanged."""
+    if exc.errno != errno.ENOMEM:
+        return exc
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft} bytes"
+    return OSError(errno.ENOMEM, f"register_buffers failed with ENOMEM: {total} bytes of buffers do not fit "
+                   f"in RLIMIT_MEMLOCK={limit} (registered buffers are charged to it unless the process has "
+                   "CAP_IPC_LOCK): raise it (ulimit -l) or register fewer or smaller buffers")
 
 
 # ---- sockaddr packing for prep_connect / prep_sendmsg ----

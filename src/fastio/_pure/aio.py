@@ -145,8 +145,16 @@ class _Iovec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
 
 
+def _i64(value) -> int:
+    """An int the C backend holds in a long long: OverflowError outside it."""
+    value = operator.index(value)
+    if not -(2**63) <= value < 2**63:
+        raise OverflowError("Python int too large to convert to C long")
+    return value
+
+
 def _rw_flags(rw_flags) -> int:
-    f = operator.index(rw_flags)
+    f = _i64(rw_flags)
     if f < 0 or f & ~abi.RWF_MASK:
         raise ValueError(f"unknown RWF_* bits in rw_flags={f:#x}")
     return f
@@ -168,6 +176,33 @@ def _offset(offset) -> int:
     return off
 
 
+class _CallLock:
+    """The context's lock, refusing re-entry from the thread that holds it
+    (a signal handler, or a finalizer run when a call releases a buffer,
+    using the context again) with RuntimeError where threading.Lock would
+    deadlock."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._owner = None
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self):
+        me = threading.get_ident()
+        if self._owner == me:
+            raise RuntimeError("aio.Context used re-entrantly (from a signal handler or a finalizer "
+                               "running inside one of its own calls)")
+        self._lock.acquire()
+        self._owner = me
+        return self
+
+    def __exit__(self, *exc_info):
+        self._owner = None
+        self._lock.release()
+
+
 class Context:
     """Context(maxevents=128)
 
@@ -177,7 +212,7 @@ class Context:
     def __init__(self, maxevents=128):
         self._ctx = 0
         self._fork_gen = fork_generation()
-        self._lock = threading.Lock()
+        self._lock = _CallLock()
         self._busy = 0
         self._batches = 0
         self._waiters = 0
@@ -448,7 +483,7 @@ class Context:
 
     def prep_poll(self, fd, events, *, user_data=None, reqprio=0):
         """Queue a readiness poll; see ``fastio._c.aio.Context.prep_poll``."""
-        mask = operator.index(events)
+        mask = _i64(events)
         if not 0 <= mask <= 0xFFFF:
             raise ValueError(f"events must be a 16-bit poll mask, got {mask:#x}")
         return self._prep_plain(abi.IOCB_CMD_POLL, fd, mask, user_data, reqprio)
@@ -481,16 +516,22 @@ class Context:
                     return total
                 taken = self._queue[:_SUBMIT_BATCH]
                 del self._queue[:_SUBMIT_BATCH]
+                gens = []
                 for i, idx in enumerate(taken):
                     slot = self._slots[idx]
                     ptrs[i] = ctypes.addressof(slot.cb)
                     slot.state = _SUBMITTING
+                    gens.append(slot.gen)
             ret = self._io_submit(ptrs, len(taken))
             with self._lock:
                 nt = max(ret, 0)
-                for idx in taken[:nt]:
-                    self._slots[idx].state = _SUBMITTED
-                self._submitted += nt
+                for idx, gen in zip(taken[:nt], gens):
+                    # Reaped by another thread while io_submit ran (and not
+                    # counted there), maybe reused: only a slot still ours.
+                    slot = self._slots[idx]
+                    if slot.pending and slot.gen == gen and slot.state == _SUBMITTING:
+                        slot.state = _SUBMITTED
+                        self._submitted += 1
                 total += nt
                 rest = taken[nt:]
                 for idx in rest:
@@ -548,7 +589,8 @@ class Context:
             else:
                 addrs, lengths = [cb.aio_buf], [cb.aio_nbytes]
             c.detail = abi.explain_einval(cb.aio_fildes, cb.aio_lio_opcode, addrs, lengths, cb.aio_offset)
-        self._submitted -= 1
+        if slot.state != _SUBMITTING:
+            self._submitted -= 1     # else its io_submit has not counted it, and will not
         self._slot_release(idx)
         out.append(c)
 
@@ -569,7 +611,8 @@ class Context:
         if self._queue:
             self._submit_queue()
         with self._lock:
-            out, self._backlog = self._backlog, []
+            # what is already here counts towards max_nr (see the C twin)
+            out, self._backlog = self._backlog[:maxn], self._backlog[maxn:]
         self._waiters += 1
         try:
             return self._getevents_loop(out, need, maxn, timeout_ns, deadline)
@@ -611,7 +654,9 @@ class Context:
 
     def cancel(self, request_id):
         """Cancel a request; see ``fastio._c.aio.Context.cancel``."""
-        ud = operator.index(request_id) & 0xFFFFFFFFFFFFFFFF
+        ud = operator.index(request_id)
+        if not 0 <= ud <= 0xFFFFFFFFFFFFFFFF:
+            raise OverflowError(f"request id {ud} is out of range (0 .. 2**64 - 1)")
         idx = ud & 0xFFFFFFFF
         self._check()
         with self._lock:
@@ -649,7 +694,7 @@ class Context:
 
     def _batch(self, op, fd, buf, offsets, size, results, depth):
         cfd = as_fd(fd)
-        bsize = operator.index(size)
+        bsize = _i64(size)
         cdepth = as_c_int(depth)
         self._check()
         if bsize <= 0 or bsize > 0x7FFFFFFF:
@@ -660,7 +705,7 @@ class Context:
                 raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
             offs = mv.cast("B").cast("q").tolist()
         else:
-            offs = [operator.index(o) for o in offsets]
+            offs = [_i64(o) for o in offsets]
         if any(o < 0 for o in offs):
             raise ValueError("offsets must be >= 0")
         n = len(offs)
@@ -720,12 +765,16 @@ class Context:
                     if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
                         slot.results[next_i] = ret
                         next_i += 1
-                    elif ret == -errno.EAGAIN and self._submitted == 0:
-                        raise OSError(errno.EAGAIN, "io_submit: the AIO context takes no request")
+                    elif ret == -errno.EAGAIN and slot.pending == 0:
+                        # full of other requests, none of ours to wait for
+                        # (see the C twin): the rest gets -EAGAIN
+                        while next_i < n:
+                            slot.results[next_i] = -errno.EAGAIN
+                            next_i += 1
                 if next_i >= n and slot.pending == 0:
                     break
-                if self._submitted == 0:
-                    continue
+                if slot.pending == 0:
+                    continue      # none of ours in flight: never wait for others' (see the C twin)
                 ret = self._getevents_raw(1, _STACK_EVENTS, events, -1)
                 if ret == -EINTR:
                     continue

@@ -61,6 +61,7 @@ SFD_NONBLOCK = os.O_NONBLOCK
 POLL_ASK = POLLIN | POLLPRI | POLLOUT | POLLRDNORM | POLLRDBAND | POLLWRNORM | POLLWRBAND
 
 DEFAULT_MAX_EVENTS = 1024
+MAX_READ = 65536  # signals one wait() reads at most, whatever max_events says
 # Reads of a full batch while draining after an overflow or at close; bounds
 # the loop even if signals keep arriving.
 DRAIN_READS = 64
@@ -321,9 +322,9 @@ class SignalIO:
         if max_events is None:
             limit = DEFAULT_MAX_EVENTS
         else:
-            limit = as_c_int(max_events)
+            limit = min(as_c_int(max_events), MAX_READ)   # one read takes at most MAX_READ
             if limit <= 0:
-                raise ValueError(f"max_events must be greater than 0, got {limit}")
+                raise ValueError(f"max_events must be greater than 0, got {max_events}")
         self._check()
         if threading.get_ident() != self._owner:
             raise RuntimeError(

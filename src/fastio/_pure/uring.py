@@ -269,16 +269,36 @@ def _len32(n: int) -> int:
 
 
 def _as_offset(offset) -> int:
-    off = operator.index(offset)
+    off = _i64(offset)
     if off < -1:
         raise ValueError(f"offset must be >= 0 or -1 (current position), got {off}")
     return off & 0xFFFFFFFFFFFFFFFF
 
 
 def _u32(value) -> int:
-    value = int(value)
+    """An int for a 32-bit unsigned field: a float is a TypeError, a value
+    out of range an OverflowError (the C backend's as_u32)."""
+    value = operator.index(value)
     if not 0 <= value <= 0xFFFFFFFF:
-        raise OverflowError("value out of range for a 32-bit field")
+        raise OverflowError(f"{value} is out of range for a 32-bit unsigned field")
+    return value
+
+
+def _i64(value) -> int:
+    """An int for a signed 64-bit field (OverflowError outside it)."""
+    value = operator.index(value)
+    if not -(2**63) <= value < 2**63:
+        raise OverflowError("Python int too large to convert to C long")
+    return value
+
+
+def _u64(value) -> int:
+    """An int for an unsigned 64-bit field (OverflowError outside it)."""
+    value = operator.index(value)
+    if value < 0:
+        raise OverflowError("can't convert negative value to uint64_t")
+    if value >= 2**64:
+        raise OverflowError("Python int too large to convert to C unsigned long")
     return value
 
 
@@ -306,7 +326,7 @@ class Ring:
         self._buf_rings: dict[int, BufRing] = {}
         self._backlog: list = []
         n = as_c_int(entries)
-        setup_flags = int(flags)
+        setup_flags = _i64(flags)
         if n <= 0:
             raise ValueError(f"entries must be positive, got {n}")
         if not 0 <= setup_flags <= 0xFFFFFFFF:
@@ -464,8 +484,8 @@ class Ring:
             return
         if (self._busy or self._batches or self._owner is not None) and self._fork_gen == fork_generation():
             raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
-                               "waiting in it, or a signal handler or callback inside a prep_*, "
-                               "wait or batch call); close it once that call has returned")
+                               "waiting in it, or a signal handler, finalizer or callback inside a "
+                               "prep_*, peek, wait or batch call); close it once that call has returned")
         self._shutdown()
 
     def __enter__(self):
@@ -648,8 +668,22 @@ class Ring:
         finally:
             self._busy -= 1
 
-    def _submit_pending(self) -> int:
-        pending = self._tail_publish()
+    def _open_chain_start(self) -> int:
+        """Index of the first SQE of the link chain left open at the end of
+        the queue (``_sqe_tail`` when none is open): an automatic submit
+        stops before it, since the kernel ends a chain with each submission."""
+        i, left = self._sqe_tail, self._sq_ready()
+        while left and self._sqes[(i - 1) & self._sq_mask].flags & (abi.IOSQE_IO_LINK | abi.IOSQE_IO_HARDLINK):
+            i = (i - 1) & 0xFFFFFFFF
+            left -= 1
+        return i
+
+    def _submit_pending(self, upto=None) -> int:
+        if upto is None:
+            pending = self._tail_publish()
+        else:
+            self._sq_tail_k.value = upto
+            pending = self._sq_ready() - ((self._sqe_tail - upto) & 0xFFFFFFFF)
         if not pending:
             return 0
         flags = 0
@@ -672,7 +706,12 @@ class Ring:
         if sqe is not None:
             return sqe
         for _ in range(3):
-            self._submit_pending()
+            start = self._open_chain_start()
+            if start != self._sqe_tail and ((self._sqe_tail - start) & 0xFFFFFFFF) >= self._sq_ready():
+                raise OSError(errno.EBUSY, f"the submission queue ({self._sq_n} entries) is full with one open "
+                              "link chain (IOSQE_IO_LINK): submitting it now would split it; keep chains "
+                              "shorter than the SQ, or submit() to send it as it is")
+            self._submit_pending(start)
             sqe = self._get_sqe()
             if sqe is not None:
                 return sqe
@@ -715,11 +754,20 @@ class Ring:
             else:
                 ret = self._enter_raw(pending, n, flags, -1)
             if ret >= 0:
-                return ret
+                break
             if -ret != EINTR:
                 raise_errno(-ret)
             self._check()
             pending = self._sq_ready()
+        # A signal after the kernel took the SQEs ends its wait with the
+        # submitted count, not EINTR: wait on (PEP 475), up to a full CQ.
+        submitted = ret
+        while n and self.cq_ready < min(n, self._cq_entries):
+            ret = self._enter_raw(0, n, abi.ENTER_GETEVENTS, -1)
+            if ret < 0 and -ret != EINTR:
+                raise_errno(-ret)
+            self._check()
+        return submitted
 
     # ---- the CQ ------------------------------------------------------------
 
@@ -898,7 +946,7 @@ class Ring:
         self._check()
         values = [-1 if f == -1 else as_fd(f) for f in fds]
         arr = (ctypes.c_int32 * max(len(values), 1))(*values)
-        up = abi.IoUringRsrcUpdate(as_c_int(offset), 0, ctypes.addressof(arr))
+        up = abi.IoUringRsrcUpdate(_u32(offset), 0, ctypes.addressof(arr))
         return self._register(abi.REGISTER_FILES_UPDATE, ctypes.byref(up), len(values))
 
     def unregister_files(self):
@@ -919,7 +967,10 @@ class Ring:
             for obj in objs:
                 views.append(_pin(obj, True))
             iov = (abi.Iovec * len(views))(*[(v.buf, v.len) for v in views])
-            self._register(abi.REGISTER_BUFFERS, ctypes.byref(iov), len(views))
+            try:
+                self._register(abi.REGISTER_BUFFERS, ctypes.byref(iov), len(views))
+            except OSError as exc:
+                raise abi.register_buffers_error(exc, sum(v.len for v in views)) from None
         except BaseException:
             for view in views:
                 _unpin(view)
@@ -977,7 +1028,8 @@ class Ring:
         gid = as_c_int(bgid)
         br = self._buf_rings.get(gid)
         if br is None:
-            raise KeyError(gid)
+            # the kernel's own answer for an unknown group
+            raise OSError(errno.ENOENT, f"buffer group {gid} is not registered")
         if br._inflight:
             raise OSError(errno.EBUSY, f"a request using buffer group {gid} is in flight")
         reg = abi.IoUringBufReg(0, 0, gid, 0)
@@ -1092,12 +1144,14 @@ class Ring:
 
     def _prep_fixed(self, op, fd, buf_index, offset, nbytes, buf_offset, user_data, flags):
         bi = as_c_int(buf_index)
-        boff = int(buf_offset)
+        boff = _i64(buf_offset)
         off = _as_offset(offset)
+        n = None if nbytes is None else _i64(nbytes)   # converted before the table is read
         if not 0 <= bi < len(self._reg_views):
             raise ValueError(f"buf_index {bi} is not a registered buffer")
         view = self._reg_views[bi]
-        n = view.len - boff if nbytes is None else int(nbytes)
+        if n is None:
+            n = view.len - boff
         if boff < 0 or n < 0 or boff + n > view.len:
             raise ValueError("buf_offset/nbytes fall outside the registered buffer")
         n = _len32(n)
@@ -1128,7 +1182,7 @@ class Ring:
 
     def prep_fallocate(self, fd, mode, offset, length, *, user_data=None, flags=0):
         """Queue an fallocate (length in addr, mode in len, as the kernel reads them)."""
-        return self._simple(_OP["IORING_OP_FALLOCATE"], as_fd(fd), int(length) & 0xFFFFFFFFFFFFFFFF,
+        return self._simple(_OP["IORING_OP_FALLOCATE"], as_fd(fd), _u64(length),
                             as_c_int(mode) & 0xFFFFFFFF, _as_offset(offset), 0, user_data, flags)
 
     def prep_openat(self, dfd, path, open_flags=0, mode=0o666, *, user_data=None, flags=0):
@@ -1183,7 +1237,7 @@ class Ring:
                             0, _u32(poll_mask), user_data, flags)
 
     def _target(self, op, fd, target, op_flags, user_data, flags):
-        t = 0 if target is None else int(target) & 0xFFFFFFFFFFFFFFFF
+        t = 0 if target is None else operator.index(target) & 0xFFFFFFFFFFFFFFFF
         return self._simple(op, fd, t, 0, 0, _u32(op_flags), user_data, flags)
 
     def prep_poll_remove(self, target, *, user_data=None, flags=0):
@@ -1320,8 +1374,8 @@ class Ring:
     def prep_splice(self, fd_in, off_in, fd_out, off_out, nbytes, *, splice_flags=0, user_data=None, flags=0):
         """Queue a splice. Matches ``io_uring_prep_splice(3)``."""
         cin, cout = as_fd(fd_in), as_fd(fd_out)
-        oin, oout = int(off_in) & 0xFFFFFFFFFFFFFFFF, int(off_out) & 0xFFFFFFFFFFFFFFFF
-        n, sflags = _len32(int(nbytes)), _u32(splice_flags)
+        oin, oout = _i64(off_in) & 0xFFFFFFFFFFFFFFFF, _i64(off_out) & 0xFFFFFFFFFFFFFFFF
+        n, sflags = _len32(_i64(nbytes)), _u32(splice_flags)
 
         def build(slot):
             def fill(sqe):
@@ -1343,7 +1397,7 @@ class Ring:
 
     def _batch(self, op, fd, buf, offsets, size, results, depth):
         cfd = as_fd(fd)
-        bsize = int(size)
+        bsize = _i64(size)
         cdepth = as_c_int(depth)
         self._check()
         if not 0 < bsize <= 0xFFFFFFFF:
@@ -1351,7 +1405,7 @@ class Ring:
         try:
             mv = memoryview(offsets)
         except TypeError:
-            offs = [int(o) for o in offsets]
+            offs = [_i64(o) for o in offsets]
             if any(o < 0 for o in offs):
                 raise ValueError("offsets must be >= 0") from None
         else:
@@ -1359,6 +1413,8 @@ class Ring:
                 if mv.itemsize != 8 or mv.format[-1:] not in ("q", "Q", "l", "L"):
                     raise TypeError("offsets must be an int64 buffer (array('q')) or a sequence of ints")
                 offs = mv.cast("B").cast("q").tolist()
+            if any(o < 0 for o in offs):
+                raise ValueError("offsets must be >= 0")
         n = len(offs)
         if n >= 0x7FFFFFFF:
             raise ValueError("too many offsets for one batch")
@@ -1410,7 +1466,12 @@ class Ring:
                         self._tail_publish()
                 finally:
                     self._release()
-                ret = self._enter_raw(pending, 1, abi.ENTER_GETEVENTS, -1)
+                if slot.pending:
+                    ret = self._enter_raw(pending, 1, abi.ENTER_GETEVENTS, -1)
+                else:
+                    # the SQ was full of other requests, none of ours in
+                    # flight: submit them, never wait for them (see the C twin)
+                    ret = self._enter_raw(pending, 0, abi.ENTER_SQ_WAIT if sqpoll else 0, -1)
                 if ret < 0 and -ret not in (EINTR, errno.EBUSY, errno.EAGAIN):
                     raise_errno(-ret)
                 self._acquire()

@@ -168,8 +168,10 @@ class BlockingPoolServer(BlockingServer):
     def _handle(self, conn: socket.socket) -> None:
         with self._conns_lock:
             self._queue.append(conn)
-            if self._idle == 0 and len(self._pool) < self.workers:
-                # Threads start on demand, up to the bound.
+            # More queued connections than idle workers (an idle worker already
+            # notified still counts as idle until it wakes): start a thread, on
+            # demand, up to the bound.
+            if len(self._queue) > self._idle and len(self._pool) < self.workers:
                 thread = threading.Thread(target=self._worker, name=f"fastio-{self.name}-worker",
                                           daemon=True)
                 self._pool.append(thread)
