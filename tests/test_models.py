@@ -491,9 +491,28 @@ def test_ctrl_c_ends_serve_forever(model, backend):
     assert set(threading.enumerate()) <= threads
 
 
-def test_a_failed_loop_is_reported_by_stop(backend):
+def test_a_failed_set_up_is_raised_by_start(backend):
+    """start() returns once the loop made its kernel objects; if making them
+    fails (a ring refused, fs.aio-max-nr reached ...) start() raises that,
+    with everything closed."""
     class Broken(models.get("epoll")):
         def _make_poller(self):
+            raise fastio.UnsupportedError(24, "pretend: the kernel says no")
+
+    fds = fd_table()
+    threads = set(threading.enumerate())
+    server = Broken(backend=backend.name)
+    with pytest.raises(fastio.UnsupportedError, match="the kernel says no"):
+        server.start()
+    assert set(fd_table()) <= set(fds)
+    assert set(threading.enumerate()) <= threads
+    server.stop()                               # nothing left to do
+
+
+def test_a_failed_loop_is_reported_by_stop(backend):
+    class Broken(models.get("epoll")):
+        def _serve(self):
+            self._serving()
             raise OSError(24, "pretend: too many open files")
 
     fds = fd_table()

@@ -5,8 +5,10 @@ socket, the wake-up pipe that ends a wait, the serving thread, ``stop()``,
 opened before it returns.
 
 The life of a server: ``start()`` binds and listens in the caller (so
-``address`` is known when it returns), then runs ``_serve()`` in a thread;
-``serve_forever()`` runs it in the calling thread instead. ``stop()`` sets
+``address`` is known when it returns), then runs ``_serve()`` in a thread and
+waits until the loop has made its kernel objects (it calls ``_serving()``) or
+failed to (the error is raised by ``start()``); ``serve_forever()`` runs
+``_serve()`` in the calling thread instead. ``stop()`` sets
 ``_stopping``, interrupts the wait (one byte down the wake-up pipe, or what
 the model overrides ``_interrupt()`` with), waits until ``_serve()`` has
 returned, then closes the listener and the pipe. Nothing is left behind: no
@@ -138,6 +140,8 @@ class EchoServer:
         self._thread: Optional[threading.Thread] = None
         self._serving_ident: Optional[int] = None
         self._done = threading.Event()
+        self._ready = threading.Event()   # the loop's resources exist (or it failed)
+        self._set_up = False              # _serving() was called
         self._error: Optional[BaseException] = None
         self._cpu_start: Optional[float] = None
         self._cpu_stop: Optional[float] = None
@@ -184,8 +188,10 @@ class EchoServer:
 
     def start(self) -> None:
         """Bind and listen (``address`` is known on return), then serve in a
-        background thread until :meth:`stop`. Raises
-        ``fastio.UnsupportedError`` if the model cannot run here."""
+        background thread until :meth:`stop`. Returns once the loop has made
+        its kernel objects (ring, context, signalfd ...); raises what making
+        them raised (``fastio.UnsupportedError`` if the model cannot run
+        here), with everything closed again."""
         with self._lock:
             if self._state != "new":
                 raise RuntimeError(f"the {self.name!r} server was already started")
@@ -199,6 +205,13 @@ class EchoServer:
             self._thread = None
             self._close_resources()
             raise
+        self._ready.wait()
+        if not self._set_up:                # the loop failed before serving
+            thread.join()
+            self._close_resources()
+            error, self._error = self._error, None
+            raise error if error is not None else RuntimeError(
+                f"the {self.name!r} server's loop ended before serving")
 
     def serve_forever(self) -> None:
         """Bind and listen if not done yet, then serve in the calling thread
@@ -287,10 +300,16 @@ class EchoServer:
     def _run_in_thread(self) -> None:
         try:
             self._serve()
-        except BaseException as exc:  # reported by stop()
+        except BaseException as exc:  # raised by start() or stop()
             self._error = exc
         finally:
             self._done.set()
+            self._ready.set()
+
+    def _serving(self) -> None:
+        """Called by the loop once its kernel objects exist: start() returns."""
+        self._set_up = True
+        self._ready.set()
 
     def _serve(self) -> None:
         """The model's loop: serve until ``_stopping`` / the wake-up pipe,

@@ -85,6 +85,7 @@ class AioServer(EchoServer):
         writable = POLLOUT | POLLERR | POLLHUP
         prep_poll(listener, POLLIN, user_data=_ACCEPT)
         prep_poll(self._wake_r, POLLIN, user_data=_WAKE)
+        self._serving()
         try:
             while True:
                 for c in getevents(1):          # submits the re-armed polls, then waits

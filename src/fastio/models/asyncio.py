@@ -168,6 +168,7 @@ class AsyncioServer(EchoServer):
             sock.close()
             raise
         loop.add_reader(self._wake_r, wake)
+        self._serving()
         try:
             await stopped
         finally:

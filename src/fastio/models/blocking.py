@@ -101,6 +101,7 @@ class BlockingServer(EchoServer):
         listener = self._listener
         assert listener is not None
         listener.setblocking(True)
+        self._serving()
         try:
             while not self._stopping:
                 try:
@@ -160,7 +161,7 @@ class BlockingPoolServer(BlockingServer):
             raise ValueError("workers must be >= 1")
         self.workers = workers
         self._queue: Deque[Optional[socket.socket]] = collections.deque()
-        self._ready = threading.Condition(self._conns_lock)
+        self._queue_ready = threading.Condition(self._conns_lock)
         self._idle = 0
         self._pool: List[threading.Thread] = []
 
@@ -177,7 +178,7 @@ class BlockingPoolServer(BlockingServer):
                 self._workers.add(thread)
                 thread.start()
             else:
-                self._ready.notify()
+                self._queue_ready.notify()
 
     def _worker(self) -> None:
         try:
@@ -187,7 +188,7 @@ class BlockingPoolServer(BlockingServer):
                         if self._stopping:
                             return
                         self._idle += 1
-                        self._ready.wait()
+                        self._queue_ready.wait()
                         self._idle -= 1
                     conn = self._queue.popleft()
                 if conn is None:
@@ -200,7 +201,7 @@ class BlockingPoolServer(BlockingServer):
     def _shutdown_connections(self) -> None:
         super()._shutdown_connections()
         with self._conns_lock:
-            self._ready.notify_all()
+            self._queue_ready.notify_all()
 
     def _finish(self) -> None:
         # Connections still queued were never served: close them.
@@ -210,5 +211,5 @@ class BlockingPoolServer(BlockingServer):
             for conn in queued:
                 self._conns.discard(conn)
                 conn.close()
-            self._ready.notify_all()
+            self._queue_ready.notify_all()
         super()._finish()

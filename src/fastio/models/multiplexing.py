@@ -93,6 +93,7 @@ class _FdServer(EchoServer):
         try:
             poller.register(lfd, _IN)
             poller.register(wfd, _IN)
+            self._serving()
             wait = poller.poll
             modify = poller.modify
             Conn = _Conn
@@ -192,6 +193,7 @@ class _SelectorServer(EchoServer):
         try:
             sel.register(listener, EVENT_READ, listening)
             sel.register(self._wake_r, EVENT_READ, wake)
+            self._serving()
             select = sel.select
             modify = sel.modify
             while True:

@@ -57,6 +57,7 @@ class NonBlockingServer(EchoServer):
         write = os.write
         conns: List[_Conn] = []
         closed: List[_Conn] = []
+        self._serving()
         try:
             while not self._stopping:
                 try:

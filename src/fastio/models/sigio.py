@@ -122,6 +122,7 @@ class SigioServer(EchoServer):
         try:
             sio.add(lfd)
             sio.add(wfd)
+            self._serving()
             wait = sio.wait
             get = conns.get
             Conn = _Conn
