@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
 
 
 def fuzz_settings(examples: int, steps: int) -> settings:
@@ -34,6 +35,18 @@ def fuzz_settings(examples: int, steps: int) -> settings:
         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
         database=None,
     )
+
+
+def mostly(good, bad: list):
+    """A good value nine times in ten, else one of ``bad``: calls with
+    several arguments then mostly get through (so the requests they make are
+    checked) and every refusal is still met often. ``good`` is a list of
+    values or a strategy. (Weights by repetition: cheaper to draw than a
+    flatmap, and shrinking goes to the first, good, values.)"""
+    if isinstance(good, (list, tuple)):
+        reps = max(1, (9 * len(bad)) // max(len(good), 1))
+        return st.sampled_from(list(good) * reps + list(bad))
+    return st.one_of(*([good] * 9), st.sampled_from(bad))
 
 
 # An fd number nothing in these tests opens: every use of it is EBADF.
@@ -106,6 +119,24 @@ def attempt(call: Callable, *args, errors: list, maybe: list = (), **kwargs) -> 
         raise AssertionError(f"{getattr(call, '__name__', call)}{reprlib.repr(args)}{reprlib.repr(kwargs)} "
                              f"returned {reprlib.repr(result)}; expected one of {errors}")
     return result
+
+
+def make(factory, *args):
+    """factory(*args), waiting up to 30 s while io_uring or AIO is switched
+    off for everyone (another test lowering fs.aio-max-nr or setting
+    kernel.io_uring_disabled for a moment) instead of failing the machine."""
+    import time
+
+    from fastio import UnsupportedError
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return factory(*args)
+        except UnsupportedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def closed_socket() -> socket.socket:

@@ -949,3 +949,26 @@ def test_a_dup_or_a_second_signalio_cannot_arm_the_same_file(backend, sockpair):
         assert a.recv(1) == b"x"
     finally:
         os.close(dup)
+
+
+def test_a_file_without_fasync_cannot_be_armed_twice_either(backend):
+    """Regression (found by tests/test_state_sigio.py): an eventfd (no fasync
+    hook: the kernel keeps O_ASYNC off, yet sets its owner and signal) could
+    be added to two SignalIO objects, since the check looked for O_ASYNC; the
+    second saved the first's owner and signal as "the original" and, removed
+    last, left them on the file. The check now reads the file's signal."""
+    import ctypes
+
+    efd = ctypes.CDLL(None, use_errno=True).eventfd(0, os.O_NONBLOCK | os.O_CLOEXEC)
+    assert efd >= 0
+    before = fd_state(efd)
+    try:
+        with backend.SignalIO() as sio, backend.SignalIO() as other:
+            sio.add(efd)
+            with pytest.raises(FileExistsError, match="already has armed"):
+                other.add(efd)
+            sio.remove(efd)
+            other.add(efd)                      # free again once removed
+        assert fd_state(efd) == before
+    finally:
+        os.close(efd)

@@ -32,7 +32,7 @@ import select
 import time
 
 import pytest
-from fuzzing import BADFD, REFUSED_FDS, Errno, Raised, attempt, closed_fd_number, fuzz_settings
+from fuzzing import BADFD, REFUSED_FDS, Errno, Raised, attempt, closed_fd_number, fuzz_settings, make, mostly
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
     run_state_machine_as_test
@@ -48,23 +48,16 @@ DATA = random.Random(12).randbytes(SIZE)
 BE4 = (2 << 13) | 4         # IOPRIO_CLASS_BE, level 4: a valid ioprio
 
 
-def mostly(good, bad):
-    """good (a strategy) nine times in ten, else one of the bad values:
-    calls with several arguments then mostly get through, so that the
-    requests they make are checked, and every refusal is still met often."""
-    return st.integers(0, 9).flatmap(lambda i: good if i < 9 else st.sampled_from(bad))
-
-
-FDS = mostly(st.sampled_from(["data"] * 4 + ["scratch", "pipe", "pipe write end", "bad number", "closed number"]),
+FDS = mostly(["data"] * 4 + ["scratch", "pipe", "pipe write end", "bad number", "closed number"],
              list(REFUSED_FDS))
 OFFSETS = mostly(st.integers(0, SIZE + 100), [-1, 2**63, 2**64, 1.5, "0"])
-READ_BUFS = mostly(st.sampled_from(["bytearray 0", "bytearray 1", "bytearray 100", "bytearray 4096",
-                                    "memoryview 64", "array 32"]),
+READ_BUFS = mostly(["bytearray 0", "bytearray 1", "bytearray 100", "bytearray 4096",
+                                    "memoryview 64", "array 32"],
                    ["bytes", "memoryview of bytes", "str", "int", "None"])
-WRITE_BUFS = mostly(st.sampled_from(["bytes 10", "bytearray 100", "memoryview of bytes 7", "empty"]),
+WRITE_BUFS = mostly(["bytes 10", "bytearray 100", "memoryview of bytes 7", "empty"],
                     ["str", "int", "None"])
-RW_FLAGS = mostly(st.sampled_from([0, 0, "nowait"]), [1 << 30, -1, 1.0, 2**64])
-REQPRIO = mostly(st.sampled_from([0, 0, BE4]), [1, 70000, -1, 1.0, 2**40])
+RW_FLAGS = mostly([0, 0, "nowait"], [1 << 30, -1, 1.0, 2**64])
+REQPRIO = mostly([0, 0, BE4], [1, 70000, -1, 1.0, 2**40])
 
 
 def eventfd():
@@ -145,7 +138,7 @@ def make_machine(backend):
 
         @initialize(maxevents=st.sampled_from([1, 4, 64]))
         def make_context(self, maxevents):
-            self.ctx = Context(maxevents)
+            self.ctx = make(Context, maxevents)
             self.ctxs.append(self.ctx)
 
         def teardown(self):
@@ -346,7 +339,7 @@ def make_machine(backend):
             if tok is not None and req.kind == "pipe-read":
                 self.pipe_reader = tok
 
-        @rule(fd=FDS, n=st.integers(0, 3), bad=mostly(st.none(), ["bytes", "not a list"]), offset=OFFSETS)
+        @rule(fd=FDS, n=st.integers(0, 3), bad=mostly([None], ["bytes", "not a list"]), offset=OFFSETS)
         def prep_preadv(self, fd, n, bad, offset):
             value, errors, kind = self.fd_arg(fd)
             bufs = [bytearray(random.Random(n).choice([1, 10, 300])) for _ in range(n)]
@@ -370,7 +363,7 @@ def make_machine(backend):
             if tok is not None and req.kind == "pipe-read":
                 self.pipe_reader = tok
 
-        @rule(fd=mostly(st.sampled_from(["scratch", "scratch", "data", "bad number", "closed number"]),
+        @rule(fd=mostly(["scratch", "scratch", "data", "bad number", "closed number"],
                         ["negative", "str", "too big"]),
               buf=WRITE_BUFS, offset=OFFSETS, rw_flags=RW_FLAGS, vectored=st.booleans())
         def prep_pwrite(self, fd, buf, offset, rw_flags, vectored):
@@ -405,7 +398,7 @@ def make_machine(backend):
             self.queue_req(call, value, errors=errors, req=Req("sync", check, self.rejection(kind, "sync", prio)),
                            reqprio=prio)
 
-        @rule(fd=FDS, events=mostly(st.sampled_from([select.POLLIN, select.POLLOUT, select.POLLIN | select.POLLOUT]),
+        @rule(fd=FDS, events=mostly([select.POLLIN, select.POLLOUT, select.POLLIN | select.POLLOUT],
                                     [-1, 0x10000, 2**70, 1.0]))
         def prep_poll(self, fd, events, ):
             value, errors, kind = self.fd_arg(fd)
@@ -439,9 +432,9 @@ def make_machine(backend):
             assert n == len(taken) - len(refused), \
                 f"submit() took {n} of {len(before)}; the model: {len(taken)} processed, {len(refused)} refused"
 
-        @rule(min_nr=mostly(st.sampled_from([0, 1, 2, 3]), [-1, 1.5, 2**31]),
-              max_nr=mostly(st.sampled_from([None, 1, 2, 64]), [0, -1, 1.0]),
-              timeout=mostly(st.sampled_from([0, 0.0, 0.001, 0.02, None, -1]), [float("nan"), "1"]))
+        @rule(min_nr=mostly([0, 1, 2, 3], [-1, 1.5, 2**31]),
+              max_nr=mostly([None, 1, 2, 64], [0, -1, 1.0]),
+              timeout=mostly([0, 0.0, 0.001, 0.02, None, -1], [float("nan"), "1"]))
         def getevents(self, min_nr, max_nr, timeout):
             errors = [ValueError] if self.closed else []
             ints = [v for v in (min_nr, max_nr) if v is not None]
@@ -473,7 +466,7 @@ def make_machine(backend):
             assert len(result) <= limit, f"{len(result)} events for max_nr {limit}"
             self.take(result)
 
-        @rule(which=mostly(st.sampled_from(["outstanding", "outstanding", "stale"]), ["negative", "huge", "float",
+        @rule(which=mostly(["outstanding", "outstanding", "stale"], ["negative", "huge", "float",
                                                                                      "str"]))
         def cancel(self, which):
             errors = [ValueError] if self.closed else []
@@ -515,9 +508,9 @@ def make_machine(backend):
                 assert req.kind == "poll", f"only polls are cancellable, yet cancel({req.kind}) is True"
                 req.poll_cancelled = True
 
-        @rule(fd=mostly(st.sampled_from(["data", "data", "bad number"]), ["negative", "str"]),
-              n=st.integers(0, 6), size=mostly(st.sampled_from([1, 100, 512]), [0, -1, 2**31, 2**63, 1.5]),
-              bad=mostly(st.none(), ["negative offset", "float offset", "buf too small", "read-only buf",
+        @rule(fd=mostly(["data", "data", "bad number"], ["negative", "str"]),
+              n=st.integers(0, 6), size=mostly([1, 100, 512], [0, -1, 2**31, 2**63, 1.5]),
+              bad=mostly([None], ["negative offset", "float offset", "buf too small", "read-only buf",
                                      "results", "bad results", "array offsets", "negative array offset"]),
               depth=st.sampled_from([0, 1, 3]))
         def read_batch(self, fd, n, size, bad, depth):
@@ -576,7 +569,7 @@ def make_machine(backend):
 
         # -- rules: eventfd, the pipe, close --------------------------------------
 
-        @rule(which=mostly(st.sampled_from(["eventfd", "eventfd", "none"]), ["regular", "bad", "negative", "str"]))
+        @rule(which=mostly(["eventfd", "eventfd", "none"], ["regular", "bad", "negative", "str"]))
         def register_eventfd(self, which):
             errors = [ValueError] if self.closed else []
             if which == "none":
@@ -603,7 +596,7 @@ def make_machine(backend):
                 self.write_pipe(data)
 
         @precondition(lambda self: not self.closed)
-        @rule(drain_first=st.booleans(), reopen=mostly(st.just(True), [False]), maxevents=st.sampled_from([1, 64]))
+        @rule(drain_first=st.booleans(), reopen=mostly([True], [False]), maxevents=st.sampled_from([1, 64]))
         def close(self, drain_first, reopen, maxevents):
             if drain_first:
                 self.drain()
@@ -642,7 +635,7 @@ def make_machine(backend):
         @precondition(lambda self: self.closed)
         @rule(maxevents=st.sampled_from([1, 64]))
         def reopen(self, maxevents):
-            self.ctx = Context(maxevents)
+            self.ctx = make(Context, maxevents)
             self.ctxs.append(self.ctx)
             self.closed = False
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import os
 import signal
 import threading
 
@@ -146,10 +145,14 @@ def refuse_if_armed(fd: int) -> None:
     process (a dup of an added fd, or one added to another SignalIO). Owner,
     signal and O_ASYNC belong to the open file, not to the fd number, so a
     second arming would save the first one's settings as "the original" and
-    restore them, leaving the file raising a signal nobody blocks."""
-    if not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ASYNC:
-        return
+    restore them, leaving the file raising a signal nobody blocks.
+
+    The signal (F_GETSIG) tells, not O_ASYNC: a file with no fasync hook (an
+    eventfd, a timerfd) is armed with its owner and signal set but O_ASYNC
+    kept off by the kernel."""
     signum = fcntl.fcntl(fd, F_GETSIG)
+    if not signum:
+        return
     with _threads_lock:
         in_use = any(signum in state.signums or signum in state.leftover for state in _threads.values())
     if in_use:
