@@ -1439,7 +1439,7 @@ cdef class Ring:
 
     cdef object prep_target(self, uint8_t op, int fd, object target, uint32_t op_flags, object user_data,
                             int flags):
-        cdef uint64_t t = 0 if target is None else PyLong_AsUnsignedLongLongMask(target)
+        cdef uint64_t t = 0 if target is None else PyLong_AsUnsignedLongLongMask(PyNumber_Index(target))
         cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
         cdef fio_io_uring_sqe *sqe
         sqe = self.sqe_for(idx)
