@@ -1,9 +1,12 @@
 """Random register/modify/unregister/select(0)/close/get_key/get_map sequences,
 run on a fastio selector and the matching stdlib selector side by side over a
-small pool of socketpairs (made readable, filled, drained, closed at random):
-both must give the same return values (keys field by field, select() results
-as sets) and raise the same exception types. One machine per selector class
-and backend."""
+small pool of socketpairs (made readable, filled, drained, closed at random)
+and odd file objects (closed, negative, huge and unopened fd numbers, a str,
+None, a float, objects whose fileno() lies or fails), with select() timeouts
+out of range: both must give the same return values (keys field by field,
+select() results as sets) and raise the same exception types. One machine
+per selector class and backend. FASTIO_FUZZ_EXAMPLES=N runs N examples
+(tests/fuzzing.py)."""
 
 from __future__ import annotations
 
@@ -13,21 +16,14 @@ import socket
 from selectors import EVENT_READ, EVENT_WRITE
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from fuzzing import closed_fd_number, fuzz_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 CLASSES = ("EpollSelector", "PollSelector", "SelectSelector")
 PAIRS = 2  # socketpairs, so 2 * PAIRS sockets
 
-SETTINGS = settings(
-    max_examples=50,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    # no "explain" phase: its traced reruns of a failing machine are slow
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-)
+SETTINGS = fuzz_settings(examples=50, steps=30)
 
 # Mostly valid events for register, so that keys exist; for modify more of the
 # events register refuses, whose handling by modify differs between the classes.
@@ -39,6 +35,32 @@ DATA = st.one_of(st.none(), st.integers(-2, 2), st.sampled_from(["a", "b"]))
 SOCK = st.integers(0, 2 * PAIRS - 1)
 # How a socket is passed: as the object or as its fileno() (-1 once closed).
 HOW = st.sampled_from(["obj", "fd"])
+
+
+class Fileno:
+    """An object whose fileno() returns ``value`` (or raises it)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def fileno(self):
+        if isinstance(self.value, BaseException):
+            raise self.value
+        return self.value
+
+    def __repr__(self):
+        return f"Fileno({self.value!r})"
+
+
+# File objects no socket of the pool is: fds never opened or just closed,
+# out of range, of the wrong type, or with a fileno() that lies or fails.
+ODD = ["closed fd", 2**31 - 1, 10**6, 2**31, 2**70, -1, -5, "3", None, 3.5, b"3",
+       Fileno(-1), Fileno("3"), Fileno(2**31), Fileno(OSError(9, "bad")), Fileno(10**6)]
+ODD_FILEOBJ = st.sampled_from(range(len(ODD)))
+# select() timeouts that return at once or raise (never block): negative ones
+# mean 0; too large or not numbers are errors.
+TIMEOUTS = st.sampled_from([0, 0.0, -1, -0.5, -float("inf"), 1e-9, 1e20, 2**64, float("inf"), float("nan"),
+                            "1", b"1", [0]])
 
 
 class Raised:
@@ -111,10 +133,21 @@ def make_machine(backend_name, cls_name):
 
         def norm_select(self, value):
             if isinstance(value, Raised):
+                if value.type is OverflowError and self.mixed_out_of_range():
+                    # select.select() meets the fds in set order: with one
+                    # fd beyond a C int and one beyond FD_SETSIZE registered,
+                    # either error may come first
+                    return Raised(ValueError())
                 return value
             fds = [key.fd for key, _ in value]
             assert len(fds) == len(set(fds)), f"an fd reported twice: {value}"
             return {(self.norm(key), events) for key, events in value}
+
+        def mixed_out_of_range(self):
+            mapping = self.std.get_map()
+            fds = [key.fd for key in mapping.values()] if mapping is not None else []
+            return cls_name == "SelectSelector" and any(fd > 2**31 - 1 for fd in fds) and \
+                any(1024 <= fd <= 2**31 - 1 for fd in fds)
 
         def same(self, call, norm=None):
             norm = norm or self.norm
@@ -195,6 +228,37 @@ def make_machine(backend_name, cls_name):
             self.std = std_cls()
             self.old.extend([self.fast, self.std])
             self.closed = False
+
+        # -- odd file objects and timeouts -------------------------------------
+
+        def odd(self, i):
+            obj = ODD[i]
+            return closed_fd_number() if obj == "closed fd" else obj
+
+        @rule(i=ODD_FILEOBJ, events=REGISTER_EVENTS, data=DATA)
+        def register_odd(self, i, events, data):
+            fileobj = self.odd(i)
+            self.same(lambda s: s.register(fileobj, events, data))
+
+        @rule(i=ODD_FILEOBJ, events=MODIFY_EVENTS, data=DATA)
+        def modify_odd(self, i, events, data):
+            fileobj = self.odd(i)
+            self.same(lambda s: s.modify(fileobj, events, data))
+
+        @rule(i=ODD_FILEOBJ)
+        def unregister_odd(self, i):
+            fileobj = self.odd(i)
+            self.same(lambda s: s.unregister(fileobj))
+
+        @rule(i=ODD_FILEOBJ)
+        def get_key_odd(self, i):
+            fileobj = self.odd(i)
+            self.same(lambda s: s.get_key(fileobj))
+
+        @precondition(lambda self: not (self.closed and cls_name == "SelectSelector"))
+        @rule(timeout=TIMEOUTS)
+        def select_timeout(self, timeout):
+            self.same(lambda s: s.select(timeout), norm=self.norm_select)
 
         # -- the sockets -----------------------------------------------------
 

@@ -23,6 +23,7 @@ only one of several epoll sets waiting on the fd; since the kernel refuses
 """
 
 import selectors as _std_selectors
+import math as _math
 from abc import ABCMeta as _ABCMeta
 from collections.abc import Mapping as _Mapping
 
@@ -32,6 +33,7 @@ from cpython.ref cimport PyObject
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLong
 from libc.errno cimport EINTR
+from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -472,6 +474,13 @@ cdef class EpollSelector(_BaseSelector):
         cdef int maxevents = len(self._fd_to_key) or 1
         cdef int n, i, fd, ready
         cdef list result = []
+        # The stdlib's order of errors: its own arithmetic on the timeout (a
+        # TypeError for a non-number, math.ceil's error for inf and NaN),
+        # then a closed epoll, then a timeout too large for the kernel.
+        if timeout is not None and not timeout <= 0 and isinstance(timeout, float) \
+                and not _math.isfinite(timeout):
+            _math.ceil(timeout)
+        self._epoll.check()
         timeout_ns = select_timeout_ns(timeout)
         if maxevents > STACK_EVENTS:
             events = <epoll_event *>malloc(maxevents * sizeof(epoll_event))
@@ -568,18 +577,22 @@ cdef class SelectSelector(_BaseSelector):
     cdef fd_set writers
     cdef int max_fd
     cdef Py_ssize_t out_of_range
+    cdef Py_ssize_t too_big         # of which beyond a C int
 
     def __cinit__(self):
         FD_ZERO(&self.readers)
         FD_ZERO(&self.writers)
         self.max_fd = -1
         self.out_of_range = 0
+        self.too_big = 0
 
     cdef int _kernel_add(self, object fd, int mask, uint32_t flags) except -1:
         cdef int cfd
         if not fd < FD_SETSIZE:
             # Accepted, as the stdlib does; select() will refuse it.
             self.out_of_range += 1
+            if fd > INT_MAX:
+                self.too_big += 1
             return 0
         cfd = fd
         if mask & EVENT_READ:
@@ -594,6 +607,8 @@ cdef class SelectSelector(_BaseSelector):
         cdef int cfd
         if not fd < FD_SETSIZE:
             self.out_of_range -= 1
+            if fd > INT_MAX:
+                self.too_big -= 1
             return 0
         cfd = fd
         FD_CLR(cfd, &self.readers)
@@ -636,6 +651,9 @@ cdef class SelectSelector(_BaseSelector):
         cdef timespec *tsp
         cdef list result = []
         timeout_ns = select_timeout_ns(timeout)
+        if self.too_big:
+            # select.select() converts each fd to a C int first
+            raise OverflowError("Python int too large to convert to C int")
         if self.out_of_range:
             raise ValueError("filedescriptor out of range in select()")
         deadline = deadline_for(timeout_ns)
@@ -676,6 +694,7 @@ cdef class SelectSelector(_BaseSelector):
         FD_ZERO(&self.writers)
         self.max_fd = -1
         self.out_of_range = 0
+        self.too_big = 0
         _BaseSelector.close(self)
 
 

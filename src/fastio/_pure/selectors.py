@@ -2,6 +2,7 @@
 with the same two extensions as ``fastio._c.selectors`` (exact timeouts, epoll
 ``flags``); see that module's docstring for the behaviour."""
 
+import math
 import selectors as _std
 
 from fastio._consts import EPOLLET, EPOLLEXCLUSIVE, EPOLLIN, EPOLLONESHOT, EPOLLOUT, EPOLLWAKEUP, EVENT_READ, EVENT_WRITE
@@ -94,6 +95,12 @@ class EpollSelector(_std.EpollSelector):
 
     def select(self, timeout=None):
         """Wait up to ``timeout`` seconds (None: forever), exactly; a list of ``(key, events)``."""
+        # the stdlib's order of errors (see the C twin): its arithmetic on
+        # the timeout, then a closed epoll, then a timeout too large
+        if timeout is not None and not timeout <= 0 and isinstance(timeout, float) and not math.isfinite(timeout):
+            math.ceil(timeout)
+        if self._selector.closed:
+            raise ValueError("I/O operation on closed epoll object")
         fd_event_list = self._selector.poll(_exact_timeout_ns(timeout), len(self._fd_to_key) or 1)
         ready = []
         fd_to_key = self._fd_to_key
