@@ -118,6 +118,10 @@ def make_machine(backend):
             self.scratch = self.keep(os.open(os.path.join(TMP, f"scratch-{id(self)}"),
                                              os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
             self.r, self.w = os.pipe()
+            # Buffered AIO reads run inside io_submit: on an empty blocking
+            # pipe one would hang the machine if the model ever let it through
+            # (seen once, not yet explained). Non-blocking, it fails instead.
+            os.set_blocking(self.r, False)
             self.keep(self.r)
             self.keep(self.w)
             self.efd = self.keep(eventfd())
