@@ -281,6 +281,9 @@ cdef class Context:
         """Drop the queued requests, cancel what is in flight, wait for it
         (the completions are discarded), destroy the context and release the
         buffers. Idempotent. In a forked child it only drops the child's copy.
+        ``io_destroy`` waits for an RCU grace period in the kernel even with
+        nothing in flight (about 30 ms on 6.18 here): keep one context for
+        many requests rather than one per request.
 
         :raises RuntimeError: another thread is inside ``submit``/``getevents``.
         """
@@ -337,7 +340,7 @@ cdef class Context:
         if self.fork_gen == fio_fork_generation():
             drained = self.drain()
             if drained:
-                fio_sys_io_destroy(self.ctx)   # nothing in flight: returns at once
+                fio_sys_io_destroy(self.ctx)   # nothing in flight; still one RCU grace period (~30 ms)
         if drained:
             for i in range(self.nchunks << CHUNK_SHIFT):
                 if self.slot_at(i).pending:

@@ -301,7 +301,7 @@ class Context:
         if self._fork_gen == fork_generation():
             drained = self._drain()
             if drained:
-                _io_destroy(self._ctx)      # nothing in flight: returns at once
+                _io_destroy(self._ctx)      # nothing in flight; still one RCU grace period (~30 ms)
         if drained:
             for idx, slot in enumerate(self._slots):
                 if slot.pending:
