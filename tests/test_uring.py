@@ -10,6 +10,7 @@ import gc
 import os
 import random
 import select
+import socket
 import threading
 import time
 import weakref
@@ -343,7 +344,6 @@ def wait_for(ring, names, timeout=10.0):
 
 
 def test_tcp_echo(ring):
-    import socket
 
     with socket.create_server(("127.0.0.1", 0)) as srv:
         cli = socket.socket()
@@ -392,6 +392,26 @@ def test_sendmsg_recvmsg(ring, sockpair):
     assert done == {"s": 5, "r": 5} and x == b"a" and y[:4] == b"bcde"
 
 
+def test_poll_first_reaches_the_kernel(ring, sockpair):
+    """poll_first=True: the kernel skips the first attempt and waits for
+    readiness. With MSG_DONTWAIT that wait is refused, so a recv finds
+    -EAGAIN even with data queued, where a plain recv gets the data; without
+    MSG_DONTWAIT a poll_first recv and send do their work."""
+    a, b = sockpair
+    a.send(b"hello")
+    buf = bytearray(16)
+    ring.prep_recv(b, buf, msg_flags=socket.MSG_DONTWAIT, poll_first=True, user_data="first")
+    assert wait_all(ring, 1)[0].res == -errno.EAGAIN
+    ring.prep_recvmsg(b, [buf], msg_flags=socket.MSG_DONTWAIT, poll_first=True, user_data="first msg")
+    assert wait_all(ring, 1)[0].res == -errno.EAGAIN
+    ring.prep_recv(b, buf, msg_flags=socket.MSG_DONTWAIT, user_data="plain")
+    assert wait_all(ring, 1)[0].res == 5 and buf[:5] == b"hello"
+    ring.prep_recv(b, buf, poll_first=True, user_data="recv")
+    ring.prep_send(a, b"again", poll_first=True, user_data="send")
+    done = {c.user_data: c.res for c in wait_all(ring, 2)}
+    assert done == {"recv": 5, "send": 5} and buf[:5] == b"again"
+
+
 def test_splice(ring, datafile):
     fd, data = datafile
     r, w = os.pipe()
@@ -405,7 +425,6 @@ def test_splice(ring, datafile):
 
 
 def test_multishot_accept_many_clients(ring):
-    import socket
 
     n = 20
     with socket.create_server(("127.0.0.1", 0), backlog=n) as srv:
@@ -1037,7 +1056,6 @@ def test_gc_of_a_cycle_with_a_multishot_recv_in_flight(backend):
     armed on a buffer ring, had its buffer ring unmapped first and was put in
     a module list from its deallocator (a use-after-free)."""
     import gc
-    import socket
     import warnings
 
     a, b = socket.socketpair()

@@ -192,6 +192,24 @@ def test_recv_multishot(ring):
         ring.prep_recv_multishot(3, 8)
 
 
+def test_poll_first(ring):
+    """poll_first=True sets IORING_RECVSEND_POLL_FIRST in sqe.ioprio, beside
+    what the prep sets there itself; False (the default) leaves it clear."""
+    buf = bytearray(8)
+    ring.register_buf_ring(7, 4, 128)
+    preps = [lambda **kw: ring.prep_recv(3, buf, **kw), lambda **kw: ring.prep_send(3, buf, **kw),
+             lambda **kw: ring.prep_recvmsg(3, [buf], **kw), lambda **kw: ring.prep_sendmsg(3, [buf], **kw),
+             lambda **kw: ring.prep_recv_multishot(3, 7, **kw)]
+    i = 0
+    for prep in preps:
+        for first in (False, True):
+            prep(poll_first=first)
+            ioprio = sqe_of(ring, i).ioprio
+            i += 1
+            assert bool(ioprio & uring.RECVSEND_POLL_FIRST) == first, (i, ioprio)
+    assert sqe_of(ring, 9).ioprio == uring.RECV_MULTISHOT | uring.RECVSEND_POLL_FIRST
+
+
 def test_sqe_fully_rewritten(ring):
     """A reused SQE slot keeps nothing of its previous request."""
     for _ in range(16):

@@ -205,6 +205,8 @@ cdef extern from "fio_uring_prep.h" nogil:
         FIO_OP_ASYNC_CANCEL, FIO_OP_LINK_TIMEOUT, FIO_OP_CONNECT, FIO_OP_FALLOCATE,
         FIO_OP_OPENAT, FIO_OP_CLOSE, FIO_OP_STATX, FIO_OP_READ, FIO_OP_WRITE,
         FIO_OP_SEND, FIO_OP_RECV, FIO_OP_SPLICE, FIO_OP_SHUTDOWN
+    enum:
+        FIO_IORING_RECVSEND_POLL_FIRST
     void fio_prep_rw(fio_io_uring_sqe *sqe, uint8_t op, int fd, uint64_t addr, uint32_t len, uint64_t off)
     void fio_prep_nop(fio_io_uring_sqe *sqe)
     void fio_prep_rw_op(fio_io_uring_sqe *sqe, uint8_t op, int fd, uint64_t addr, uint32_t len,

@@ -238,6 +238,11 @@ cdef inline int check_sqe_flags(int flags) except -1:
     return 0
 
 
+cdef inline uint16_t poll_first_bit(object poll_first) except? 0xFFFF:
+    """The sqe.ioprio bit a recv/send's ``poll_first=True`` sets."""
+    return FIO_IORING_RECVSEND_POLL_FIRST if poll_first else 0
+
+
 cdef inline uint32_t len32(Py_ssize_t n) except? 0xFFFFFFFF:
     if n < 0:
         raise ValueError(f"a length must be >= 0, got {n}")
@@ -1213,7 +1218,7 @@ cdef class Ring:
         return self.commit(idx, sqe, flags)
 
     cdef object prep_buf(self, uint8_t op, int fd, object buf, uint64_t offset, uint32_t op_flags,
-                         object user_data, int flags, bint writable):
+                         object user_data, int flags, bint writable, uint16_t ioprio=0):
         cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), True)
         cdef fio_io_uring_sqe *sqe
         cdef Slot *s
@@ -1227,6 +1232,7 @@ cdef class Ring:
             raise
         if op == FIO_OP_SEND or op == FIO_OP_RECV:
             fio_prep_sendrecv(sqe, op, fd, s.view.buf, length, op_flags)
+            sqe.ioprio |= ioprio
         else:
             fio_prep_rw_op(sqe, op, fd, <uint64_t><size_t>s.view.buf, length, offset, op_flags)
         return self.commit(idx, sqe, flags)
@@ -1244,13 +1250,19 @@ cdef class Ring:
         return self.prep_buf(FIO_OP_WRITE, as_fd(fd), buf, as_offset(offset), as_u32(rw_flags), user_data,
                              as_c_int(flags), False)
 
-    def prep_recv(self, fd, buf, *, user_data=None, flags=0, msg_flags=0):
-        """Queue a recv into ``buf``. Matches ``io_uring_prep_recv(3)``."""
-        return self.prep_buf(FIO_OP_RECV, as_fd(fd), buf, 0, as_u32(msg_flags), user_data, as_c_int(flags), True)
+    def prep_recv(self, fd, buf, *, user_data=None, flags=0, msg_flags=0, poll_first=False):
+        """Queue a recv into ``buf``. ``poll_first=True`` (5.19) sets
+        ``IORING_RECVSEND_POLL_FIRST``: the kernel waits for readiness before
+        trying, saving a failed attempt when data is not expected yet.
+        Matches ``io_uring_prep_recv(3)``."""
+        return self.prep_buf(FIO_OP_RECV, as_fd(fd), buf, 0, as_u32(msg_flags), user_data, as_c_int(flags), True,
+                             poll_first_bit(poll_first))
 
-    def prep_send(self, fd, buf, *, user_data=None, flags=0, msg_flags=0):
-        """Queue a send of ``buf``. Matches ``io_uring_prep_send(3)``."""
-        return self.prep_buf(FIO_OP_SEND, as_fd(fd), buf, 0, as_u32(msg_flags), user_data, as_c_int(flags), False)
+    def prep_send(self, fd, buf, *, user_data=None, flags=0, msg_flags=0, poll_first=False):
+        """Queue a send of ``buf``; ``poll_first`` as in :meth:`prep_recv`.
+        Matches ``io_uring_prep_send(3)``."""
+        return self.prep_buf(FIO_OP_SEND, as_fd(fd), buf, 0, as_u32(msg_flags), user_data, as_c_int(flags), False,
+                             poll_first_bit(poll_first))
 
     cdef iovec *pin_vector(self, uint32_t idx, object buffers, bint writable, size_t extra) except NULL:
         """Pin every buffer of the sequence and build the iovec array (in
@@ -1543,14 +1555,16 @@ cdef class Ring:
         fio_prep_connect(sqe, cfd, PyBytes_AS_STRING(sa), <uint32_t>PyBytes_GET_SIZE(sa))
         return self.commit(idx, sqe, flags)
 
-    def prep_recv_multishot(self, fd, buf_group, *, msg_flags=0, user_data=None, flags=0):
+    def prep_recv_multishot(self, fd, buf_group, *, msg_flags=0, user_data=None, flags=0, poll_first=False):
         """Queue a multishot recv (6.0): every arrival is a completion whose
         ``buffer`` holds the bytes, taken from provided-buffer group
         ``buf_group`` (see :meth:`register_buf_ring`). It ends (``more``
         False) on EOF (res 0), an error, or ``-ENOBUFS`` when the group ran
-        dry; re-arm it then. Matches ``io_uring_prep_recv_multishot(3)``."""
+        dry; re-arm it then. ``poll_first`` as in :meth:`prep_recv`.
+        Matches ``io_uring_prep_recv_multishot(3)``."""
         cdef int cfd = as_fd(fd), gid = as_c_int(buf_group)
         cdef uint32_t mflags = as_u32(msg_flags)
+        cdef uint16_t first = poll_first_bit(poll_first)
         cdef BufRing br = self.buf_rings.get(gid)
         cdef uint32_t idx
         cdef fio_io_uring_sqe *sqe
@@ -1563,10 +1577,11 @@ cdef class Ring:
         br.inflight += 1
         sqe = self.sqe_for(idx)
         fio_prep_recv_multishot(sqe, cfd, <uint16_t>gid, mflags)
+        sqe.ioprio |= first
         return self.commit(idx, sqe, flags)
 
     cdef object prep_msg(self, uint8_t op, int fd, object buffers, object address, uint32_t msg_flags,
-                         object user_data, int flags, bint writable):
+                         object user_data, int flags, bint writable, uint16_t ioprio):
         cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), True)
         cdef fio_io_uring_sqe *sqe
         cdef iovec *iov
@@ -1587,19 +1602,21 @@ cdef class Ring:
             self.abandon(idx)
             raise
         fio_prep_msg(sqe, op, fd, msg, msg_flags)
+        sqe.ioprio |= ioprio
         return self.commit(idx, sqe, flags)
 
-    def prep_sendmsg(self, fd, buffers, address=None, *, msg_flags=0, user_data=None, flags=0):
+    def prep_sendmsg(self, fd, buffers, address=None, *, msg_flags=0, user_data=None, flags=0, poll_first=False):
         """Queue a sendmsg of ``buffers`` (to ``address`` on an unconnected
-        socket). Matches ``io_uring_prep_sendmsg(3)``."""
+        socket); ``poll_first`` as in :meth:`prep_recv`. Matches
+        ``io_uring_prep_sendmsg(3)``."""
         return self.prep_msg(FIO_OP_SENDMSG, as_fd(fd), buffers, address, as_u32(msg_flags), user_data,
-                             as_c_int(flags), False)
+                             as_c_int(flags), False, poll_first_bit(poll_first))
 
-    def prep_recvmsg(self, fd, buffers, *, msg_flags=0, user_data=None, flags=0):
-        """Queue a recvmsg into the writable ``buffers``. Matches
-        ``io_uring_prep_recvmsg(3)``."""
+    def prep_recvmsg(self, fd, buffers, *, msg_flags=0, user_data=None, flags=0, poll_first=False):
+        """Queue a recvmsg into the writable ``buffers``; ``poll_first`` as in
+        :meth:`prep_recv`. Matches ``io_uring_prep_recvmsg(3)``."""
         return self.prep_msg(FIO_OP_RECVMSG, as_fd(fd), buffers, None, as_u32(msg_flags), user_data,
-                             as_c_int(flags), True)
+                             as_c_int(flags), True, poll_first_bit(poll_first))
 
     def prep_shutdown(self, fd, how, *, user_data=None, flags=0):
         """Queue a shutdown (``socket.SHUT_RD``/``SHUT_WR``/``SHUT_RDWR``).

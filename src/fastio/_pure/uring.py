@@ -260,6 +260,11 @@ def _check_sqe_flags(flags) -> int:
     return flags
 
 
+def _poll_first(poll_first) -> int:
+    """The sqe.ioprio bit a recv/send's ``poll_first=True`` sets."""
+    return abi.RECVSEND_POLL_FIRST if poll_first else 0
+
+
 def _len32(n: int) -> int:
     if n < 0:
         raise ValueError(f"a length must be >= 0, got {n}")
@@ -1077,7 +1082,7 @@ class Ring:
         """Queue a NOP. Matches ``io_uring_prep_nop(3)``."""
         return self._simple(_OP["IORING_OP_NOP"], -1, 0, 0, 0, 0, user_data, flags)
 
-    def _prep_buf(self, op, fd, buf, offset, op_flags, user_data, flags, writable):
+    def _prep_buf(self, op, fd, buf, offset, op_flags, user_data, flags, writable, ioprio=0):
         op_flags = _u32(op_flags)
 
         def build(slot):
@@ -1088,6 +1093,7 @@ class Ring:
             def fill(sqe):
                 self._prep_rw(sqe, op, fd, view.buf or 0, length, offset)
                 sqe.op_flags = op_flags
+                sqe.ioprio |= ioprio
             return fill
         return self._queue(user_data, flags, True, build)
 
@@ -1101,13 +1107,15 @@ class Ring:
         return self._prep_buf(_OP["IORING_OP_WRITE"], as_fd(fd), buf, _as_offset(offset), rw_flags, user_data,
                               flags, False)
 
-    def prep_recv(self, fd, buf, *, user_data=None, flags=0, msg_flags=0):
-        """Queue a recv into ``buf``. Matches ``io_uring_prep_recv(3)``."""
-        return self._prep_buf(_OP["IORING_OP_RECV"], as_fd(fd), buf, 0, msg_flags, user_data, flags, True)
+    def prep_recv(self, fd, buf, *, user_data=None, flags=0, msg_flags=0, poll_first=False):
+        """Queue a recv into ``buf``; see ``fastio._c.uring.Ring.prep_recv``."""
+        return self._prep_buf(_OP["IORING_OP_RECV"], as_fd(fd), buf, 0, msg_flags, user_data, flags, True,
+                              _poll_first(poll_first))
 
-    def prep_send(self, fd, buf, *, user_data=None, flags=0, msg_flags=0):
+    def prep_send(self, fd, buf, *, user_data=None, flags=0, msg_flags=0, poll_first=False):
         """Queue a send of ``buf``. Matches ``io_uring_prep_send(3)``."""
-        return self._prep_buf(_OP["IORING_OP_SEND"], as_fd(fd), buf, 0, msg_flags, user_data, flags, False)
+        return self._prep_buf(_OP["IORING_OP_SEND"], as_fd(fd), buf, 0, msg_flags, user_data, flags, False,
+                              _poll_first(poll_first))
 
     @staticmethod
     def _pin_vector(slot, buffers, writable):
@@ -1313,10 +1321,11 @@ class Ring:
             return fill
         return self._queue(user_data, flags, True, build)
 
-    def prep_recv_multishot(self, fd, buf_group, *, msg_flags=0, user_data=None, flags=0):
+    def prep_recv_multishot(self, fd, buf_group, *, msg_flags=0, user_data=None, flags=0, poll_first=False):
         """Queue a multishot recv on provided buffers; see ``fastio._c.uring.Ring.prep_recv_multishot``."""
         cfd, gid = as_fd(fd), as_c_int(buf_group)
         mflags = _u32(msg_flags)
+        first = _poll_first(poll_first)
         br = self._buf_rings.get(gid)
         if br is None:
             raise ValueError(f"buffer group {gid} is not registered on this ring")
@@ -1328,13 +1337,13 @@ class Ring:
             def fill(sqe):
                 self._prep_rw(sqe, _OP["IORING_OP_RECV"], cfd, 0, 0, 0)
                 sqe.op_flags = mflags
-                sqe.ioprio |= abi.RECV_MULTISHOT
+                sqe.ioprio |= abi.RECV_MULTISHOT | first
                 sqe.flags |= abi.IOSQE_BUFFER_SELECT
                 sqe.buf_index = gid
             return fill
         return self._queue(user_data, flags, True, build)
 
-    def _prep_msg(self, op, fd, buffers, address, msg_flags, user_data, flags, writable):
+    def _prep_msg(self, op, fd, buffers, address, msg_flags, user_data, flags, writable, ioprio):
         mflags = _u32(msg_flags)
         sa = abi.sockaddr(address) if address is not None else None
 
@@ -1353,18 +1362,19 @@ class Ring:
             def fill(sqe):
                 self._prep_rw(sqe, op, fd, ctypes.addressof(msg), 1, 0)
                 sqe.op_flags = mflags
+                sqe.ioprio |= ioprio
             return fill
         return self._queue(user_data, flags, True, build)
 
-    def prep_sendmsg(self, fd, buffers, address=None, *, msg_flags=0, user_data=None, flags=0):
+    def prep_sendmsg(self, fd, buffers, address=None, *, msg_flags=0, user_data=None, flags=0, poll_first=False):
         """Queue a sendmsg. Matches ``io_uring_prep_sendmsg(3)``."""
         return self._prep_msg(_OP["IORING_OP_SENDMSG"], as_fd(fd), buffers, address, msg_flags, user_data, flags,
-                              False)
+                              False, _poll_first(poll_first))
 
-    def prep_recvmsg(self, fd, buffers, *, msg_flags=0, user_data=None, flags=0):
+    def prep_recvmsg(self, fd, buffers, *, msg_flags=0, user_data=None, flags=0, poll_first=False):
         """Queue a recvmsg. Matches ``io_uring_prep_recvmsg(3)``."""
         return self._prep_msg(_OP["IORING_OP_RECVMSG"], as_fd(fd), buffers, None, msg_flags, user_data, flags,
-                              True)
+                              True, _poll_first(poll_first))
 
     def prep_shutdown(self, fd, how, *, user_data=None, flags=0):
         """Queue a shutdown. Matches ``io_uring_prep_shutdown(3)``."""
