@@ -1,5 +1,5 @@
 """The leak soaks of tools/soak.py (code in tests/soak_core.py), short: about
-20 000 operations per interface on each backend. Each soak checks every
+10 000 operations per interface on each backend. Each soak checks every
 result it gets and that RSS, open fds, Python objects and tracemalloc stay
 within their slack between a sample after warm-up and one at the end. The
 full form is ``python tools/soak.py`` (a million operations each)."""
@@ -11,7 +11,7 @@ import os
 import pytest
 import soak_core
 
-OPS = int(os.environ.get("FASTIO_SOAK_OPS", "20000"))
+OPS = int(os.environ.get("FASTIO_SOAK_OPS", "10000"))
 
 
 @pytest.mark.parametrize("name", list(soak_core.SOAKS))
