@@ -22,7 +22,7 @@ import warnings
 import weakref
 
 import pytest
-from support import Interrupted, in_child, interval_timer, raise_interrupted
+from support import Interrupted, in_child, interval_timer, raise_interrupted, skip_if_valgrind_serialises_io_submit
 
 import fastio
 from fastio import UnsupportedError, aio
@@ -547,6 +547,7 @@ def test_gc_collects_a_context_in_a_cycle_through_user_data(backend, sockpair):
     buf.extend(b"free")                             # ... and with it the pin
 
 
+@skip_if_valgrind_serialises_io_submit
 def test_event_reaped_while_its_submit_runs_in_another_thread(ctx, datafile):
     """Regression: submit() counted the requests io_submit took only after the
     call returned, and marked their slots submitted by index. A request that
