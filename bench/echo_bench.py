@@ -69,9 +69,13 @@ def main() -> int:
             rc = ratio_c.get((name, n))
             ru = ratio_uv.get((name, n))
             print(f"{name:<16} {n:>5} {statistics.median(v):>9.0f} {min(v):>9.0f} {max(v):>9.0f} "
-                  f"{statistics.median(rc) if rc else float('nan'):>9.2f} "
-                  f"{statistics.median(ru) if ru else float('nan'):>9.2f}")
+                  f"{_ratio(rc):>9} {_ratio(ru):>9}")
     return 0
+
+
+def _ratio(ratios: list[float] | None) -> str:
+    """The median of the per-round ratios, or "-" when the reference did not run."""
+    return f"{statistics.median(ratios):.2f}" if ratios else "-"
 
 
 if __name__ == "__main__":

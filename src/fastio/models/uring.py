@@ -185,6 +185,9 @@ class UringServer(EchoServer):
     buffer_size = 65536
     #: bytes held for a peer that does not read before its recv is stopped
     pending_limit = PENDING_LIMIT
+    #: the recv re-armed after an echo waits for readiness before its first
+    #: try (poll_first): the peer has not had the reply yet, so a try would fail
+    poll_first = True
 
     @classmethod
     def why_unavailable(cls, backend: Optional[str] = None) -> Optional[str]:
@@ -230,6 +233,7 @@ class UringServer(EchoServer):
         Tx = _Tx
         waitall = _WAITALL
         limit = self.pending_limit
+        first = self.poll_first
         ring.prep_poll_add(self._wake_r, POLLIN, user_data=_WAKE)
         prep_accept(lfd, user_data=_ACCEPT)
         self._serving()
@@ -264,7 +268,7 @@ class UringServer(EchoServer):
                                 conn.receiving = False      # re-armed once sent
                                 conn.paused = True
                                 continue
-                        prep_recv(conn.fd, conn.rbuf, user_data=conn)
+                        prep_recv(conn.fd, conn.rbuf, user_data=conn, poll_first=first)
                     else:
                         # 0: the peer closed; < 0: reset, error, or cancelled by _fail()
                         conn.receiving = False
