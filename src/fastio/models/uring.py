@@ -54,8 +54,9 @@ _ECANCELED = -errno.ECANCELED
 _ACCEPT = "accept"
 _WAKE = "wake"
 
-# Per (backend, multishot): "" = works, otherwise why not.
-_probed: Dict[Any, str] = {}
+# Per (backend, multishot): "" = works, otherwise why not; per (uring
+# module, "poll_first"): whether the kernel takes the flag.
+_probed: Dict[Any, Any] = {}
 _probe_lock = threading.Lock()
 
 
@@ -134,6 +135,34 @@ def _probe_multishot(uring: Any) -> str:
     return ""
 
 
+def _probe_poll_first(uring: Any) -> bool:
+    """Whether a recv may carry IORING_RECVSEND_POLL_FIRST: Linux 5.19 takes
+    it; older kernels ignore sqe.ioprio on a recv or, where the check that
+    it is 0 was backported, fail the recv with EINVAL. A recv with
+    MSG_DONTWAIT and the flag finds -EAGAIN where it is honoured (the first
+    try is skipped), the byte where it is ignored, EINVAL where refused."""
+    a, b = socket.socketpair()
+    try:
+        with uring.Ring(4) as ring:
+            b.send(b"x")
+            ring.prep_recv(a, bytearray(1), msg_flags=socket.MSG_DONTWAIT, poll_first=True)
+            got = ring.wait(1, timeout=2.0)
+            return bool(got) and got[0].res != -errno.EINVAL
+    except OSError:
+        return False
+    finally:
+        a.close()
+        b.close()
+
+
+def _poll_first_works(uring: Any) -> bool:
+    key = (uring.__name__, "poll_first")
+    with _probe_lock:
+        if key not in _probed:
+            _probed[key] = _probe_poll_first(uring)
+        return bool(_probed[key])
+
+
 class _Conn:
     """One connection. ``user_data`` of its recv is the connection itself,
     of its send the ``tx`` twin."""
@@ -186,7 +215,8 @@ class UringServer(EchoServer):
     #: bytes held for a peer that does not read before its recv is stopped
     pending_limit = PENDING_LIMIT
     #: the recv re-armed after an echo waits for readiness before its first
-    #: try (poll_first): the peer has not had the reply yet, so a try would fail
+    #: try (poll_first): the peer has not had the reply yet, so a try would
+    #: fail. Used where the kernel takes it (5.19; see _probe_poll_first).
     poll_first = True
 
     @classmethod
@@ -210,6 +240,7 @@ class UringServer(EchoServer):
         listener = self._listener
         assert listener is not None
         uring = self._load("uring")
+        self._poll_first = self.poll_first and _poll_first_works(uring)
         # Made in the serving thread: SINGLE_ISSUER binds the ring to it.
         ring = _make_ring(uring, self.ring_entries, self.setup)
         conns: Dict[int, _Conn] = {}
@@ -233,7 +264,7 @@ class UringServer(EchoServer):
         Tx = _Tx
         waitall = _WAITALL
         limit = self.pending_limit
-        first = self.poll_first
+        first = self._poll_first
         ring.prep_poll_add(self._wake_r, POLLIN, user_data=_WAKE)
         prep_accept(lfd, user_data=_ACCEPT)
         self._serving()
