@@ -53,6 +53,8 @@ import tempfile
 import time
 import tracemalloc
 import types
+import warnings
+import weakref
 from collections.abc import Callable
 
 RSS_SLACK = 4 << 20          # bytes
@@ -80,10 +82,24 @@ class Sample:
 
 # The reference cycles the soaks make are young: collecting the two young
 # generations finds them in microseconds, where a full collection walks every
-# object in the process (tens of milliseconds inside the test suite). One an
-# automatic collection has already moved to the oldest generation is freed
-# by the full collections of the next sample, so the counts still see a leak.
+# object in the process (tens of milliseconds inside the test suite).
 YOUNG = 1
+
+
+class _Marker:
+    """Rides in a reference cycle, weakly referenced: it dies with the cycle."""
+
+
+def collected(ref: Callable[[], object]) -> None:
+    """Collect the young reference cycle the object of weak reference ``ref``
+    is in (a full collection if an automatic one has aged it), and check it
+    is gone."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect(YOUNG)
+        if ref() is not None:
+            gc.collect()
+    check(ref() is None, "a reference cycle through a request's user_data was not collected")
 
 
 def sample() -> Sample:
@@ -590,16 +606,14 @@ class UringSoak(Soak):
     def cycle_collected(self):
         """A ring in a reference cycle through a request's user_data, with a
         pipe read in flight: the GC must collect it (and close it)."""
-        import warnings
-
+        marker = _Marker()
         ring = self.ns.Ring(4)
-        holder = [ring]
+        holder = [ring, marker]
         ring.prep_read(self.r, bytearray(8), -1, user_data=holder)
         ring.submit()
-        del ring, holder
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect(YOUNG)
+        ref = weakref.ref(marker)
+        del ring, holder, marker
+        collected(ref)
         return 4
 
     def close(self):
@@ -763,16 +777,14 @@ class AioSoak(Soak):
     def cycle_collected(self):
         """A context in a reference cycle through a request's user_data, with
         a poll in flight: the GC must collect it (and destroy it)."""
-        import warnings
-
+        marker = _Marker()
         ctx = make_context(self.ns, 4)
-        holder = [ctx]
+        holder = [ctx, marker]
         ctx.prep_poll(self.r, select.POLLIN, user_data=holder)
         ctx.submit()
-        del ctx, holder
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect(YOUNG)
+        ref = weakref.ref(marker)
+        del ctx, holder, marker
+        collected(ref)
         return 4
 
     def close(self):
