@@ -34,6 +34,7 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLong
 from libc.errno cimport EINTR
 from libc.limits cimport INT_MAX
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -477,9 +478,12 @@ cdef class EpollSelector(_BaseSelector):
         # The stdlib's order of errors: its own arithmetic on the timeout (a
         # TypeError for a non-number, math.ceil's error for inf and NaN),
         # then a closed epoll, then a timeout too large for the kernel.
-        if timeout is not None and not timeout <= 0 and isinstance(timeout, float) \
-                and not _math.isfinite(timeout):
-            _math.ceil(timeout)
+        # (A C test on a float's double: this runs on every select().)
+        if isinstance(timeout, float):
+            if not isfinite(<double>timeout) and not <double>timeout <= 0:
+                _math.ceil(timeout)     # NaN or +inf: the stdlib's ValueError or OverflowError
+        elif timeout is not None and timeout <= 0:
+            pass                        # (the comparison: a non-number's TypeError)
         self._epoll.check()
         timeout_ns = select_timeout_ns(timeout)
         if maxevents > STACK_EVENTS:
