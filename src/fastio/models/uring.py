@@ -388,6 +388,8 @@ class UringMultishotServer(UringServer):
     #: provided buffers: how many, and their size (16 MiB in all)
     buffers = 512
     buffer_size = 32768
+    #: a multishot recv stays armed: there is no per-echo re-arm (and no probe)
+    poll_first = False
 
     def _loop(self, ring: Any, lfd: int, conns: Dict[int, _Conn]) -> None:
         bgid = 0
