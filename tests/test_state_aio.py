@@ -51,8 +51,7 @@ BE4 = (2 << 13) | 4         # IOPRIO_CLASS_BE, level 4: a valid ioprio
 FDS = mostly(["data"] * 4 + ["scratch", "pipe", "pipe write end", "bad number", "closed number"],
              list(REFUSED_FDS))
 OFFSETS = mostly(st.integers(0, SIZE + 100), [-1, 2**63, 2**64, 1.5, "0"])
-READ_BUFS = mostly(["bytearray 0", "bytearray 1", "bytearray 100", "bytearray 4096",
-                                    "memoryview 64", "array 32"],
+READ_BUFS = mostly(["bytearray 0", "bytearray 1", "bytearray 100", "bytearray 4096", "memoryview 64", "array 32"],
                    ["bytes", "memoryview of bytes", "str", "int", "None"])
 WRITE_BUFS = mostly(["bytes 10", "bytearray 100", "memoryview of bytes 7", "empty"],
                     ["str", "int", "None"])
@@ -470,8 +469,7 @@ def make_machine(backend):
             assert len(result) <= limit, f"{len(result)} events for max_nr {limit}"
             self.take(result)
 
-        @rule(which=mostly(["outstanding", "outstanding", "stale"], ["negative", "huge", "float",
-                                                                                     "str"]))
+        @rule(which=mostly(["outstanding", "outstanding", "stale"], ["negative", "huge", "float", "str"]))
         def cancel(self, which):
             errors = [ValueError] if self.closed else []
             req = None

@@ -57,15 +57,11 @@ WRITE_BUFS = {"bytes 10": 10, "bytearray 100": 100, "memoryview of bytes 7": 7, 
               "str": TypeError, "int": TypeError, "None": TypeError}
 # Offsets: None means "the file position" (-1); an exception type: refused.
 
-# Each argument is good most of the time, so that most calls get through
-# and the requests they make are checked; bad values come often enough that
-# every refusal is met many times.
-
-
+# Arguments: good most of the time, bad often enough (fuzzing.mostly).
 OFFSETS = mostly(st.one_of(st.integers(0, SIZE + 100), st.sampled_from(["eof", "position"])),
                  [-2, -(2**63), 2**63, 2**64, 1.5, "0"])
-FDS = mostly(["data"] * 4 + ["scratch", "pipe", "pipe", "pipe write end", "bad number",
-                                            "closed number"], list(REFUSED_FDS))
+FDS = mostly(["data"] * 4 + ["scratch", "pipe", "pipe", "pipe write end", "bad number", "closed number"],
+             list(REFUSED_FDS))
 FLAGS = mostly([0, 0, 0, uring.IOSQE_ASYNC, "fixed"],
                [1 << 7, uring.IOSQE_BUFFER_SELECT, -1, 2**40, 1.0])
 

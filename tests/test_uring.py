@@ -344,7 +344,6 @@ def wait_for(ring, names, timeout=10.0):
 
 
 def test_tcp_echo(ring):
-
     with socket.create_server(("127.0.0.1", 0)) as srv:
         cli = socket.socket()
         ring.prep_accept(srv, user_data="accept")
@@ -428,7 +427,6 @@ def test_splice(ring, datafile):
 
 
 def test_multishot_accept_many_clients(ring):
-
     n = 20
     with socket.create_server(("127.0.0.1", 0), backlog=n) as srv:
         ring.prep_accept(srv, multishot=True, user_data="acc")
