@@ -208,21 +208,34 @@ FIO_INLINE uint32_t fio_ring_flush_sq(struct fio_ring *r)
  * index of its first SQE, or sqe_tail when the last queued SQE has neither
  * IOSQE_IO_LINK (1 << 2) nor IOSQE_IO_HARDLINK (1 << 3). The kernel ends a
  * chain at the end of each submission, so an automatic submit must stop
- * before this index to keep the chain whole. */
+ * before this index to keep the chain whole. The walk stops at the tail
+ * already published: SQEs below it belong to the kernel (an SQPOLL thread,
+ * or an io_uring_enter running in another thread, may be reading them right
+ * now), so a chain that began there is already split and the new part
+ * starts at the published tail. Walking down to the kernel's head instead
+ * would let fio_ring_flush_sq_to store a lower tail than the kernel has seen,
+ * and the kernel would then run stale SQEs again. */
 FIO_INLINE uint32_t fio_ring_open_chain_start(const struct fio_ring *r)
 {
-    uint32_t head = fio_load_acquire(r->sq.khead);
+    uint32_t published = *r->sq.ktail;   /* ours: only we store it */
     uint32_t i = r->sq.sqe_tail;
-    while (i != head && (r->sq.sqes[(i - 1) & r->sq.ring_mask].flags & ((1u << 2) | (1u << 3))))
+    while (i != published && (r->sq.sqes[(i - 1) & r->sq.ring_mask].flags & ((1u << 2) | (1u << 3))))
         i--;
     return i;
 }
 
-/* Publish the queued SQEs before index `upto` only; returns how many of
- * them are pending. */
+/* Publish the queued SQEs before index `upto` only; returns how many
+ * published SQEs the kernel has not consumed yet. The tail never moves back:
+ * an `upto` below the published tail (or beyond the queued SQEs) publishes
+ * nothing new, since the kernel may already have read the SQEs up to the old
+ * tail, and a lower tail would make it count (tail - head) as ~4e9 SQEs. */
 FIO_INLINE uint32_t fio_ring_flush_sq_to(struct fio_ring *r, uint32_t upto)
 {
-    fio_store_release(r->sq.ktail, upto);
+    uint32_t published = *r->sq.ktail;
+    if (upto - published <= r->sq.sqe_tail - published && upto != published)
+        fio_store_release(r->sq.ktail, upto);
+    else
+        upto = published;
     return upto - fio_load_acquire(r->sq.khead);
 }
 

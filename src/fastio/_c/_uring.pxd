@@ -110,6 +110,7 @@ cdef extern from "fio_uring_abi.h" nogil:
     unsigned FIO_IORING_SETUP_CQSIZE
     unsigned FIO_IORING_SETUP_SQE128
     unsigned FIO_IORING_SETUP_CQE32
+    unsigned FIO_IORING_SETUP_SINGLE_ISSUER
     unsigned FIO_IORING_SETUP_DEFER_TASKRUN
     unsigned FIO_IORING_SETUP_NO_MMAP
     unsigned FIO_IORING_SETUP_REGISTERED_FD_ONLY

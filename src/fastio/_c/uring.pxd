@@ -59,6 +59,11 @@ cdef class Ring:
     cdef int batches
     cdef bint closing
     cdef bint leak_table
+    cdef bint initialised   # __init__ ran once: a second call (even after close) is refused
+    cdef bint reg_changing  # a (un)register_buffers syscall runs with the GIL released
+    cdef unsigned long issuer   # the creating thread (SETUP_SINGLE_ISSUER rings)
+    cdef fio_io_uring_cqe *spill    # CQEs taken off the CQ whose handling raised: reaped first next time
+    cdef uint32_t nspill
     cdef Slot **chunks
     cdef uint32_t nchunks
     cdef uint32_t free_head
@@ -98,6 +103,11 @@ cdef class Ring:
     cdef object commit(self, uint32_t idx, fio_io_uring_sqe *sqe, int flags)
     cdef void abandon(self, uint32_t idx) noexcept
     cdef list take_backlog(self)
+    cdef void give_back(self, list out) noexcept
+    cdef int wait_into(self, list out, int need, long long timeout_ns, long long deadline) except -1
+    cdef void keep_spill(self, fio_io_uring_cqe *cqes, uint32_t n, bint front) noexcept
+    cdef int reap_spill(self, list out) except -1
+    cdef bint wrong_issuer(self) noexcept
     cdef int register(self, unsigned opcode, const void *arg, unsigned nr) except? -1
     cdef object prep_buf(self, uint8_t op, int fd, object buf, uint64_t offset, uint32_t op_flags, object user_data, int flags, bint writable, uint16_t ioprio=*)
     cdef iovec *pin_vector(self, uint32_t idx, object buffers, bint writable, size_t extra) except NULL

@@ -53,10 +53,10 @@ cimport cython
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ENOENT, ETIME, errno
+from libc.errno cimport EAGAIN, EBUSY, EEXIST, EINTR, EINVAL, ENOENT, ETIME, errno
 from libc.stdint cimport INT64_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, memset, strlen
+from libc.string cimport memcpy, memmove, memset, strlen
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 
 from fastio._c._common cimport (
@@ -75,6 +75,7 @@ cdef extern from "Python.h":
     Py_ssize_t PyList_GET_SIZE(object l)
     PyObject *PyList_GET_ITEM(object l, Py_ssize_t i)
     unsigned long long PyLong_AsUnsignedLongLongMask(object v) except? <unsigned long long>-1
+    unsigned long PyThread_get_thread_ident()
 
 cdef enum:
     CHUNK_SHIFT = 8
@@ -230,6 +231,24 @@ cdef int get_buffer(object obj, Py_buffer *view, bint writable) except -1:
     return 0
 
 
+cdef int get_results_view(object results, Py_buffer *view, Py_ssize_t n) except -1:
+    """Pin a batch's results buffer: writable, C-contiguous, native signed
+    32-bit items ('i', or 'l' where that is 4 bytes; '@' or '=' byte order),
+    at least n of them. Anything else is a TypeError, read-only included."""
+    cdef bytes fmt
+    try:
+        PyObject_GetBuffer(results, view, 0x003D)  # C_CONTIGUOUS | FORMAT | WRITABLE
+    except BufferError:
+        raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)") from None
+    fmt = b"B" if view.format == NULL else <bytes>view.format
+    if fmt[:1] in (b"@", b"="):
+        fmt = fmt[1:]
+    if view.itemsize != 4 or fmt not in (b"i", b"l") or view.len < n * 4:
+        PyBuffer_Release(view)
+        raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
+    return 0
+
+
 cdef inline int check_sqe_flags(int flags) except -1:
     if flags & ~SQE_FLAGS_MASK:
         raise ValueError(f"unknown IOSQE_* bits in flags={flags:#x}")
@@ -332,7 +351,7 @@ cdef class Ring:
         cdef int ret
         cdef int n = as_c_int(entries)
         cdef long long setup_flags = as_i64(flags)
-        if self.ring.fd >= 0:
+        if self.initialised:
             raise RuntimeError("Ring.__init__ called twice")
         if n <= 0:
             raise ValueError(f"entries must be positive, got {n}")
@@ -359,6 +378,8 @@ cdef class Ring:
             if -ret in _abi.UNSUPPORTED_ERRNOS:
                 raise UnsupportedError(-ret, _setup_reason(-ret))
             raise_errno(-ret)
+        self.initialised = True
+        self.issuer = PyThread_get_thread_ident()
         self.fork_gen = fio_fork_generation()
         self.sq_entries = p.sq_entries
         self.cq_entries = p.cq_entries
@@ -396,10 +417,16 @@ cdef class Ring:
         """
         if self.ring.fd < 0 or self.closing:
             return
-        if (self.busy or self.preparing or self.batches) and self.fork_gen == fio_fork_generation():
-            raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
-                               "waiting in it, or a signal handler, finalizer or callback inside a "
-                               "prep_*, peek, wait or batch call); close it once that call has returned")
+        if self.fork_gen == fio_fork_generation():
+            if self.busy or self.preparing or self.batches or self.reg_changing:
+                raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
+                                   "waiting in it, or a signal handler, finalizer or callback inside a "
+                                   "prep_*, peek, wait or batch call); close it once that call has returned")
+            if self.inflight and self.wrong_issuer():
+                raise RuntimeError("Ring.close() from another thread on a SETUP_SINGLE_ISSUER ring with "
+                                   "requests in flight: the kernel refuses io_uring_enter from any thread "
+                                   "but the one that created the ring (EEXIST), so they could not be "
+                                   "cancelled and reaped; close it from that thread")
         self.shutdown()
 
     def __enter__(self):
@@ -420,6 +447,14 @@ cdef class Ring:
             self.shutdown()
         if not self.leak_table:
             self.free_table()
+        free(self.spill)
+        self.spill = NULL
+
+    cdef bint wrong_issuer(self) noexcept:
+        """This thread may not enter a SETUP_SINGLE_ISSUER ring (the kernel
+        binds such a ring to the task that created it, 6.0)."""
+        return bool(self.ring.flags & FIO_IORING_SETUP_SINGLE_ISSUER) and \
+            PyThread_get_thread_ident() != self.issuer
 
     cdef void free_table(self) noexcept:
         cdef uint32_t i
@@ -502,6 +537,11 @@ cdef class Ring:
                     last_cancel = now
                 fio_ring_flush_sq(&self.ring)
                 ret = self.enter_raw(fio_ring_sq_ready(&self.ring), 1, FIO_IORING_ENTER_GETEVENTS, DRAIN_STEP_NS)
+                if ret == -EEXIST:
+                    # A SETUP_SINGLE_ISSUER ring finalized in another thread
+                    # (close() refuses that): the kernel will not let this
+                    # thread reap, so keep every buffer (leaked, never freed).
+                    return 0
                 self.reap(sink)
                 del sink[:]
             return 1
@@ -643,11 +683,17 @@ cdef class Ring:
             self.preparing += 1
             return NO_SLOT
         idx = self.slot_alloc()
-        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
-            self.uds[idx] = user_data
         # Until commit() or abandon(): close() refuses (Python code run while
         # the request is built, a buffer's exporter say, may try to close).
         self.preparing += 1
+        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
+            self.uds[idx] = user_data
+        if self.ring.fd < 0 or self.closing:
+            # slot_alloc() allocates (the user_data list grows), and the
+            # garbage collector may have run a finalizer there that closed
+            # the ring before the guard above was up.
+            self.abandon(idx)
+            raise ValueError("I/O operation on closed Ring")
         return idx
 
     cdef int pin(self, uint32_t idx, object obj, bint writable) except -1:
@@ -840,7 +886,7 @@ cdef class Ring:
 
     cdef int handle_cqe(self, fio_io_uring_cqe *cqe, list out) except -1:
         cdef uint64_t ud = cqe.user_data
-        cdef uint32_t idx, bid
+        cdef uint32_t idx, bid = 0
         cdef Slot *s
         cdef Completion c
         cdef BufRing br
@@ -864,23 +910,27 @@ cdef class Ring:
             return 0
         if (ud >> 32) != s.gen:
             return 0
+        # Everything that can raise (allocations) comes before anything that
+        # changes state, so a CQE whose handling raised is untouched and
+        # reap() keeps it for the next call.
         c = Completion.__new__(Completion)
         c.user_data = self.ud_get(idx)
         c.res = cqe.res
         c.flags = cqe.flags
+        br = None
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
             bid = cqe.flags >> FIO_IORING_CQE_BUFFER_SHIFT
             c.buffer_id = bid
             group = self.buf_rings.get(s.buf_group)
-            if group is not None:
+            if group is not None and bid < (<BufRing>group).entries:
                 br = group
-                if bid < br.entries:
-                    c.buffer = PyBytes_FromStringAndSize(br.bufs + <size_t>bid * br.size,
-                                                         cqe.res if 0 < cqe.res <= <int>br.size else 0)
-                    br.recycle(<uint16_t>bid)
-        if not (cqe.flags & FIO_IORING_CQE_F_MORE):
-            self.slot_release(idx)
+                c.buffer = PyBytes_FromStringAndSize(br.bufs + <size_t>bid * br.size,
+                                                     cqe.res if 0 < cqe.res <= <int>br.size else 0)
         out.append(c)
+        if br is not None:
+            br.recycle(<uint16_t>bid)
+        if not (cqe.flags & FIO_IORING_CQE_F_MORE):
+            self.slot_release(idx)   # may run finalizers; the table is consistent first
         return 0
 
     cdef int reap(self, list out) except -1:
@@ -895,7 +945,7 @@ cdef class Ring:
         The flush uses enter_raw(): during close() (drain) the ring is already
         marked closing, and check() would refuse it."""
         cdef fio_io_uring_cqe cqes[STACK_CQES]
-        cdef uint32_t n, i
+        cdef uint32_t n, i = 0
         cdef int rounds = 0, ret
         self.busy += 1
         try:
@@ -903,11 +953,19 @@ cdef class Ring:
                 # Closed by Python code run since the caller's check() (the
                 # garbage collector when out was allocated, say).
                 raise ValueError("I/O operation on closed Ring")
+            if self.nspill:
+                self.reap_spill(out)
             while rounds < 1024:
                 rounds += 1
                 n = fio_ring_cq_copy(&self.ring, cqes, STACK_CQES)
-                for i in range(n):
-                    self.handle_cqe(&cqes[i], out)
+                try:
+                    for i in range(n):
+                        self.handle_cqe(&cqes[i], out)
+                except BaseException:
+                    # Taken off the CQ but not handled (a MemoryError, say):
+                    # kept, and handed out by the next reap. Never lost.
+                    self.keep_spill(&cqes[i], n - i, False)
+                    raise
                 if n == STACK_CQES:
                     continue
                 if fio_ring_sq_flags(&self.ring) & (FIO_IORING_SQ_CQ_OVERFLOW | FIO_IORING_SQ_TASKRUN) or (
@@ -922,6 +980,38 @@ cdef class Ring:
             self.busy -= 1
         return 0
 
+    cdef void keep_spill(self, fio_io_uring_cqe *cqes, uint32_t n, bint front) noexcept:
+        """Add n CQEs to the spill (what reap() took but could not hand out),
+        at its end or its front. If even that allocation fails they are
+        dropped: that needs the heap exhausted twice in a row."""
+        cdef fio_io_uring_cqe *grown = <fio_io_uring_cqe *>realloc(
+            self.spill, (self.nspill + n) * sizeof(fio_io_uring_cqe))
+        if grown == NULL:
+            return
+        if front:
+            memmove(grown + n, grown, self.nspill * sizeof(fio_io_uring_cqe))
+            memcpy(grown, cqes, n * sizeof(fio_io_uring_cqe))
+        else:
+            memcpy(grown + self.nspill, cqes, n * sizeof(fio_io_uring_cqe))
+        self.spill = grown
+        self.nspill += n
+
+    cdef int reap_spill(self, list out) except -1:
+        """Hand out the spilled CQEs first, in their order. Each is taken off
+        the spill before it is handled (handling may run a finalizer that
+        reaps again), and put back in front if its handling raises."""
+        cdef fio_io_uring_cqe cqe
+        while self.nspill:
+            cqe = self.spill[0]
+            self.nspill -= 1
+            memmove(self.spill, self.spill + 1, self.nspill * sizeof(fio_io_uring_cqe))
+            try:
+                self.handle_cqe(&cqe, out)
+            except BaseException:
+                self.keep_spill(&cqe, 1, True)
+                raise
+        return 0
+
     cdef list take_backlog(self):
         cdef list out = self.backlog
         if out:
@@ -934,8 +1024,20 @@ cdef class Ring:
         blocks. Matches ``io_uring_peek_batch_cqe(3)``, by copying."""
         self.check()
         cdef list out = self.take_backlog()
-        self.reap(out)
+        try:
+            self.reap(out)
+        except BaseException:
+            self.give_back(out)
+            raise
         return out
+
+    cdef void give_back(self, list out) noexcept:
+        """Completions a call took but cannot return (it is raising) go back
+        to the front of the backlog: the next peek()/wait() returns them."""
+        if out:
+            if self.backlog:
+                out.extend(self.backlog)   # (a MemoryError here would drop the newer ones)
+            self.backlog = out
 
     def wait(self, min_complete=1, timeout=None):
         """Submit what is queued, wait until at least ``min_complete``
@@ -949,14 +1051,25 @@ cdef class Ring:
         cdef int need = as_c_int(min_complete)
         cdef long long timeout_ns = timeout_to_ns(timeout, 1000000000)
         cdef long long deadline
-        cdef uint32_t pending
-        cdef int ret
         cdef list out
         if need < 0:
             raise ValueError("min_complete must be >= 0")
         self.check()
         deadline = deadline_for(timeout_ns)
         out = self.take_backlog()
+        try:
+            self.wait_into(out, need, timeout_ns, deadline)
+        except BaseException:
+            # A signal handler raised (Ctrl-C, a deadline), or the ring was
+            # closed under the wait: what was already taken off the CQ is
+            # returned by the next call, not lost.
+            self.give_back(out)
+            raise
+        return out
+
+    cdef int wait_into(self, list out, int need, long long timeout_ns, long long deadline) except -1:
+        cdef uint32_t pending
+        cdef int ret
         self.reap(out)
         pending = fio_ring_flush_sq(&self.ring)
         if self.ring.flags & FIO_IORING_SETUP_SQPOLL:
@@ -981,7 +1094,7 @@ cdef class Ring:
                 if timeout_ns <= 0:
                     self.reap(out)
                     break
-        return out
+        return 0
 
     # ---- introspection ----------------------------------------------------
 
@@ -1082,7 +1195,8 @@ cdef class Ring:
         cdef uint32_t n = len(objs), done = 0, i
         cdef Py_buffer *views
         cdef iovec *iov
-        if self.nreg_views:
+        self.check()   # list() may have run Python code (a generator, a finalizer) that closed it
+        if self.nreg_views or self.reg_changing:
             raise OSError(EBUSY, "buffers are already registered; unregister_buffers() first")
         if n == 0 or n > 16384:
             raise ValueError("register between 1 and 16384 buffers")
@@ -1098,10 +1212,19 @@ cdef class Ring:
                 iov[done].iov_base = views[done].buf
                 iov[done].iov_len = views[done].len
             done = n
+            # The exporters above may have run Python code: check again, then
+            # hold the registration step (another thread may run while the
+            # syscall has the GIL released).
+            self.check()
+            if self.nreg_views or self.reg_changing:
+                raise OSError(EBUSY, "buffers are already registered; unregister_buffers() first")
+            self.reg_changing = True
             try:
                 self.register(FIO_IORING_REGISTER_BUFFERS, iov, n)
             except OSError as exc:
                 raise _abi.register_buffers_error(exc, sum([views[i].len for i in range(n)])) from None
+            finally:
+                self.reg_changing = False
         except BaseException:
             for i in range(done):
                 PyBuffer_Release(&views[i])
@@ -1118,16 +1241,30 @@ cdef class Ring:
         :raises BlockingIOError: no; ``OSError(EBUSY)`` while a fixed-buffer
             request is in flight (its buffer must stay pinned).
         """
-        cdef uint32_t i
+        cdef uint32_t i, n = self.nreg_views
+        cdef Py_buffer *views = self.reg_views
         self.check()
+        if self.reg_changing:
+            raise OSError(EBUSY, "another thread is registering or unregistering buffers")
         if self.fixed_inflight:
             raise OSError(EBUSY, "a read_fixed/write_fixed request is in flight; reap it first")
-        self.register(FIO_IORING_UNREGISTER_BUFFERS, NULL, 0)
-        for i in range(self.nreg_views):
-            PyBuffer_Release(&self.reg_views[i])
-        free(self.reg_views)
+        # Detached before the syscall, which runs with the GIL released: a
+        # prep_*_fixed in another thread meanwhile finds no registration
+        # (ValueError) instead of a view about to be freed.
         self.reg_views = NULL
         self.nreg_views = 0
+        self.reg_changing = True
+        try:
+            self.register(FIO_IORING_UNREGISTER_BUFFERS, NULL, 0)
+        except BaseException:
+            self.reg_views = views   # still registered: put them back
+            self.nreg_views = n
+            raise
+        finally:
+            self.reg_changing = False
+        for i in range(n):
+            PyBuffer_Release(&views[i])
+        free(views)
 
     def register_eventfd(self, fd):
         """Signal the eventfd ``fd`` on every completion, so an event loop can
@@ -1327,22 +1464,29 @@ cdef class Ring:
         cdef uint32_t idx
         cdef fio_io_uring_sqe *sqe
         cdef Py_buffer *view
+        cdef uint32_t length
         # Every conversion (which may run an __index__, and that may
-        # unregister the buffers) is done before reg_views is read.
-        if not 0 <= bi < <int>self.nreg_views:
-            raise ValueError(f"buf_index {bi} is not a registered buffer")
-        view = &self.reg_views[bi]
-        if nbytes is None:
-            n = view.len - boff
-        # (n > view.len - boff, not boff + n > view.len: that sum can overflow)
-        if boff < 0 or n < 0 or boff > view.len or n > view.len - boff:
-            raise ValueError("buf_offset/nbytes fall outside the registered buffer")
-        cdef uint32_t length = len32(n)
+        # unregister the buffers) is done first; then the slot is taken and
+        # counted as fixed, so unregister_buffers() refuses (EBUSY) from here
+        # on, whoever calls it (a finalizer run by the slot's allocation,
+        # another thread while sqe_for() submits with the GIL released); only
+        # then is the registration read.
         idx = self.new_slot(user_data, as_c_int(flags), True)
-        # Counted before sqe_for(), which may submit with the GIL released:
-        # unregister_buffers() from another thread refuses from here on.
         self.slot_at(idx).fixed = 1
         self.fixed_inflight += 1
+        try:
+            if not 0 <= bi < <int>self.nreg_views:
+                raise ValueError(f"buf_index {bi} is not a registered buffer")
+            view = &self.reg_views[bi]
+            if nbytes is None:
+                n = view.len - boff
+            # (n > view.len - boff, not boff + n > view.len: that sum can overflow)
+            if boff < 0 or n < 0 or boff > view.len or n > view.len - boff:
+                raise ValueError("buf_offset/nbytes fall outside the registered buffer")
+            length = len32(n)
+        except BaseException:
+            self.abandon(idx)
+            raise
         sqe = self.sqe_for(idx)
         view = &self.reg_views[bi]
         fio_prep_rw_fixed(sqe, op, fd, <uint64_t><size_t>(<char *>view.buf + boff), length, off, <uint16_t>bi)
@@ -1565,14 +1709,18 @@ cdef class Ring:
         cdef int cfd = as_fd(fd), gid = as_c_int(buf_group)
         cdef uint32_t mflags = as_u32(msg_flags)
         cdef uint16_t first = poll_first_bit(poll_first)
-        cdef BufRing br = self.buf_rings.get(gid)
-        cdef uint32_t idx
+        cdef BufRing br
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), True)
         cdef fio_io_uring_sqe *sqe
-        if br is None:
-            raise ValueError(f"buffer group {gid} is not registered on this ring")
-        idx = self.new_slot(user_data, as_c_int(flags), True)
-        # Counted before sqe_for(), which may submit and run signal handlers:
+        # Looked up under the guard (the slot's allocation may have run a
+        # finalizer that unregistered the group) and counted before
+        # sqe_for(), which may submit and run signal handlers:
         # unregister_buf_ring() refuses from here on (abandon() uncounts).
+        group = self.buf_rings.get(gid)
+        if group is None:
+            self.abandon(idx)
+            raise ValueError(f"buffer group {gid} is not registered on this ring")
+        br = group
         self.slot_at(idx).buf_group = gid
         br.inflight += 1
         sqe = self.sqe_for(idx)
@@ -1674,7 +1822,7 @@ cdef class Ring:
         cdef Py_ssize_t next_i = 0
         cdef int ret
         cdef uint32_t pending
-        cdef list stray
+        cdef list stray = []
         self.check()
         if bsize <= 0 or bsize > 0xFFFFFFFF:
             raise ValueError("size must be between 1 and 4 GiB - 1")
@@ -1731,19 +1879,14 @@ cdef class Ring:
                     s.more_views = <Py_buffer *>calloc(1, sizeof(Py_buffer))
                     if s.more_views == NULL:
                         raise MemoryError()
-                    PyObject_GetBuffer(results, &s.more_views[0], 0x003D)  # C_CONTIGUOUS | FORMAT | WRITABLE
+                    get_results_view(results, &s.more_views[0], n)
                     s.nviews = 2
-                    if (s.more_views[0].itemsize != 4 or s.more_views[0].format == NULL
-                            or (<bytes>s.more_views[0].format).lstrip(b"@=<>!") not in (b"i", b"l")
-                            or s.more_views[0].len < n * 4):
-                        raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
                     s.results = <int32_t *>s.more_views[0].buf
                 else:
                     s.results = <int32_t *>malloc(max(n, 1) * 4)
                     if s.results == NULL:
                         raise MemoryError()
                     s.results_owned = 1
-                stray = []
                 while True:
                     while next_i < n and <int>s.pending < cdepth:
                         sqe = fio_ring_get_sqe(&self.ring)
@@ -1772,12 +1915,14 @@ cdef class Ring:
                     if ret == -EINTR:
                         PyErr_CheckSignals()
                     self.reap(stray)
-                if stray:
-                    self.backlog.extend(stray)
                 if results is not None:
                     return results
                 return [s.results[i] for i in range(n)]
             finally:
+                # Other requests' completions met on the way go to the
+                # backlog, whether the batch ends or raises.
+                if stray:
+                    self.backlog.extend(stray)
                 s.batch_owned = 0
                 self.batches -= 1
                 if not s.pending:

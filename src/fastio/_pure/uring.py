@@ -109,6 +109,23 @@ def _unpin(view: _PyBuffer) -> None:
     _release_buffer(ctypes.byref(view))
 
 
+def _results_view(results, n: int) -> memoryview:
+    """A batch's results buffer: writable, C-contiguous, native signed 32-bit
+    items ('i', or 'l' where that is 4 bytes; '@' or '=' byte order), at least
+    n of them; anything else is a TypeError (as in the compiled twin)."""
+    try:
+        rmv = memoryview(results)
+    except TypeError:
+        rmv = None
+    if rmv is not None:
+        fmt = rmv.format[1:] if rmv.format[:1] in ("@", "=") else rmv.format
+        if (not rmv.readonly and rmv.c_contiguous and rmv.itemsize == 4 and fmt in ("i", "l")
+                and rmv.nbytes >= n * 4):
+            return rmv
+        rmv.release()
+    raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
+
+
 def _enter(fd: int, to_submit: int, min_complete: int, flags: int, arg, argsz: int) -> int:
     """io_uring_enter(2); the count or -errno. ctypes releases the GIL."""
     ret = _syscall(_c_long(abi.NR_IO_URING_ENTER), ctypes.c_int(fd), ctypes.c_uint(to_submit),
@@ -330,6 +347,9 @@ class Ring:
         self._reg_views: list = []
         self._buf_rings: dict[int, BufRing] = {}
         self._backlog: list = []
+        self._spill: list = []          # CQEs taken off the CQ, not handled yet
+        self._reg_changing = False      # an (un)register_buffers syscall runs
+        self._issuer = threading.get_ident()   # SETUP_SINGLE_ISSUER: the creating thread
         n = as_c_int(entries)
         setup_flags = _i64(flags)
         if n <= 0:
@@ -487,11 +507,20 @@ class Ring:
         """Cancel, wait, release, unmap, close; see ``fastio._c.uring.Ring.close``."""
         if getattr(self, "_fd", -1) < 0 or self._closing:
             return
-        if (self._busy or self._batches or self._owner is not None) and self._fork_gen == fork_generation():
-            raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
-                               "waiting in it, or a signal handler, finalizer or callback inside a "
-                               "prep_*, peek, wait or batch call); close it once that call has returned")
+        if self._fork_gen == fork_generation():
+            if self._busy or self._batches or self._owner is not None or self._reg_changing:
+                raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
+                                   "waiting in it, or a signal handler, finalizer or callback inside a "
+                                   "prep_*, peek, wait or batch call); close it once that call has returned")
+            if self._inflight and self._wrong_issuer():
+                raise RuntimeError("Ring.close() from another thread on a SETUP_SINGLE_ISSUER ring with "
+                                   "requests in flight: the kernel refuses io_uring_enter from any thread "
+                                   "but the one that created the ring (EEXIST), so they could not be "
+                                   "cancelled and reaped; close it from that thread")
         self._shutdown()
+
+    def _wrong_issuer(self) -> bool:
+        return bool(self._setup_flags & abi.SETUP_SINGLE_ISSUER) and threading.get_ident() != self._issuer
 
     def __enter__(self):
         self._check()
@@ -564,7 +593,8 @@ class Ring:
                     sqe.user_data = abi.UD_INTERNAL
                     last_cancel = now
                 self._tail_publish()
-                self._enter_raw(self._sq_ready(), 1, abi.ENTER_GETEVENTS, _DRAIN_STEP_NS)
+                if self._enter_raw(self._sq_ready(), 1, abi.ENTER_GETEVENTS, _DRAIN_STEP_NS) == -errno.EEXIST:
+                    return False   # SINGLE_ISSUER ring finalized in another thread: keep (leak) everything
                 self._reap(sink)
                 sink.clear()
             return True
@@ -676,19 +706,26 @@ class Ring:
     def _open_chain_start(self) -> int:
         """Index of the first SQE of the link chain left open at the end of
         the queue (``_sqe_tail`` when none is open): an automatic submit
-        stops before it, since the kernel ends a chain with each submission."""
-        i, left = self._sqe_tail, self._sq_ready()
-        while left and self._sqes[(i - 1) & self._sq_mask].flags & (abi.IOSQE_IO_LINK | abi.IOSQE_IO_HARDLINK):
+        stops before it, since the kernel ends a chain with each submission.
+        The walk stops at the published tail: what lies below it is the
+        kernel's already (csrc/fio_uring_ring.h says why)."""
+        published = self._sq_tail_k.value
+        i = self._sqe_tail
+        while i != published and self._sqes[(i - 1) & self._sq_mask].flags & (abi.IOSQE_IO_LINK | abi.IOSQE_IO_HARDLINK):
             i = (i - 1) & 0xFFFFFFFF
-            left -= 1
         return i
 
     def _submit_pending(self, upto=None) -> int:
         if upto is None:
             pending = self._tail_publish()
         else:
-            self._sq_tail_k.value = upto
-            pending = self._sq_ready() - ((self._sqe_tail - upto) & 0xFFFFFFFF)
+            # Never lower the published tail: the kernel may have read up to it.
+            published = self._sq_tail_k.value
+            if 0 < ((upto - published) & 0xFFFFFFFF) <= ((self._sqe_tail - published) & 0xFFFFFFFF):
+                self._sq_tail_k.value = upto
+            else:
+                upto = published
+            pending = (upto - self._sq_head.value) & 0xFFFFFFFF
         if not pending:
             return 0
         flags = 0
@@ -796,7 +833,9 @@ class Ring:
             return
         if (ud >> 32) != slot.gen:
             return
+        # What can raise comes before what changes state (the C twin says why).
         c = Completion(slot.user_data, res, cflags)
+        br = None
         if cflags & abi.CQE_F_BUFFER:
             bid = cflags >> abi.CQE_BUFFER_SHIFT
             c.buffer_id = bid
@@ -804,10 +843,13 @@ class Ring:
             if br is not None and bid < br.entries:
                 start = bid * br.size
                 c.buffer = bytes(br._bufs_mm[start:start + (res if 0 < res <= br.size else 0)])
-                br._recycle(bid)
+            else:
+                br = None
+        out.append(c)
+        if br is not None:
+            br._recycle(bid)
         if not cflags & abi.CQE_F_MORE:
             self._slot_release(idx)
-        out.append(c)
 
     def _reap(self, out: list) -> None:
         for rounds in range(1, 1025):
@@ -817,14 +859,19 @@ class Ring:
             tail = self._cq_tail.value
             n = (tail - head) & 0xFFFFFFFF
             cqes, mask = self._cqes, self._cq_mask
-            raw = []
+            spill = self._spill
             for i in range(n):
                 cqe = cqes[(head + i) & mask]
-                raw.append((cqe.user_data, cqe.res, cqe.flags))
+                spill.append((cqe.user_data, cqe.res, cqe.flags))
             if n:
                 self._cq_head.value = (head + n) & 0xFFFFFFFF
-            for ud, res, cflags in raw:
+            # Taken off the CQ: each leaves the spill only once handled, so
+            # whatever raises meanwhile (a signal handler's exception, a
+            # MemoryError), the rest is handed out by the next reap.
+            while spill:
+                ud, res, cflags = spill[0]
                 self._handle_cqe(ud, res, cflags, out)
+                del spill[0]
             if self._sq_flags.value & (abi.SQ_CQ_OVERFLOW | abi.SQ_TASKRUN) or (
                     n == 0 and rounds == 1 and self._setup_flags & abi.SETUP_DEFER_TASKRUN):
                 ret = self._enter_raw(0, 0, abi.ENTER_GETEVENTS, -1)
@@ -844,10 +891,20 @@ class Ring:
         self._acquire()
         try:
             out = self._take_backlog()
-            self._reap(out)
+            try:
+                self._reap(out)
+            except BaseException:
+                self._give_back(out)
+                raise
             return out
         finally:
             self._release()
+
+    def _give_back(self, out: list) -> None:
+        """Completions a raising call took go back to the front of the backlog."""
+        if out:
+            out.extend(self._backlog)
+            self._backlog = out
 
     def wait(self, min_complete=1, timeout=None):
         """Submit, wait for ``min_complete`` completions or ``timeout``
@@ -858,9 +915,20 @@ class Ring:
             raise ValueError("min_complete must be >= 0")
         self._check()
         deadline = deadline_for(timeout_ns)
+        out = []
+        try:
+            self._wait_into(out, need, timeout_ns, deadline)
+        except BaseException:
+            # A signal handler raised, or the ring was closed under the wait:
+            # what was taken off the CQ comes back from the next call.
+            self._give_back(out)
+            raise
+        return out
+
+    def _wait_into(self, out: list, need: int, timeout_ns: int, deadline: int) -> None:
         self._acquire()
         try:
-            out = self._take_backlog()
+            out.extend(self._take_backlog())
             self._reap(out)
             pending = self._tail_publish()
         finally:
@@ -890,7 +958,6 @@ class Ring:
                 timeout_ns = deadline - time.monotonic_ns()
                 if timeout_ns <= 0:
                     break
-        return out
 
     # ---- introspection ---------------------------------------------------
 
@@ -963,7 +1030,8 @@ class Ring:
         """Register fixed buffers; see ``fastio._c.uring.Ring.register_buffers``."""
         self._check()
         objs = list(buffers)
-        if self._reg_views:
+        self._check()
+        if self._reg_views or self._reg_changing:
             raise OSError(errno.EBUSY, "buffers are already registered; unregister_buffers() first")
         if not 1 <= len(objs) <= 16384:
             raise ValueError("register between 1 and 16384 buffers")
@@ -972,10 +1040,16 @@ class Ring:
             for obj in objs:
                 views.append(_pin(obj, True))
             iov = (abi.Iovec * len(views))(*[(v.buf, v.len) for v in views])
+            self._check()
+            if self._reg_views or self._reg_changing:
+                raise OSError(errno.EBUSY, "buffers are already registered; unregister_buffers() first")
+            self._reg_changing = True
             try:
                 self._register(abi.REGISTER_BUFFERS, ctypes.byref(iov), len(views))
             except OSError as exc:
                 raise abi.register_buffers_error(exc, sum(v.len for v in views)) from None
+            finally:
+                self._reg_changing = False
         except BaseException:
             for view in views:
                 _unpin(view)
@@ -985,12 +1059,22 @@ class Ring:
     def unregister_buffers(self):
         """Unregister the fixed buffers (``OSError(EBUSY)`` while one is in use)."""
         self._check()
+        if self._reg_changing:
+            raise OSError(errno.EBUSY, "another thread is registering or unregistering buffers")
         if self._fixed_inflight:
             raise OSError(errno.EBUSY, "a read_fixed/write_fixed request is in flight; reap it first")
-        self._register(abi.UNREGISTER_BUFFERS, None, 0)
-        for view in self._reg_views:
+        # Detached before the syscall (the GIL is released in it), as in the C twin.
+        views, self._reg_views = self._reg_views, []
+        self._reg_changing = True
+        try:
+            self._register(abi.UNREGISTER_BUFFERS, None, 0)
+        except BaseException:
+            self._reg_views = views
+            raise
+        finally:
+            self._reg_changing = False
+        for view in views:
             _unpin(view)
-        self._reg_views = []
 
     def register_eventfd(self, fd):
         """Signal the eventfd ``fd`` on every completion."""
@@ -1430,6 +1514,7 @@ class Ring:
             raise ValueError("too many offsets for one batch")
         if cdepth <= 0 or cdepth > self._sq_entries:
             cdepth = self._sq_entries
+        stray: list = []
         self._acquire()
         try:
             idx = self._new_slot(None, 0, True)
@@ -1445,10 +1530,7 @@ class Ring:
             if view.len < n * bsize:
                 raise ValueError(f"buf holds {view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
             if results is not None:
-                rmv = memoryview(results)
-                if rmv.readonly or rmv.itemsize != 4 or rmv.nbytes < n * 4:
-                    rmv.release()
-                    raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
+                rmv = _results_view(results, n)
                 slot.keep.append(rmv)   # pins results until every read is reaped
                 slot.results = rmv.cast("B").cast("i")
                 slot.keep.append(slot.results)
@@ -1456,7 +1538,6 @@ class Ring:
                 slot.results = [0] * n
             base = view.buf or 0
             next_i = 0
-            stray: list = []
             sqpoll = self._setup_flags & abi.SETUP_SQPOLL
             while True:
                 self._acquire()
@@ -1489,11 +1570,13 @@ class Ring:
                     self._reap(stray)
                 finally:
                     self._release()
-            self._backlog.extend(stray)
             if results is not None:
                 return results
             return list(slot.results)
         finally:
+            # Other requests' completions met on the way go to the backlog,
+            # whether the batch ends or raises.
+            self._backlog.extend(stray)
             self._acquire()
             try:
                 self._batches -= 1
