@@ -43,7 +43,7 @@ from fastio._bench.files import (  # the measuring functions, shared with `pytho
 )
 from fastio._c import aio as c_aio
 from fastio._pure import aio as pure_aio
-from fastio._pure._aio_abi import dio_alignment
+from fastio._abi.aio import dio_alignment
 
 # ---- methods: each returns (fn(i) -> reads done in one chunk, close) ---------
 

@@ -10,7 +10,8 @@ import types
 
 import pytest
 
-from fastio._backend import BACKENDS, PUBLIC_API
+from fastio._api import PUBLIC_API
+from fastio._backend import BACKENDS
 
 
 def pytest_addoption(parser):

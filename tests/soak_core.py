@@ -899,7 +899,7 @@ def load_backend(name: str) -> types.SimpleNamespace:
     """The backend's classes by name, as tests/conftest.py's fixture gives them."""
     import importlib
 
-    from fastio._backend import PUBLIC_API
+    from fastio._api import PUBLIC_API
 
     ns = types.SimpleNamespace(name=name)
     owners: dict[str, list[str]] = {}

@@ -1,6 +1,6 @@
 """The io_uring ABI checked three ways: the C header as compiled
 (``fastio._c.uring._abi_layout``), the ctypes mirror
-(``fastio._pure._uring_abi``), and the literal numbers of the kernel's
+(``fastio._abi.uring``), and the literal numbers of the kernel's
 ``include/uapi/linux/io_uring.h``."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 import fastio.uring
 from fastio._c.uring import _abi_layout
-from fastio._pure import _uring_abi as abi
+from fastio._abi import uring as abi
 
 LAYOUT = _abi_layout()
 
@@ -96,10 +96,10 @@ def test_facade_exports_the_constants():
     assert fastio.uring.OPCODE_NAMES[fastio.uring.IORING_OP_READ] == "READ"
 
 
-# ---- Linux AIO: csrc/fio_aio_abi.h == fastio._pure._aio_abi == include/uapi/linux/aio_abi.h ----
+# ---- Linux AIO: csrc/fio_aio_abi.h == fastio._abi.aio == include/uapi/linux/aio_abi.h ----
 
 from fastio._c.aio import _abi_layout as _aio_abi_layout  # noqa: E402
-from fastio._pure import _aio_abi as aio_abi  # noqa: E402
+from fastio._abi import aio as aio_abi  # noqa: E402
 
 AIO_LAYOUT = _aio_abi_layout()
 AIO_SIZES = {"iocb": 64, "io_event": 32}

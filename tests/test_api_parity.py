@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 
-from fastio._backend import PUBLIC_API
+from fastio._api import PUBLIC_API
 
 NAMES = [(module, name) for module, names in PUBLIC_API.items() for name in names]
 

@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from fastio import uring
-from fastio._pure._uring_abi import IoUringSqe
+from fastio._abi.uring import IoUringSqe
 
 pytestmark = pytest.mark.skipif(not uring.available(), reason=f"io_uring unusable: {uring.why_unavailable()}")
 

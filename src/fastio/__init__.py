@@ -8,7 +8,7 @@ makes a buffer fit for ``O_DIRECT``. ``fastio.backend`` says which implementatio
 """
 
 from fastio._errors import UnsupportedError
-from fastio._pure._aio_abi import aligned_buffer
+from fastio._abi.aio import aligned_buffer
 
 __version__ = "0.1.0"
 __all__ = ["UnsupportedError", "aligned_buffer", "backend", "__version__"]

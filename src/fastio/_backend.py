@@ -15,16 +15,6 @@ import os
 import warnings
 from types import ModuleType
 
-# Every public name, per module; both backends export exactly these.
-PUBLIC_API: dict[str, tuple[str, ...]] = {
-    "epoll": ("Epoll", "epoll_pwait2_available"),
-    "poll": ("Poll",),
-    "selectors": ("EpollSelector", "PollSelector", "SelectSelector"),
-    "sigio": ("SignalIO", "TextbookSignalIO"),
-    "aio": ("Context", "Completion", "available", "why_unavailable"),
-    "uring": ("Ring", "Completion", "BufRing", "available", "why_unavailable"),
-}
-
 BACKENDS = ("c", "pure")
 
 _chosen: str | None = None

@@ -13,8 +13,8 @@ import fcntl
 import signal
 import threading
 
-from fastio._pure import _libc
-from fastio._pure._common import as_c_int
+from fastio._abi import libc as _libc
+from fastio._util import as_c_int
 
 __all__ = ["claim_signal", "refuse_if_armed", "release_signal"]
 

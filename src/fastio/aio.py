@@ -10,8 +10,10 @@ fit for ``O_DIRECT``; ``dio_alignment(fd)`` says what alignment a file needs
 here and ``why_unavailable()`` why not; ``FASTIO_DISABLE=aio`` switches it off.
 """
 
+from typing import TYPE_CHECKING
+
 from fastio import _backend
-from fastio._pure._aio_abi import (  # noqa: F401  (re-exported)
+from fastio._abi.aio import (  # noqa: F401  (re-exported)
     IOCB_CMD_PREAD,
     IOCB_CMD_PWRITE,
     IOCB_CMD_FSYNC,
@@ -31,11 +33,14 @@ from fastio._pure._aio_abi import (  # noqa: F401  (re-exported)
     dio_alignment,
 )
 
-_impl = _backend.load("aio")
-Context = _impl.Context
-Completion = _impl.Completion
-available = _impl.available
-why_unavailable = _impl.why_unavailable
+if TYPE_CHECKING:
+    from fastio._c.aio import Context, Completion, available, why_unavailable
+else:
+    _impl = _backend.load("aio")
+    Context = _impl.Context
+    Completion = _impl.Completion
+    available = _impl.available
+    why_unavailable = _impl.why_unavailable
 
 __all__ = [
     "Context",

@@ -10,8 +10,10 @@ not; ``FASTIO_DISABLE=uring`` switches it off. ``OPCODE_NAMES[op]`` names an
 opcode (for ``Ring.probe()``).
 """
 
+from typing import TYPE_CHECKING
+
 from fastio import _backend
-from fastio._pure._uring_abi import (  # noqa: F401  (re-exported)
+from fastio._abi.uring import (  # noqa: F401  (re-exported)
     OPCODE_NAMES,
     SETUP_IOPOLL,
     SETUP_SQPOLL,
@@ -157,12 +159,15 @@ from fastio._pure._uring_abi import (  # noqa: F401  (re-exported)
     IORING_OP_URING_CMD128,
 )
 
-_impl = _backend.load("uring")
-Ring = _impl.Ring
-Completion = _impl.Completion
-BufRing = _impl.BufRing
-available = _impl.available
-why_unavailable = _impl.why_unavailable
+if TYPE_CHECKING:
+    from fastio._c.uring import Ring, Completion, BufRing, available, why_unavailable
+else:
+    _impl = _backend.load("uring")
+    Ring = _impl.Ring
+    Completion = _impl.Completion
+    BufRing = _impl.BufRing
+    available = _impl.available
+    why_unavailable = _impl.why_unavailable
 
 __all__ = [
     "Ring",

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from fastio._bench._types import Options, Part, Row
 from fastio._errors import UnsupportedError
-from fastio._pure._aio_abi import aligned_buffer, dio_alignment
+from fastio._abi.aio import aligned_buffer, dio_alignment
 
 BS = 4096
 DEPTH = 32

@@ -1,6 +1,6 @@
 """The compiled backend: one Cython extension per kernel interface."""
 
-from fastio._backend import PUBLIC_API
+from fastio._api import PUBLIC_API
 from fastio._c import aio, epoll, poll, selectors, sigio, uring
 
 __all__ = ["epoll", "poll", "selectors", "sigio", "uring", "aio"]

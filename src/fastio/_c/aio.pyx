@@ -65,7 +65,7 @@ from fastio._c._common cimport as_c_int, as_fd, check_fork, deadline_for, raise_
 from fastio._c._sys cimport fio_fork_generation, fio_fork_init, fio_monotonic_ns, timespec
 
 from fastio._errors import UnsupportedError
-from fastio._pure import _aio_abi as _abi
+from fastio._abi import aio as _abi
 
 cdef extern from "<errno.h>":
     int ECANCELED

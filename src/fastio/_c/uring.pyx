@@ -68,7 +68,7 @@ from fastio._c._uring cimport *
 import os as _os
 
 from fastio._errors import UnsupportedError
-from fastio._pure import _uring_abi as _abi
+from fastio._abi import uring as _abi
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)

@@ -21,8 +21,8 @@ import warnings
 import time
 
 from fastio._errors import UnsupportedError
-from fastio._pure import _aio_abi as abi
-from fastio._pure._common import (
+from fastio._abi import aio as abi
+from fastio._util import (
     EINTR,
     as_c_int,
     as_fd,
@@ -554,7 +554,7 @@ class Context:
     def _getevents_raw(self, min_nr: int, nr: int, events, timeout_ns: int) -> int:
         ts = None
         if timeout_ns >= 0:
-            from fastio._pure._libc import Timespec
+            from fastio._abi.libc import Timespec
 
             ts = ctypes.byref(Timespec(*divmod(timeout_ns, 1_000_000_000)))
         self._busy += 1

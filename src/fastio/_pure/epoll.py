@@ -9,8 +9,8 @@ import operator
 import os
 
 from fastio._consts import EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLLIN, EPOLLOUT, EPOLLPRI
-from fastio._pure import _libc
-from fastio._pure._common import (
+from fastio._abi import libc as _libc
+from fastio._util import (
     EINTR,
     as_c_int,
     as_fd,

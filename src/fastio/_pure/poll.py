@@ -4,8 +4,8 @@ import ctypes
 import errno
 
 from fastio._consts import POLLIN, POLLOUT, POLLPRI
-from fastio._pure import _libc
-from fastio._pure._common import EINTR, as_fd, deadline_for, raise_errno, remaining, timeout_to_ns
+from fastio._abi import libc as _libc
+from fastio._util import EINTR, as_fd, deadline_for, raise_errno, remaining, timeout_to_ns
 
 
 def _as_eventmask(eventmask) -> int:

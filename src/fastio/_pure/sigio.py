@@ -29,9 +29,9 @@ from fastio._consts import (
     POLLWRBAND,
     POLLWRNORM,
 )
-from fastio._pure import _libc
+from fastio._abi import libc as _libc
 from fastio._sigclaim import claim_signal, refuse_if_armed, release_signal
-from fastio._pure._common import as_c_int, as_fd, check_fork, deadline_for, fork_generation, remaining, timeout_to_ns
+from fastio._util import as_c_int, as_fd, check_fork, deadline_for, fork_generation, remaining, timeout_to_ns
 
 __all__ = ["SignalIO", "TextbookSignalIO"]
 

@@ -41,9 +41,9 @@ import threading
 import warnings
 
 from fastio._errors import UnsupportedError
-from fastio._pure import _libc
-from fastio._pure import _uring_abi as abi
-from fastio._pure._common import (
+from fastio._abi import libc as _libc
+from fastio._abi import uring as abi
+from fastio._util import (
     EINTR,
     as_c_int,
     as_fd,

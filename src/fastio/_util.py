@@ -1,4 +1,4 @@
-"""Helpers the pure modules share: CPython's fd and timeout conversions, the
+"""Helpers the pure modules (and the backend-neutral ones) share: CPython's fd and timeout conversions, the
 error pipeline and fork detection, mirroring ``fastio/_c/_common.pxd``."""
 
 import errno
