@@ -1,5 +1,6 @@
-"""Helpers the pure modules (and the backend-neutral ones) share: CPython's fd and timeout conversions, the
-error pipeline and fork detection, mirroring ``fastio/_c/_common.pxd``."""
+"""Helpers the pure modules (and the backend-neutral ones) share: CPython's fd
+and timeout conversions, the error pipeline and fork detection, mirroring
+``fastio/_c/_common.pxd``."""
 
 import errno
 import math
