@@ -5,7 +5,7 @@ import os
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["epoll", "poll", "selectors", "sigio", "uring", "aio", "_loadgen"]
+MODULES = ["epoll", "poll", "selectors", "sigio", "_inflight", "uring", "aio", "_loadgen"]
 SANITIZERS = {"address", "undefined"}
 
 

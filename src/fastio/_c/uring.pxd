@@ -3,28 +3,8 @@ from cpython.buffer cimport Py_buffer
 from cpython.ref cimport PyObject
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from fastio._c._inflight cimport InflightTable, Slot
 from fastio._c._uring cimport fio_io_uring_cqe, fio_io_uring_sqe, fio_ring, iovec
-
-
-# One in-flight request (the InflightTable entry); its user_data object is
-# Ring.uds[index], where the garbage collector sees it. The kernel's user_data for
-# it is (gen << 32) | index, or for a batch read (1 << 63) | (i << 32) | index.
-cdef struct Slot:
-    uint32_t gen            # bumped on every release: stale ids never match
-    uint32_t pending        # CQEs still expected; 0 = free
-    uint32_t next_free      # free-list link
-    uint32_t nviews         # pinned buffers: view, then more_views[0..nviews-2]
-    uint8_t opcode
-    uint8_t batch           # a read_batch/write_batch slot
-    uint8_t batch_owned     # its read_batch call is still running
-    uint8_t fixed           # uses a registered buffer
-    int32_t buf_group       # provided-buffer group, -1 for none
-    PyObject *keep          # owned reference to objects the kernel reads (path bytes ...)
-    Py_buffer view
-    Py_buffer *more_views   # malloc'd, for vectored requests
-    void *mem               # malloc'd memory the kernel reads (iovecs, timespec, msghdr)
-    int32_t *results        # batch: where each read's res goes
-    int results_owned       # results was malloc'd by us
 
 
 cdef class Completion:
@@ -53,37 +33,29 @@ cdef class BufRing:
 
 cdef class Ring:
     cdef fio_ring ring
+    cdef InflightTable table    # every request the kernel may still touch
     cdef unsigned long fork_gen
     cdef int busy
     cdef int preparing
     cdef int batches
     cdef bint closing
-    cdef bint leak_table
     cdef bint initialised   # __init__ ran once: a second call (even after close) is refused
     cdef bint reg_changing  # a (un)register_buffers syscall runs with the GIL released
     cdef unsigned long issuer   # the creating thread (SETUP_SINGLE_ISSUER rings)
     cdef fio_io_uring_cqe *spill    # CQEs taken off the CQ whose handling raised: reaped first next time
     cdef uint32_t nspill
-    cdef Slot **chunks
-    cdef uint32_t nchunks
-    cdef uint32_t free_head
-    cdef readonly unsigned int inflight
     cdef uint32_t fixed_inflight
     cdef Py_buffer *reg_views
     cdef uint32_t nreg_views
     cdef dict buf_rings
     cdef list backlog
-    cdef list uds           # user_data of slot i at [i] (None when free); traversed by the GC
     cdef readonly unsigned int sq_entries
     cdef readonly unsigned int cq_entries
     cdef readonly unsigned int features
     cdef readonly unsigned int setup_flags
 
     cdef int check(self) except -1
-    cdef Slot *slot_at(self, uint32_t idx) noexcept
-    cdef uint32_t slot_alloc(self) except? 0xFFFFFFFF
     cdef void slot_release(self, uint32_t idx) noexcept
-    cdef object ud_get(self, uint32_t idx)
     cdef fio_io_uring_sqe *next_sqe(self) except NULL
     cdef fio_io_uring_sqe *sqe_for(self, uint32_t idx) except NULL
     cdef int enter(self, unsigned to_submit, unsigned min_complete, unsigned flags, long long timeout_ns) except? -1
@@ -94,12 +66,8 @@ cdef class Ring:
     cdef int handle_cqe(self, fio_io_uring_cqe *cqe, list out) except -1
     cdef int drain(self) noexcept
     cdef void shutdown(self) noexcept
-    cdef void free_table(self) noexcept
     cdef void forget_ud(self, uint64_t ud) noexcept
-    cdef uint64_t slot_ud(self, uint32_t idx) noexcept
     cdef uint32_t new_slot(self, object user_data, int flags, bint pins) except? 0xFFFFFFFF
-    cdef int pin(self, uint32_t idx, object obj, bint writable) except -1
-    cdef int keep(self, uint32_t idx, object obj) except -1
     cdef object commit(self, uint32_t idx, fio_io_uring_sqe *sqe, int flags)
     cdef void abandon(self, uint32_t idx) noexcept
     cdef list take_backlog(self)
@@ -110,7 +78,6 @@ cdef class Ring:
     cdef bint wrong_issuer(self) noexcept
     cdef int register(self, unsigned opcode, const void *arg, unsigned nr) except? -1
     cdef object prep_buf(self, uint8_t op, int fd, object buf, uint64_t offset, uint32_t op_flags, object user_data, int flags, bint writable, uint16_t ioprio=*)
-    cdef iovec *pin_vector(self, uint32_t idx, object buffers, bint writable, size_t extra) except NULL
     cdef object prep_vec(self, uint8_t op, int fd, object buffers, uint64_t offset, uint32_t rw_flags, object user_data, int flags, bint writable)
     cdef object prep_fixed(self, uint8_t op, int fd, object buf_index, object offset, object nbytes, object buf_offset, object user_data, int flags)
     cdef object prep_target(self, uint8_t op, int fd, object target, uint32_t op_flags, object user_data, int flags)

@@ -35,7 +35,6 @@ class BufRing:
 
 @disjoint_base
 class Ring:
-    inflight: int
     sq_entries: int
     cq_entries: int
     features: int
@@ -44,6 +43,8 @@ class Ring:
                  sq_thread_idle: int | None = None, sq_thread_cpu: int | None = None) -> None: ...
     @property
     def closed(self) -> bool: ...
+    @property
+    def inflight(self) -> int: ...
     @property
     def sq_ready(self) -> int: ...
     @property

@@ -63,6 +63,7 @@ from fastio._c._common cimport (
     as_c_int, as_fd, check_fork, deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns,
 )
 from fastio._c._sys cimport fio_fork_generation, fio_fork_init, fio_monotonic_ns
+from fastio._c._inflight cimport MAX_VIEWS, NO_SLOT, InflightTable, Slot, get_buffer, new_table
 from fastio._c._uring cimport *
 
 import os as _os
@@ -72,22 +73,16 @@ from fastio._abi import uring as _abi
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)
-    Py_ssize_t PyList_GET_SIZE(object l)
-    PyObject *PyList_GET_ITEM(object l, Py_ssize_t i)
     unsigned long long PyLong_AsUnsignedLongLongMask(object v) except? <unsigned long long>-1
     unsigned long PyThread_get_thread_ident()
 
 cdef enum:
-    CHUNK_SHIFT = 8
-    CHUNK = 256
     STACK_CQES = 256
-    MAX_VIEWS = 1024          # IOV_MAX
     SQE_FLAGS_MASK = 0x7f
     IOSQE_FIXED_FILE = 1
     IOSQE_BUFFER_SELECT = 1 << 5
     IOSQE_CQE_SKIP_SUCCESS = 1 << 6
 
-cdef uint32_t NO_SLOT = 0xFFFFFFFF
 cdef uint64_t UD_BATCH = 1ULL << 63
 cdef uint64_t UD_INTERNAL = 0xFFFFFFFFFFFFFFFFULL
 cdef uint64_t UD_SKIP = 0xFFFFFFFFFFFFFFFEULL
@@ -218,37 +213,6 @@ cdef class BufRing:
         return f"<BufRing bgid={self.bgid} entries={self.entries} size={self.size}>"
 
 
-cdef int get_buffer(object obj, Py_buffer *view, bint writable) except -1:
-    """Pin obj's buffer (C-contiguous). A read-only buffer where the kernel
-    must write is a TypeError, as CPython's "w*" argument converter says."""
-    if writable:
-        try:
-            PyObject_GetBuffer(obj, view, PyBUF_WRITABLE)
-        except BufferError:
-            raise TypeError(f"a writable bytes-like object is required, not '{type(obj).__name__}'") from None
-    else:
-        PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
-    return 0
-
-
-cdef int get_results_view(object results, Py_buffer *view, Py_ssize_t n) except -1:
-    """Pin a batch's results buffer: writable, C-contiguous, native signed
-    32-bit items ('i', or 'l' where that is 4 bytes; '@' or '=' byte order),
-    at least n of them. Anything else is a TypeError, read-only included."""
-    cdef bytes fmt
-    try:
-        PyObject_GetBuffer(results, view, 0x003D)  # C_CONTIGUOUS | FORMAT | WRITABLE
-    except BufferError:
-        raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)") from None
-    fmt = b"B" if view.format == NULL else <bytes>view.format
-    if fmt[:1] in (b"@", b"="):
-        fmt = fmt[1:]
-    if view.itemsize != 4 or fmt not in (b"i", b"l") or view.len < n * 4:
-        PyBuffer_Release(view)
-        raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
-    return 0
-
-
 cdef inline int check_sqe_flags(int flags) except -1:
     if flags & ~SQE_FLAGS_MASK:
         raise ValueError(f"unknown IOSQE_* bits in flags={flags:#x}")
@@ -341,10 +305,9 @@ cdef class Ring:
     def __cinit__(self):
         fio_ring_clear(&self.ring)
         self.fork_gen = fio_fork_generation()
-        self.free_head = NO_SLOT
+        self.table = new_table(0)
         self.buf_rings = {}
         self.backlog = []
-        self.uds = []
 
     def __init__(self, entries=256, *, flags=0, cq_entries=None, sq_thread_idle=None, sq_thread_cpu=None):
         cdef fio_io_uring_params p
@@ -399,6 +362,11 @@ cdef class Ring:
         """True once the ring is closed."""
         return self.ring.fd < 0
 
+    @property
+    def inflight(self):
+        """Requests queued or in flight whose completion is not reaped yet."""
+        return self.table.inflight
+
     def fileno(self):
         """The ring's file descriptor."""
         if self.ring.fd < 0:
@@ -422,7 +390,7 @@ cdef class Ring:
                 raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
                                    "waiting in it, or a signal handler, finalizer or callback inside a "
                                    "prep_*, peek, wait or batch call); close it once that call has returned")
-            if self.inflight and self.wrong_issuer():
+            if self.table.inflight and self.wrong_issuer():
                 raise RuntimeError("Ring.close() from another thread on a SETUP_SINGLE_ISSUER ring with "
                                    "requests in flight: the kernel refuses io_uring_enter from any thread "
                                    "but the one that created the ring (EEXIST), so they could not be "
@@ -445,8 +413,6 @@ cdef class Ring:
             except BaseException:
                 pass
             self.shutdown()
-        if not self.leak_table:
-            self.free_table()
         free(self.spill)
         self.spill = NULL
 
@@ -455,15 +421,6 @@ cdef class Ring:
         binds such a ring to the task that created it, 6.0)."""
         return bool(self.ring.flags & FIO_IORING_SETUP_SINGLE_ISSUER) and \
             PyThread_get_thread_ident() != self.issuer
-
-    cdef void free_table(self) noexcept:
-        cdef uint32_t i
-        if self.chunks != NULL:
-            for i in range(self.nchunks):
-                free(self.chunks[i])
-            free(self.chunks)
-            self.chunks = NULL
-            self.nchunks = 0
 
     cdef void shutdown(self) noexcept:
         """close()'s work; never raises."""
@@ -477,15 +434,13 @@ cdef class Ring:
         if drained:
             # Nothing in flight any more: release every slot still held (only
             # in a forked child, or SQEs the kernel never saw).
-            for i in range(self.nchunks << CHUNK_SHIFT):
-                if self.slot_at(i).pending:
-                    self.slot_release(i)
+            self.table.release_all()
         else:
             # Some request outlived the limit: the kernel may still write into
             # its buffers. Leak them (the slot table keeps every Py_buffer and
             # so every exporter alive; the buffer rings keep their extra
             # reference) rather than free memory the kernel may touch.
-            self.leak_table = 1
+            self.table.leaked = True
         fio_ring_exit(&self.ring)
         if drained:
             for i in range(self.nreg_views):
@@ -524,7 +479,7 @@ cdef class Ring:
             self.ring.sq.sqe_tail = head
             fio_ring_flush_sq(&self.ring)
             # 2. Cancel and reap until nothing is in flight.
-            while self.inflight:
+            while self.table.inflight:
                 now = fio_monotonic_ns()
                 if now - start > DRAIN_LIMIT_NS:
                     return 0
@@ -548,14 +503,14 @@ cdef class Ring:
         except BaseException:
             # KeyboardInterrupt or MemoryError mid-drain: the safe answer is
             # to keep everything that may still be in flight.
-            return 0 if self.inflight else 1
+            return 0 if self.table.inflight else 1
 
     cdef void forget_ud(self, uint64_t ud) noexcept:
         """Release what an SQE the kernel never saw was holding."""
         cdef Slot *s
         if ud == UD_INTERNAL or ud == UD_SKIP:
             return
-        s = self.slot_at(<uint32_t>(ud & 0xFFFFFFFF))
+        s = self.table.at(<uint32_t>(ud & 0xFFFFFFFF))
         if s == NULL or not s.pending:
             return
         s.pending -= 1
@@ -564,108 +519,20 @@ cdef class Ring:
 
     # ---- the in-flight table ----------------------------------------------
 
-    cdef Slot *slot_at(self, uint32_t idx) noexcept:
-        if (idx >> CHUNK_SHIFT) >= self.nchunks:
-            return NULL
-        return &self.chunks[idx >> CHUNK_SHIFT][idx & (CHUNK - 1)]
-
-    cdef uint32_t slot_alloc(self) except? 0xFFFFFFFF:
-        """A free slot (pending = 1, gen kept), growing the table by one chunk
-        of CHUNK slots when needed. Slots never move: chunks are not reallocated."""
-        cdef Slot **chunks
-        cdef Slot *chunk
-        cdef Slot *s
-        cdef uint32_t i, base, idx
-        if self.free_head == NO_SLOT:
-            if self.nchunks >= (1U << (32 - CHUNK_SHIFT)) - 1:
-                raise MemoryError("too many requests in flight")
-            base = self.nchunks << CHUNK_SHIFT
-            self.uds.extend([None] * (base + CHUNK - len(self.uds)))   # up to [base + CHUNK)
-            chunk = <Slot *>calloc(CHUNK, sizeof(Slot))
-            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *)) if chunk != NULL else NULL
-            if chunks == NULL:
-                free(chunk)
-                del self.uds[base:]
-                raise MemoryError()
-            self.chunks = chunks
-            self.chunks[self.nchunks] = chunk
-            self.nchunks += 1
-            for i in range(<uint32_t>CHUNK):
-                chunk[i].gen = 1
-                chunk[i].buf_group = -1
-                chunk[i].next_free = base + i + 1 if i + 1 < CHUNK else NO_SLOT
-            self.free_head = base
-        idx = self.free_head
-        s = self.slot_at(idx)
-        self.free_head = s.next_free
-        s.pending = 1
-        s.nviews = 0
-        s.batch = 0
-        s.batch_owned = 0
-        s.fixed = 0
-        s.opcode = 0
-        s.buf_group = -1
-        self.inflight += 1
-        return idx
-
     cdef void slot_release(self, uint32_t idx) noexcept:
-        """Give back everything the slot holds. The slot is free and the table
-        consistent before anything that can run Python code: releasing a
-        buffer may call its exporter (``__release_buffer__``) or drop the last
-        reference to it (its ``__del__``), dropping user_data may finalize it,
-        and that code may use this ring (close() it, prep, reap)."""
-        cdef Slot *s = self.slot_at(idx)
-        cdef uint32_t i
-        cdef uint32_t nviews = s.nviews
-        cdef Py_buffer view = s.view
-        cdef Py_buffer *more_views = s.more_views
-        cdef void *mem = s.mem
-        cdef int32_t *results = s.results if s.results_owned else NULL
-        cdef object user_data = None
-        cdef PyObject *keep = s.keep
+        """Release slot idx: this ring's own counts, then the table's part
+        (which may run Python code, with everything consistent)."""
+        cdef Slot *s = self.table.at(idx)
         cdef object group
         cdef BufRing br
         if s.fixed:
             self.fixed_inflight -= 1
-        if s.buf_group >= 0:
-            group = self.buf_rings.get(s.buf_group)
+        if s.group >= 0:
+            group = self.buf_rings.get(s.group)
             if group is not None:
                 br = group
                 br.inflight -= 1
-        s.more_views = NULL
-        s.mem = NULL
-        s.results = NULL
-        s.results_owned = 0
-        s.nviews = 0
-        s.fixed = 0
-        s.buf_group = -1
-        if idx < <uint32_t>PyList_GET_SIZE(self.uds):   # (emptied if the GC cleared it)
-            user_data = self.uds[idx]
-            self.uds[idx] = None
-        s.keep = NULL
-        s.pending = 0
-        s.gen = s.gen + 1 if s.gen < 0x7FFFFFFF else 1
-        s.next_free = self.free_head
-        self.free_head = idx
-        self.inflight -= 1
-        if nviews:
-            PyBuffer_Release(&view)
-            for i in range(nviews - 1):
-                PyBuffer_Release(&more_views[i])
-        free(more_views)
-        free(mem)
-        free(results)
-        Py_XDECREF(keep)
-        user_data = None   # the last reference may run a finalizer: the table is consistent
-
-    cdef object ud_get(self, uint32_t idx):
-        """The user_data of slot idx (None once the GC cleared the list)."""
-        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
-            return <object>PyList_GET_ITEM(self.uds, idx)
-        return None
-
-    cdef uint64_t slot_ud(self, uint32_t idx) noexcept:
-        return (<uint64_t>self.slot_at(idx).gen << 32) | idx
+        self.table.release(idx)
 
     cdef uint32_t new_slot(self, object user_data, int flags, bint pins) except? 0xFFFFFFFF:
         """Validate flags and take a slot holding user_data. With
@@ -682,33 +549,18 @@ cdef class Ring:
                                  "request never comes back")
             self.preparing += 1
             return NO_SLOT
-        idx = self.slot_alloc()
+        idx = self.table.alloc()
         # Until commit() or abandon(): close() refuses (Python code run while
         # the request is built, a buffer's exporter say, may try to close).
         self.preparing += 1
-        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
-            self.uds[idx] = user_data
+        self.table.set_user_data(idx, user_data)
         if self.ring.fd < 0 or self.closing:
-            # slot_alloc() allocates (the user_data list grows), and the
+            # table.alloc() allocates (the user_data list grows), and the
             # garbage collector may have run a finalizer there that closed
             # the ring before the guard above was up.
             self.abandon(idx)
             raise ValueError("I/O operation on closed Ring")
         return idx
-
-    cdef int pin(self, uint32_t idx, object obj, bint writable) except -1:
-        """Pin obj's buffer into the slot's first view."""
-        cdef Slot *s = self.slot_at(idx)
-        get_buffer(obj, &s.view, writable)
-        s.nviews = 1
-        return 0
-
-    cdef int keep(self, uint32_t idx, object obj) except -1:
-        cdef Slot *s = self.slot_at(idx)
-        Py_INCREF(obj)
-        Py_XDECREF(s.keep)
-        s.keep = <PyObject *>obj
-        return 0
 
     cdef object commit(self, uint32_t idx, fio_io_uring_sqe *sqe, int flags):
         """Finish an SQE: IOSQE flags and user_data; returns the request id."""
@@ -717,8 +569,8 @@ cdef class Ring:
         if idx == NO_SLOT:
             sqe.user_data = UD_SKIP
             return None
-        sqe.user_data = self.slot_ud(idx)
-        self.slot_at(idx).opcode = sqe.opcode
+        sqe.user_data = self.table.ident(idx)
+        self.table.at(idx).tag = sqe.opcode
         return PyLong_FromUnsignedLongLong(sqe.user_data)
 
     cdef void abandon(self, uint32_t idx) noexcept:
@@ -899,7 +751,7 @@ cdef class Ring:
             out.append(c)
             return 0
         idx = <uint32_t>(ud & 0xFFFFFFFF)
-        s = self.slot_at(idx)
+        s = self.table.at(idx)
         if s == NULL or not s.pending:
             return 0   # cannot happen: every id we issue names a held slot
         if ud & UD_BATCH:
@@ -914,14 +766,14 @@ cdef class Ring:
         # changes state, so a CQE whose handling raised is untouched and
         # reap() keeps it for the next call.
         c = Completion.__new__(Completion)
-        c.user_data = self.ud_get(idx)
+        c.user_data = self.table.user_data(idx)
         c.res = cqe.res
         c.flags = cqe.flags
         br = None
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
             bid = cqe.flags >> FIO_IORING_CQE_BUFFER_SHIFT
             c.buffer_id = bid
-            group = self.buf_rings.get(s.buf_group)
+            group = self.buf_rings.get(s.group)
             if group is not None and bid < (<BufRing>group).entries:
                 br = group
                 c.buffer = PyBytes_FromStringAndSize(br.bufs + <size_t>bid * br.size,
@@ -1360,8 +1212,8 @@ cdef class Ring:
         cdef fio_io_uring_sqe *sqe
         cdef Slot *s
         try:
-            self.pin(idx, buf, writable)
-            s = self.slot_at(idx)
+            self.table.pin(idx, buf, writable)
+            s = self.table.at(idx)
             length = len32(s.view.len)
             sqe = self.next_sqe()
         except BaseException:
@@ -1401,47 +1253,18 @@ cdef class Ring:
         return self.prep_buf(FIO_OP_SEND, as_fd(fd), buf, 0, as_u32(msg_flags), user_data, as_c_int(flags), False,
                              poll_first_bit(poll_first))
 
-    cdef iovec *pin_vector(self, uint32_t idx, object buffers, bint writable, size_t extra) except NULL:
-        """Pin every buffer of the sequence and build the iovec array (in
-        s.mem, after `extra` leading bytes the caller uses)."""
-        cdef Slot *s = self.slot_at(idx)
-        cdef list objs = list(buffers)
-        cdef uint32_t n = len(objs), i
-        cdef iovec *iov
-        if n == 0 or n > MAX_VIEWS:
-            raise ValueError(f"give between 1 and {MAX_VIEWS} buffers")
-        s.mem = calloc(1, extra + n * sizeof(iovec))
-        if s.mem == NULL:
-            raise MemoryError()
-        if n > 1:
-            s.more_views = <Py_buffer *>calloc(n - 1, sizeof(Py_buffer))
-            if s.more_views == NULL:
-                raise MemoryError()
-        iov = <iovec *>(<char *>s.mem + extra)
-        for i in range(n):
-            if i == 0:
-                get_buffer(objs[0], &s.view, writable)
-                iov[0].iov_base = s.view.buf
-                iov[0].iov_len = s.view.len
-            else:
-                get_buffer(objs[i], &s.more_views[i - 1], writable)
-                iov[i].iov_base = s.more_views[i - 1].buf
-                iov[i].iov_len = s.more_views[i - 1].len
-            s.nviews = i + 1
-        return iov
-
     cdef object prep_vec(self, uint8_t op, int fd, object buffers, uint64_t offset, uint32_t rw_flags,
                          object user_data, int flags, bint writable):
         cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), True)
         cdef fio_io_uring_sqe *sqe
         cdef iovec *iov
         try:
-            iov = self.pin_vector(idx, buffers, writable, 0)
+            iov = self.table.pin_vector(idx, buffers, writable, 0)
             sqe = self.next_sqe()
         except BaseException:
             self.abandon(idx)
             raise
-        fio_prep_rw_op(sqe, op, fd, <uint64_t><size_t>iov, self.slot_at(idx).nviews, offset, rw_flags)
+        fio_prep_rw_op(sqe, op, fd, <uint64_t><size_t>iov, self.table.at(idx).nviews, offset, rw_flags)
         return self.commit(idx, sqe, flags)
 
     def prep_readv(self, fd, buffers, offset, *, user_data=None, flags=0, rw_flags=0):
@@ -1472,7 +1295,7 @@ cdef class Ring:
         # another thread while sqe_for() submits with the GIL released); only
         # then is the registration read.
         idx = self.new_slot(user_data, as_c_int(flags), True)
-        self.slot_at(idx).fixed = 1
+        self.table.at(idx).fixed = 1
         self.fixed_inflight += 1
         try:
             if not 0 <= bi < <int>self.nreg_views:
@@ -1538,7 +1361,7 @@ cdef class Ring:
             raise ValueError("embedded null byte")
         idx = self.new_slot(user_data, as_c_int(flags), True)
         try:
-            self.keep(idx, bpath)
+            self.table.keep(idx, bpath)
             sqe = self.next_sqe()
         except BaseException:
             self.abandon(idx)
@@ -1568,9 +1391,9 @@ cdef class Ring:
             raise ValueError("embedded null byte")
         idx = self.new_slot(user_data, as_c_int(flags), True)
         try:
-            self.keep(idx, bpath)
-            self.pin(idx, statxbuf, True)
-            s = self.slot_at(idx)
+            self.table.keep(idx, bpath)
+            self.table.pin(idx, statxbuf, True)
+            s = self.table.at(idx)
             if s.view.len < _abi.STATX_SIZE:
                 raise ValueError("statxbuf must hold at least 256 bytes (struct statx)")
             sqe = self.next_sqe()
@@ -1645,7 +1468,7 @@ cdef class Ring:
             ts = <fio_kernel_timespec *>malloc(sizeof(fio_kernel_timespec))
             if ts == NULL:
                 raise MemoryError()
-            self.slot_at(idx).mem = ts
+            self.table.at(idx).mem = ts
             ts.tv_sec = ns // 1000000000
             ts.tv_nsec = ns % 1000000000
             sqe = self.next_sqe()
@@ -1691,7 +1514,7 @@ cdef class Ring:
         cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), True)
         cdef fio_io_uring_sqe *sqe
         try:
-            self.keep(idx, sa)
+            self.table.keep(idx, sa)
             sqe = self.next_sqe()
         except BaseException:
             self.abandon(idx)
@@ -1721,7 +1544,7 @@ cdef class Ring:
             self.abandon(idx)
             raise ValueError(f"buffer group {gid} is not registered on this ring")
         br = group
-        self.slot_at(idx).buf_group = gid
+        self.table.at(idx).group = gid
         br.inflight += 1
         sqe = self.sqe_for(idx)
         fio_prep_recv_multishot(sqe, cfd, <uint16_t>gid, mflags)
@@ -1736,13 +1559,13 @@ cdef class Ring:
         cdef msghdr *msg
         cdef bytes sa
         try:
-            iov = self.pin_vector(idx, buffers, writable, sizeof(msghdr))
-            msg = <msghdr *>self.slot_at(idx).mem
+            iov = self.table.pin_vector(idx, buffers, writable, sizeof(msghdr))
+            msg = <msghdr *>self.table.at(idx).mem
             msg.msg_iov = iov
-            msg.msg_iovlen = self.slot_at(idx).nviews
+            msg.msg_iovlen = self.table.at(idx).nviews
             if address is not None:
                 sa = _abi.sockaddr(address)
-                self.keep(idx, sa)
+                self.table.keep(idx, sa)
                 msg.msg_name = PyBytes_AS_STRING(sa)
                 msg.msg_namelen = <unsigned int>PyBytes_GET_SIZE(sa)
             sqe = self.next_sqe()
@@ -1863,30 +1686,17 @@ cdef class Ring:
             if cdepth <= 0 or cdepth > <int>self.sq_entries:
                 cdepth = self.sq_entries
             idx = self.new_slot(None, 0, True)
-            s = self.slot_at(idx)
+            s = self.table.at(idx)
             s.pending = 0
             s.batch = 1
             s.batch_owned = 1
             self.batches += 1
             self.preparing -= 1   # not a prep: the batch owns the slot from here
             try:
-                self.pin(idx, buf, op == FIO_OP_READ)
+                self.table.pin(idx, buf, op == FIO_OP_READ)
                 if s.view.len < n * bsize:
                     raise ValueError(f"buf holds {s.view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
-                if results is not None:
-                    # the results view lives in the slot (more_views[0]) so
-                    # that reads still in flight after an interrupt stay safe
-                    s.more_views = <Py_buffer *>calloc(1, sizeof(Py_buffer))
-                    if s.more_views == NULL:
-                        raise MemoryError()
-                    get_results_view(results, &s.more_views[0], n)
-                    s.nviews = 2
-                    s.results = <int32_t *>s.more_views[0].buf
-                else:
-                    s.results = <int32_t *>malloc(max(n, 1) * 4)
-                    if s.results == NULL:
-                        raise MemoryError()
-                    s.results_owned = 1
+                self.table.pin_results(idx, results, n)
                 while True:
                     while next_i < n and <int>s.pending < cdepth:
                         sqe = fio_ring_get_sqe(&self.ring)
