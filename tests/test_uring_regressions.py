@@ -133,13 +133,21 @@ class _Closer:
         try:
             self.action()
             self.outcome.append("done")
-        except (RuntimeError, OSError) as exc:
+        except Exception as exc:   # recorded (and asserted on), never left unraisable
             self.outcome.append(type(exc).__name__)
 
 
 def _at_next_allocation(action):
     """Arm a finalizer that runs `action` at the next collected allocation;
-    returns the list it reports into."""
+    returns the list it reports into.
+
+    Where it runs depends on the interpreter: CPython 3.9-3.11 collect inside
+    the allocation itself (so inside a compiled prep: the case these tests
+    exist for), 3.12 and later only schedule the collection and run it at the
+    next eval-breaker check (a bytecode boundary: inside a pure prep, after a
+    compiled one returns). The tests call gc.collect() after the prep so the
+    finalizer has run by their asserts, and accept each moment it may have
+    run at, checking what must hold for that moment."""
     outcome: list = []
     _Closer(action, outcome)
     return outcome
@@ -155,12 +163,15 @@ def collect_at_every_allocation():
     gc.collect()
 
 
-def _fill_to_growth(ring, backend):
+def _fill_to_growth(ring, backend) -> int:
     """Queue NOPs until the in-flight table's next slot makes it grow (the
     compiled table grows by chunks of 256 slots, the pure one on every new
-    slot): the prep after this allocates inside its slot allocation."""
-    for i in range(512 if backend.name == "c" else 3):
+    slot): the prep after this allocates inside its slot allocation.
+    Returns how many were queued."""
+    n = 512 if backend.name == "c" else 3
+    for i in range(n):
         ring.prep_nop(user_data=i)
+    return n
 
 
 class TestFinalizerInsideAPrep:
@@ -171,7 +182,8 @@ class TestFinalizerInsideAPrep:
         close the ring; the prep then went on writing into the unmapped SQ
         (SIGSEGV, or a request "queued" on a closed ring). Fix: new_slot()
         sets the guard, then looks again: a ring closed meanwhile gives the
-        closed-ring ValueError, as the pure backend does."""
+        closed-ring ValueError, as the pure backend does; a close() called
+        while the guard is up gives RuntimeError."""
         ring = backend.Ring(1024)
         buf = bytearray(8)
         r, w = os.pipe()
@@ -179,17 +191,26 @@ class TestFinalizerInsideAPrep:
             os.write(w, b"x" * 8)
             _fill_to_growth(ring, backend)
             outcome = _at_next_allocation(ring.close)
+            raised = None
             try:
                 if call == "prep_read":
                     ring.prep_read(r, buf, -1, user_data=("ud", 1))
                 else:
                     ring.read_batch(r, buf, [0], 8)
             except ValueError as exc:
-                assert "closed" in str(exc)
-                assert ring.closed
+                raised = exc
+            gc.collect()
+            if raised is not None:
+                # The close ran before the prep's slot was taken.
+                assert "closed" in str(raised)
+                assert outcome == ["done"] and ring.closed
+            elif outcome == ["RuntimeError"]:
+                # The close ran while the prep was under way and was refused.
+                assert not ring.closed
             else:
-                assert not ring.closed, "the prep succeeded on a ring its own allocation closed"
-            assert outcome in (["done"], ["RuntimeError"])
+                # The close ran after the prep returned (3.12+ and the pure
+                # backend may run it there); the request it queued went with it.
+                assert outcome == ["done"] and ring.closed
             gc.set_threshold(700, 10, 10)
             ring.close()
             buf.extend(b"!")   # not pinned any more (BufferError if it were)
@@ -202,27 +223,37 @@ class TestFinalizerInsideAPrep:
         """Bug: prep_read_fixed() read the registered buffer before taking its
         slot; a finalizer run by the slot's allocation could unregister the
         buffers, and the compiled prep then used the freed table (SIGSEGV on
-        a NULL reg_views[bi]). Fix: the slot is taken and counted as fixed
-        first (unregister_buffers refuses with EBUSY from then on), and the
-        registration is read after: if it went first, the prep says the
-        buffer is not registered."""
+        a NULL reg_views[bi]), the pure one a stale view. Fix: the slot is
+        taken and counted as fixed first (unregister_buffers refuses with
+        EBUSY from then on), and the registration is read after: if the
+        unregister went first, the prep says the buffer is not registered."""
         ring = backend.Ring(1024)
         fixed = bytearray(4096)
         fd = os.open("/proc/self/exe", os.O_RDONLY)
         try:
             ring.register_buffers([fixed])
-            _fill_to_growth(ring, backend)
+            queued = _fill_to_growth(ring, backend)
             outcome = _at_next_allocation(ring.unregister_buffers)
+            raised = None
             try:
                 ring.prep_read_fixed(fd, 0, 0, user_data="fixed")
             except ValueError as exc:
-                assert "not a registered buffer" in str(exc)
+                raised = exc
+            gc.collect()
+            if raised is not None:
+                # The unregister ran before the slot was counted as fixed.
+                assert "not a registered buffer" in str(raised)
                 assert outcome == ["done"]
             else:
-                assert outcome in (["OSError"], []), outcome
+                # Queued: the unregister, whenever it ran, was refused.
+                assert outcome == ["OSError"], outcome
+                queued += 1
             gc.set_threshold(700, 10, 10)
-            got = ring.wait(ring.inflight, timeout=5)
-            assert ring.inflight == 0 and len(got) == 513 - (outcome == ["done"]) if backend.name == "c" else True
+            got = ring.wait(queued, timeout=5)
+            assert len(got) == queued and ring.inflight == 0
+            if raised is None:
+                fixed_result = [c.res for c in got if c.user_data == "fixed"]
+                assert fixed_result == [4096], fixed_result   # read from the still-registered buffer
         finally:
             ring.close()
             os.close(fd)

@@ -1238,22 +1238,24 @@ class Ring:
         bi = as_c_int(buf_index)
         boff = _i64(buf_offset)
         off = _as_offset(offset)
-        n = None if nbytes is None else _i64(nbytes)   # converted before the table is read
-        if not 0 <= bi < len(self._reg_views):
-            raise ValueError(f"buf_index {bi} is not a registered buffer")
-        view = self._reg_views[bi]
-        if n is None:
-            n = view.len - boff
-        if boff < 0 or n < 0 or boff + n > view.len:
-            raise ValueError("buf_offset/nbytes fall outside the registered buffer")
-        n = _len32(n)
+        n = None if nbytes is None else _i64(nbytes)
 
         def build(slot):
+            # Counted as fixed first (unregister_buffers refuses from here on),
+            # then the registration is read: a finalizer that unregistered it
+            # while the slot was taken is seen here, as in the C twin.
             slot.fixed = True
             self._fixed_inflight += 1
+            if not 0 <= bi < len(self._reg_views):
+                raise ValueError(f"buf_index {bi} is not a registered buffer")
+            view = self._reg_views[bi]
+            length = view.len - boff if n is None else n
+            if boff < 0 or length < 0 or boff + length > view.len:
+                raise ValueError("buf_offset/nbytes fall outside the registered buffer")
+            length = _len32(length)
 
             def fill(sqe):
-                self._prep_rw(sqe, op, fd, view.buf + boff, n, off)
+                self._prep_rw(sqe, op, fd, view.buf + boff, length, off)
                 sqe.buf_index = bi
             return fill
         return self._queue(user_data, flags, True, build)
