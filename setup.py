@@ -5,7 +5,11 @@ import os
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["epoll", "poll", "selectors", "sigio", "_inflight", "uring", "aio", "_loadgen"]
+MODULES = [
+    "epoll", "poll", "selectors", "sigio", "_inflight",
+    "_uring_types", "_uring_core", "_uring_register", "uring", "_uring_layout",
+    "aio", "_loadgen",
+]
 SANITIZERS = {"address", "undefined"}
 
 

@@ -1,5 +1,5 @@
 """The io_uring ABI checked three ways: the C header as compiled
-(``fastio._c.uring._abi_layout``), the ctypes mirror
+(``fastio._c._uring_layout._abi_layout``), the ctypes mirror
 (``fastio._abi.uring``), and the literal numbers of the kernel's
 ``include/uapi/linux/io_uring.h``."""
 
@@ -10,7 +10,7 @@ import ctypes
 import pytest
 
 import fastio.uring
-from fastio._c.uring import _abi_layout
+from fastio._c._uring_layout import _abi_layout
 from fastio._abi import uring as abi
 
 LAYOUT = _abi_layout()

@@ -5,7 +5,7 @@
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
 from libc.math cimport ceil
-from libc.stdint cimport int64_t, INT64_MAX
+from libc.stdint cimport int64_t, INT64_MAX, uint32_t, uint64_t
 from libc.string cimport strerror
 
 from fastio._c._sys cimport fio_fork_generation, fio_monotonic_ns
@@ -88,3 +88,30 @@ cdef inline int64_t deadline_for(int64_t timeout_ns) noexcept nogil:
     """The monotonic deadline of a wait of timeout_ns (-1: none)."""
     return -1 if timeout_ns < 0 else fio_monotonic_ns() + timeout_ns
 
+
+cdef inline uint32_t len32(Py_ssize_t n) except? 0xFFFFFFFF:
+    if n < 0:
+        raise ValueError(f"a length must be >= 0, got {n}")
+    if n > 0xFFFFFFFF:
+        raise ValueError("a single request moves at most 4 GiB - 1 bytes")
+    return <uint32_t>n
+
+
+cdef inline uint32_t as_u32(object value) except? 0xFFFFFFFF:
+    """An int argument for a 32-bit unsigned field: a float or a str is a
+    TypeError (as CPython's converters say), a value outside 0..2**32-1 an
+    OverflowError."""
+    cdef object v = PyNumber_Index(value)
+    if not 0 <= v <= 0xFFFFFFFF:
+        raise OverflowError(f"{v} is out of range for a 32-bit unsigned field")
+    return <uint32_t>v
+
+
+cdef inline long long as_i64(object value) except? -1:
+    """An int argument for a signed 64-bit field (OverflowError outside it)."""
+    return PyNumber_Index(value)
+
+
+cdef inline uint64_t as_u64(object value) except? 0xFFFFFFFFFFFFFFFF:
+    """An int argument for an unsigned 64-bit field (OverflowError outside it)."""
+    return PyNumber_Index(value)
