@@ -46,7 +46,7 @@ extensions = [
         [f"src/fastio/_c/{name}.pyx"],
         include_dirs=["csrc"],
         # No -march/-mcpu: wheels must run on any CPU of their architecture
-        # (tests/test_build_flags.py checks the built modules).
+        # (tests/packaging/test_build_flags.py checks the built modules).
         extra_compile_args=["-Wall", "-Wextra", "-std=gnu11", *COMPILE],
         extra_link_args=LINK,
     )

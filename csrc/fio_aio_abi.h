@@ -3,7 +3,7 @@
  * The subset of the Linux native AIO UAPI (include/uapi/linux/aio_abi.h and
  * the RWF_* flags of include/uapi/linux/fs.h) that fastio.aio uses, under a
  * fio_/FIO_ prefix so that no system header is needed. Sizes and the offsets
- * we touch are checked below; tests/test_abi.py checks them again against the
+ * we touch are checked below; tests/interfaces/test_abi.py checks them again against the
  * ctypes mirror (fastio/_pure/_aio_abi.py) and literal numbers.
  */
 #ifndef FIO_AIO_ABI_H

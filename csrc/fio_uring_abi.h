@@ -8,7 +8,7 @@
  * Field names are the kernel's. Where the kernel has a union, the struct here
  * has one plain field named after the union's first member; the comment names
  * the aliases. Every size and every offset fastio touches is checked below
- * with _Static_assert, and again from Python in tests/test_abi.py against the
+ * with _Static_assert, and again from Python in tests/interfaces/test_abi.py against the
  * ctypes mirror in src/fastio/_pure/_uring_abi.py.
  */
 #ifndef FIO_URING_ABI_H

@@ -5,10 +5,16 @@ If the compiled backend does not import, its tests fail (they do not skip)."""
 from __future__ import annotations
 
 import importlib
+import pathlib
 import socket
+import sys
 import types
 
 import pytest
+
+# The suite's shared helpers (support, fuzzing, soak_core) live in tests/helpers/,
+# out of the list of test files; every test module imports them by name.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "helpers"))
 
 from fastio._api import PUBLIC_API
 from fastio._backend import BACKENDS

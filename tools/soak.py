@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Leak soaks over every fastio interface: a million operations each by
 default, checking that RSS, open fds, Python objects and tracemalloc stay
-flat. Exits 1 if anything grew beyond its slack (tests/soak_core.py says
+flat. Exits 1 if anything grew beyond its slack (tests/helpers/soak_core.py says
 how each is measured and what slack it gets), 2 on a wrong result.
 
     python tools/soak.py [--ops N] [--backend c|pure|both] [--only NAME[,NAME]]
 
 NAME: selectors, epoll, poll, uring, aio, sigio. The soak code lives in
-tests/soak_core.py, which tests/test_soak.py runs briefly on both backends.
+tests/helpers/soak_core.py, which tests/system/test_soak.py runs briefly on both backends.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests", "helpers"))
 
 import soak_core  # noqa: E402
 

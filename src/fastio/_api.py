@@ -1,5 +1,5 @@
 """The public API table: every public name, per module. Both backends export
-exactly these (``tests/test_api_parity.py``); ``fastio._c`` checks its
+exactly these (``tests/interfaces/test_api_parity.py``); ``fastio._c`` checks its
 modules against it at import. A leaf module, so that ``fastio._backend``
 (which imports ``fastio._c``) and ``fastio._c`` do not import each other."""
 

@@ -1,6 +1,6 @@
 """The io_uring ABI in ctypes, mirroring ``csrc/fio_uring_abi.h``, and every
 constant ``fastio.uring`` exports, with the values of the kernel's
-``include/uapi/linux/io_uring.h`` (Linux 6.18). ``tests/test_abi.py`` checks
+``include/uapi/linux/io_uring.h`` (Linux 6.18). ``tests/interfaces/test_abi.py`` checks
 sizes and offsets here against the C header and against literal numbers.
 
 Also here, because both backends share it and it needs no compiler: the

@@ -1,13 +1,13 @@
 # cython: language_level=3, embedsignature=True
 """The io_uring ABI structs as compiled: sizes and field offsets, for
-``tests/test_abi.py`` (which checks them against the ctypes mirror and the
+``tests/interfaces/test_abi.py`` (which checks them against the ctypes mirror and the
 kernel's values)."""
 
 from fastio._c._uring cimport *
 
 
 def _abi_layout():
-    """Sizes and field offsets of the C ABI structs, as compiled (tests/test_abi.py)."""
+    """Sizes and field offsets of the C ABI structs, as compiled (tests/interfaces/test_abi.py)."""
     cdef fio_io_uring_sqe sqe
     cdef fio_io_uring_cqe cqe
     cdef fio_io_uring_params p

@@ -1,4 +1,4 @@
-"""The leak soaks of tools/soak.py (code in tests/soak_core.py), short: about
+"""The leak soaks of tools/soak.py (code in tests/helpers/soak_core.py), short: about
 10 000 operations per interface on each backend. Each soak checks every
 result it gets and that RSS, open fds, Python objects and tracemalloc stay
 within their slack between a sample after warm-up and one at the end. The

@@ -17,7 +17,7 @@ import pytest
 
 from fastio import uring
 
-CSRC = pathlib.Path(__file__).resolve().parent.parent / "csrc"
+CSRC = pathlib.Path(__file__).resolve().parents[2] / "csrc"
 
 pytestmark = [
     pytest.mark.skipif(not CSRC.is_dir(), reason="no csrc/ beside tests/ (a run against an installed wheel)"),

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-SETUP = pathlib.Path(__file__).resolve().parent.parent / "setup.py"
+SETUP = pathlib.Path(__file__).resolve().parents[2] / "setup.py"
 
 pytestmark = [
     pytest.mark.skipif(not SETUP.exists(), reason="no setup.py beside tests/ (a run against an installed wheel)"),

@@ -20,7 +20,7 @@ import pytest
 
 from fastio import aio
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 # tools/check-wheels runs a copy of tests/ on its own, without examples/.
 pytestmark = pytest.mark.skipif(not EXAMPLES.is_dir(), reason=f"no examples/ beside tests/ ({EXAMPLES})")

@@ -904,7 +904,7 @@ def test_close_from_another_thread_while_select_waits(backend, cls):
 
 @pytest.mark.parametrize("fd, exc", [(2**31, OverflowError), (10**6, ValueError)])
 def test_select_selector_fd_out_of_range_errors_as_the_stdlib(backend, fd, exc):
-    """Regression (found by tests/test_selectors_state.py): with an fd beyond
+    """Regression (found by tests/state/test_selectors_state.py): with an fd beyond
     a C int registered, the compiled SelectSelector's select() raised
     ValueError where select.select() raises OverflowError (beyond FD_SETSIZE
     only: ValueError, as before)."""
@@ -921,7 +921,7 @@ def test_select_selector_fd_out_of_range_errors_as_the_stdlib(backend, fd, exc):
 @pytest.mark.parametrize("timeout, exc", [(float("inf"), OverflowError), (float("nan"), ValueError),
                                           ("1", TypeError), (1e20, ValueError)])
 def test_closed_epoll_selector_errors_in_the_stdlib_order(backend, timeout, exc):
-    """Regression (found by tests/test_selectors_state.py): a closed
+    """Regression (found by tests/state/test_selectors_state.py): a closed
     EpollSelector judged the timeout before saying it was closed. The stdlib
     first does its own arithmetic on the timeout (TypeError, math.ceil's
     OverflowError or ValueError), then epoll.poll() says closed (ValueError)

@@ -3,7 +3,7 @@
 Every extension module in ``fastio._c`` (found at run time, so a new one is
 covered the day it is added) must ship a ``.pyi`` next to it, and
 ``mypy.stubtest`` must find no difference between the two. Names Cython
-generates are listed, with the reason, in ``tests/stubtest-allowlist.txt``.
+generates are listed, with the reason, in ``tests/packaging/stubtest-allowlist.txt``.
 """
 
 from __future__ import annotations

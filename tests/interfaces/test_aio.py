@@ -948,7 +948,7 @@ def test_int_arguments_refuse_floats(ctx, datafile, call):
 
 @pytest.mark.parametrize("request_id, exc", [(1.0, TypeError), (-1, OverflowError), (2**64, OverflowError)])
 def test_cancel_request_id_must_be_an_int_in_range(ctx, request_id, exc):
-    """Regression (found writing tests/test_state_aio.py): the c backend took
+    """Regression (found writing tests/state/test_state_aio.py): the c backend took
     a float id (cancel(1.5) returned False) and the pure one masked a
     negative or too large id into range; ids are ints 0 .. 2**64 - 1."""
     with pytest.raises(exc):
@@ -969,7 +969,7 @@ def test_read_batch_offset_beyond_int64_is_an_overflow_error(ctx, datafile):
 
 
 def test_read_batch_on_a_context_full_of_other_requests_does_not_wait_for_them(backend, datafile):
-    """Regression (found writing tests/test_state_aio.py): read_batch on a
+    """Regression (found writing tests/state/test_state_aio.py): read_batch on a
     context full of requests that never complete (polls of an empty pipe)
     waited for one of them to complete, forever, before it could submit a
     read. The reads it cannot submit now come back -EAGAIN."""
@@ -997,7 +997,7 @@ def test_read_batch_on_a_context_full_of_other_requests_does_not_wait_for_them(b
 
 
 def test_getevents_never_returns_more_than_max_nr(ctx, datafile):
-    """Regression (found by tests/test_state_aio.py): completions already
+    """Regression (found by tests/state/test_state_aio.py): completions already
     held by the context (requests refused at submission, or cancelled while
     queued) were all returned at once, past max_nr; the rest now waits for
     the next call, in order."""
@@ -1021,7 +1021,7 @@ def test_getevents_never_returns_more_than_max_nr(ctx, datafile):
 
 
 def test_read_batch_of_a_bad_fd_beside_a_poll_in_flight(backend):
-    """Regression (found by tests/test_state_aio.py, a hang): after the
+    """Regression (found by tests/state/test_state_aio.py, a hang): after the
     kernel refused a batch's first read outright (EBADF), read_batch waited
     for an event before submitting the next one whenever any request of the
     context was in flight; a poll that never fires made that wait endless.

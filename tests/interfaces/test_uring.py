@@ -1102,7 +1102,7 @@ def test_offsets_must_be_ints(ring, offset):
 ], ids=["poll_mask", "rw_flags", "flags", "count", "fsync_flags", "length", "target", "cancel_flags",
         "nbytes", "batch size", "batch offset"])
 def test_int_arguments_refuse_floats(backend, call, datafile):
-    """Regression (found writing tests/test_state_ring.py): every int argument of
+    """Regression (found writing tests/state/test_state_ring.py): every int argument of
     Ring took a float and truncated it (poll_mask=1.5 became 1; a batch
     size of 1.5 read 1 byte), on both backends, where CPython's converters
     raise TypeError."""
@@ -1172,7 +1172,7 @@ def test_gc_collects_a_ring_in_a_cycle_through_user_data(backend):
 
 
 def test_close_with_the_cq_overflowed_releases_everything(backend, datafile):
-    """Regression (found by tests/test_state_ring.py): close() with more
+    """Regression (found by tests/state/test_state_ring.py): close() with more
     completions than the CQ holds (the kernel keeps the rest, FEAT_NODROP)
     gave up at once and leaked every request's buffers for good on the c
     backend: its drain flushed the overflow through a call that refuses a
@@ -1195,7 +1195,7 @@ def test_close_with_the_cq_overflowed_releases_everything(backend, datafile):
 @pytest.mark.parametrize("offsets", [[0, -5], array.array("q", [0, -5]), array.array("Q", [0, 2**63])],
                          ids=["list", "array q", "array Q"])
 def test_read_batch_refuses_negative_offsets_in_any_form(backend, datafile, offsets):
-    """Regression (found by tests/test_state_ring.py): a negative offset was
+    """Regression (found by tests/state/test_state_ring.py): a negative offset was
     refused (ValueError) in a list but sent to the kernel from an int64
     buffer (each such read came back -EINVAL), on both backends."""
     fd, _ = datafile
@@ -1207,7 +1207,7 @@ def test_read_batch_refuses_negative_offsets_in_any_form(backend, datafile, offs
 
 def test_read_batch_with_the_sq_full_of_requests_that_never_complete(backend, datafile):
     """Regression (found reviewing the batch loop after the same hang that
-    tests/test_state_aio.py met in aio): with the SQ full of other requests
+    tests/state/test_state_aio.py met in aio): with the SQ full of other requests
     and none of its own in flight, read_batch submitted them and waited for
     a completion; polls of an empty pipe never complete, so it waited
     forever. It now only submits them, then queues and waits for its own."""

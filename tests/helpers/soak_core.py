@@ -33,7 +33,7 @@ LeakSanitizer checks the C heap there instead.
 The slack absorbs allocator noise (a new pymalloc arena, a resized free
 list); a leak of one object or one small buffer per operation exceeds it
 within 10 000 operations, a leak of a few bytes of C memory per operation
-within a million. ``tools/soak.py`` is the command line; ``tests/test_soak.py``
+within a million. ``tools/soak.py`` is the command line; ``tests/system/test_soak.py``
 runs every soak briefly on both backends.
 """
 

@@ -952,7 +952,7 @@ def test_a_dup_or_a_second_signalio_cannot_arm_the_same_file(backend, sockpair):
 
 
 def test_a_file_without_fasync_cannot_be_armed_twice_either(backend):
-    """Regression (found by tests/test_state_sigio.py): an eventfd (no fasync
+    """Regression (found by tests/state/test_state_sigio.py): an eventfd (no fasync
     hook: the kernel keeps O_ASYNC off, yet sets its owner and signal) could
     be added to two SignalIO objects, since the check looked for O_ASYNC; the
     second saved the first's owner and signal as "the original" and, removed
