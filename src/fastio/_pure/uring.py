@@ -1,10 +1,11 @@
 """io_uring(7) through ctypes and mmap: the pure twin of ``fastio._c.uring``.
 
 The same kernel interface (``io_uring_setup``/``enter``/``register`` through
-``syscall(2)``, the rings mapped with the stdlib ``mmap``), the same in-flight
-table and rules; the kernel facts are those in ``fastio/_c/uring.pyx``'s
-docstring. Buffers are pinned exactly as in C: ``PyObject_GetBuffer`` through
-``ctypes.pythonapi``, released with ``PyBuffer_Release`` when reaped.
+``syscall(2)``, the rings mapped with the stdlib ``mmap``), the same rules;
+the kernel facts are those in ``fastio/_c/uring.pyx``'s docstring. Requests
+live in ``fastio._pure._inflight``'s table, which pins buffers exactly as in
+C: ``PyObject_GetBuffer`` through ``ctypes.pythonapi``, released with
+``PyBuffer_Release`` when reaped.
 
 Memory ordering without atomics. Python cannot issue a load-acquire or a
 store-release, so this backend orders its ring accesses through the syscalls
@@ -54,6 +55,10 @@ from fastio._util import (
     remaining,
     timeout_to_ns,
 )
+from fastio._pure._inflight import InflightTable
+# aio.py imports these two from here
+from fastio._pure._inflight import pin as _pin
+from fastio._pure._inflight import unpin as _unpin
 
 _TSO = platform.machine() in ("x86_64", "AMD64", "i386", "i686")
 
@@ -61,69 +66,12 @@ _c_long = ctypes.c_long
 _syscall = _libc.syscall
 _OP = abi.OPCODES
 _SQE_FLAGS_MASK = 0x7F
-_MAX_VIEWS = 1024
 _DRAIN_LIMIT_NS = 10_000_000_000
 _DRAIN_STEP_NS = 100_000_000
-_PYBUF_SIMPLE = 0
-_PYBUF_WRITABLE = 1
-_PYBUF_FORMAT = 4
 
-# Objects whose memory a request may still write after close() gave up on it.
+# Ring state (registered buffers, buffer rings) the kernel may still write
+# into after close() gave up on a request; the slots are kept by their table.
 _leaked: list = []
-
-
-class _PyBuffer(ctypes.Structure):
-    """CPython's Py_buffer (obj as a raw pointer: the reference it holds is
-    managed by PyObject_GetBuffer/PyBuffer_Release, not by ctypes)."""
-
-    _fields_ = [
-        ("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p), ("len", ctypes.c_ssize_t),
-        ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
-        ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
-        ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p),
-    ]
-
-
-_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
-_get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
-_get_buffer.restype = ctypes.c_int
-_release_buffer = ctypes.pythonapi.PyBuffer_Release
-_release_buffer.argtypes = [ctypes.POINTER(_PyBuffer)]
-_release_buffer.restype = None
-
-
-def _pin(obj, writable: bool) -> _PyBuffer:
-    """A pinned view of obj's buffer; same errors as the C backend."""
-    view = _PyBuffer()
-    if writable:
-        try:
-            _get_buffer(obj, ctypes.byref(view), _PYBUF_WRITABLE)
-        except BufferError:
-            raise TypeError(f"a writable bytes-like object is required, not '{type(obj).__name__}'") from None
-    else:
-        _get_buffer(obj, ctypes.byref(view), _PYBUF_SIMPLE)
-    return view
-
-
-def _unpin(view: _PyBuffer) -> None:
-    _release_buffer(ctypes.byref(view))
-
-
-def _results_view(results, n: int) -> memoryview:
-    """A batch's results buffer: writable, C-contiguous, native signed 32-bit
-    items ('i', or 'l' where that is 4 bytes; '@' or '=' byte order), at least
-    n of them; anything else is a TypeError (as in the compiled twin)."""
-    try:
-        rmv = memoryview(results)
-    except TypeError:
-        rmv = None
-    if rmv is not None:
-        fmt = rmv.format[1:] if rmv.format[:1] in ("@", "=") else rmv.format
-        if (not rmv.readonly and rmv.c_contiguous and rmv.itemsize == 4 and fmt in ("i", "l")
-                and rmv.nbytes >= n * 4):
-            return rmv
-        rmv.release()
-    raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
 
 
 def _enter(fd: int, to_submit: int, min_complete: int, flags: int, arg, argsz: int) -> int:
@@ -250,24 +198,6 @@ class BufRing:
         return f"<BufRing bgid={self.bgid} entries={self.entries} size={self.size}>"
 
 
-class _Slot:
-    __slots__ = ("gen", "pending", "user_data", "views", "keep", "batch", "batch_owned", "fixed",
-                 "buf_group", "results", "opcode")
-
-    def __init__(self):
-        self.gen = 1
-        self.pending = 0
-        self.user_data = None
-        self.views: list = []
-        self.keep: list = []
-        self.batch = False
-        self.batch_owned = False
-        self.fixed = False
-        self.buf_group = -1
-        self.results = None
-        self.opcode = 0
-
-
 def _check_sqe_flags(flags) -> int:
     flags = as_c_int(flags)
     if flags & ~_SQE_FLAGS_MASK:
@@ -340,9 +270,7 @@ class Ring:
         self._owner = None
         self._busy = 0
         self._batches = 0
-        self._slots: list[_Slot] = []
-        self._free: list[int] = []
-        self._inflight = 0
+        self._table = InflightTable()
         self._fixed_inflight = 0
         self._reg_views: list = []
         self._buf_rings: dict[int, BufRing] = {}
@@ -443,7 +371,7 @@ class Ring:
     @property
     def inflight(self):
         """Requests whose completion has not been reaped yet (their buffers are pinned)."""
-        return self._inflight
+        return self._table.inflight
 
     @property
     def sq_entries(self):
@@ -512,7 +440,7 @@ class Ring:
                 raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
                                    "waiting in it, or a signal handler, finalizer or callback inside a "
                                    "prep_*, peek, wait or batch call); close it once that call has returned")
-            if self._inflight and self._wrong_issuer():
+            if self._table.inflight and self._wrong_issuer():
                 raise RuntimeError("Ring.close() from another thread on a SETUP_SINGLE_ISSUER ring with "
                                    "requests in flight: the kernel refuses io_uring_enter from any thread "
                                    "but the one that created the ring (EEXIST), so they could not be "
@@ -544,14 +472,16 @@ class Ring:
         if self._fork_gen == fork_generation():
             drained = self._drain()
         if drained:
-            for idx, slot in enumerate(self._slots):
-                if slot.pending:
-                    self._slot_release(idx)
+            # Nothing in flight any more: release every slot still held (only
+            # in a forked child, or SQEs the kernel never saw).
+            self._table.release_all()
+            self._fixed_inflight = 0
         else:
             # Some request outlived the limit: keep what the kernel may still
             # write into (the slots' pinned buffers, the buffer rings) forever;
             # not the ring's own views, or its mmap could not be closed.
-            _leaked.append((self._slots, self._reg_views, dict(self._buf_rings)))
+            self._table.leak()
+            _leaked.append((self._reg_views, dict(self._buf_rings)))
         fd, self._fd = self._fd, -1
         self._unmap()
         os.close(fd)
@@ -582,7 +512,7 @@ class Ring:
             start = time.monotonic_ns()
             last_cancel = 0
             sink: list = []
-            while self._inflight:
+            while self._table.inflight:
                 now = time.monotonic_ns()
                 if now - start > _DRAIN_LIMIT_NS:
                     return False
@@ -599,50 +529,31 @@ class Ring:
                 sink.clear()
             return True
         except BaseException:
-            return not self._inflight
+            return not self._table.inflight
 
     def _forget_ud(self, ud: int) -> None:
         if ud in (abi.UD_INTERNAL, abi.UD_SKIP):
             return
         idx = ud & 0xFFFFFFFF
-        if idx >= len(self._slots) or not self._slots[idx].pending:
+        slot = self._table.at(idx)
+        if slot is None or not slot.pending:
             return
-        slot = self._slots[idx]
-        slot.pending -= 1
-        if not slot.pending and not slot.batch_owned:
+        if self._table.count_done(idx):
             self._slot_release(idx)
 
     # ---- the in-flight table ----------------------------------------------
 
-    def _slot_alloc(self) -> int:
-        if self._free:
-            idx = self._free.pop()
-        else:
-            idx = len(self._slots)
-            self._slots.append(_Slot())
-        slot = self._slots[idx]
-        slot.pending = 1
-        slot.batch = slot.batch_owned = slot.fixed = False
-        slot.buf_group = -1
-        slot.results = None
-        self._inflight += 1
-        return idx
-
     def _slot_release(self, idx: int) -> None:
-        slot = self._slots[idx]
-        views, keep, user_data = slot.views, slot.keep, slot.user_data
-        slot.views, slot.keep, slot.user_data, slot.results = [], [], None, None
-        for view in views:
-            _unpin(view)
+        """Release slot idx: this ring's own counts, then the table's part
+        (which may run Python code, with everything consistent)."""
+        slot = self._table.slots[idx]
         if slot.fixed:
             self._fixed_inflight -= 1
-        if slot.buf_group >= 0 and slot.buf_group in self._buf_rings:
-            self._buf_rings[slot.buf_group]._inflight -= 1
-        slot.pending = 0
-        slot.gen = slot.gen + 1 if slot.gen < 0x7FFFFFFF else 1
-        self._free.append(idx)
-        self._inflight -= 1
-        del views, keep, user_data   # finalizers run now, with the table consistent
+        if slot.group >= 0:
+            br = self._buf_rings.get(slot.group)
+            if br is not None:
+                br._inflight -= 1
+        self._table.release(idx)
 
     def _new_slot(self, user_data, flags: int, pins: bool):
         if flags & abi.IOSQE_CQE_SKIP_SUCCESS:
@@ -653,8 +564,8 @@ class Ring:
                 raise ValueError("IOSQE_CQE_SKIP_SUCCESS needs user_data=None: a successful "
                                  "request never comes back")
             return None
-        idx = self._slot_alloc()
-        self._slots[idx].user_data = user_data
+        idx = self._table.alloc()
+        self._table.slots[idx].user_data = user_data
         return idx
 
     def _abandon(self, idx) -> None:
@@ -820,18 +731,16 @@ class Ring:
             out.append(Completion(None, res, cflags))
             return
         idx = ud & 0xFFFFFFFF
-        if idx >= len(self._slots):
-            return
-        slot = self._slots[idx]
-        if not slot.pending:
-            return
         if ud & abi.UD_BATCH:
+            slot = self._table.at(idx)
+            if slot is None or not slot.pending:
+                return
             slot.results[(ud >> 32) & 0x7FFFFFFF] = res
-            slot.pending -= 1
-            if not slot.pending and not slot.batch_owned:
+            if self._table.count_done(idx):
                 self._slot_release(idx)
             return
-        if (ud >> 32) != slot.gen:
+        slot = self._table.lookup(ud)
+        if slot is None:
             return
         # What can raise comes before what changes state (the C twin says why).
         c = Completion(slot.user_data, res, cflags)
@@ -839,7 +748,7 @@ class Ring:
         if cflags & abi.CQE_F_BUFFER:
             bid = cflags >> abi.CQE_BUFFER_SHIFT
             c.buffer_id = bid
-            br = self._buf_rings.get(slot.buf_group)
+            br = self._buf_rings.get(slot.group)
             if br is not None and bid < br.entries:
                 start = bid * br.size
                 c.buffer = bytes(br._bufs_mm[start:start + (res if 0 < res <= br.size else 0)])
@@ -1137,7 +1046,7 @@ class Ring:
         try:
             idx = self._new_slot(user_data, flags, pins)
             try:
-                fill = build(self._slots[idx] if idx is not None else None)
+                fill = build(self._table.slots[idx] if idx is not None else None)
                 sqe = self._next_sqe()
             except BaseException:
                 self._abandon(idx)
@@ -1147,9 +1056,8 @@ class Ring:
             if idx is None:
                 sqe.user_data = abi.UD_SKIP
                 return None
-            slot = self._slots[idx]
-            slot.opcode = sqe.opcode
-            sqe.user_data = (slot.gen << 32) | idx
+            self._table.slots[idx].tag = sqe.opcode
+            sqe.user_data = self._table.ident(idx)
             return sqe.user_data
         finally:
             self._release()
@@ -1170,8 +1078,7 @@ class Ring:
         op_flags = _u32(op_flags)
 
         def build(slot):
-            view = _pin(buf, writable)
-            slot.views.append(view)
+            view = slot.pin(buf, writable)
             length = _len32(view.len)
 
             def fill(sqe):
@@ -1201,22 +1108,11 @@ class Ring:
         return self._prep_buf(_OP["IORING_OP_SEND"], as_fd(fd), buf, 0, msg_flags, user_data, flags, False,
                               _poll_first(poll_first))
 
-    @staticmethod
-    def _pin_vector(slot, buffers, writable):
-        objs = list(buffers)
-        if not 1 <= len(objs) <= _MAX_VIEWS:
-            raise ValueError(f"give between 1 and {_MAX_VIEWS} buffers")
-        for obj in objs:
-            slot.views.append(_pin(obj, writable))
-        iov = (abi.Iovec * len(objs))(*[(v.buf, v.len) for v in slot.views])
-        slot.keep.append(iov)
-        return iov
-
     def _prep_vec(self, op, fd, buffers, offset, rw_flags, user_data, flags, writable):
         rw_flags = _u32(rw_flags)
 
         def build(slot):
-            iov = self._pin_vector(slot, buffers, writable)
+            iov = slot.pin_vector(buffers, writable)
 
             def fill(sqe):
                 self._prep_rw(sqe, op, fd, ctypes.addressof(iov), len(iov), offset)
@@ -1314,8 +1210,7 @@ class Ring:
         def build(slot):
             cpath = ctypes.create_string_buffer(bpath)
             slot.keep.append(cpath)
-            view = _pin(statxbuf, True)
-            slot.views.append(view)
+            view = slot.pin(statxbuf, True)
             if view.len < abi.STATX_SIZE:
                 raise ValueError("statxbuf must hold at least 256 bytes (struct statx)")
 
@@ -1417,7 +1312,7 @@ class Ring:
             raise ValueError(f"buffer group {gid} is not registered on this ring")
 
         def build(slot):
-            slot.buf_group = gid
+            slot.group = gid
             br._inflight += 1
 
             def fill(sqe):
@@ -1434,7 +1329,7 @@ class Ring:
         sa = abi.sockaddr(address) if address is not None else None
 
         def build(slot):
-            iov = self._pin_vector(slot, buffers, writable)
+            iov = slot.pin_vector(buffers, writable)
             msg = abi.Msghdr()
             msg.msg_iov = ctypes.addressof(iov)
             msg.msg_iovlen = len(iov)
@@ -1519,25 +1414,16 @@ class Ring:
         stray: list = []
         self._acquire()
         try:
-            idx = self._new_slot(None, 0, True)
-            slot = self._slots[idx]
-            slot.pending = 0
-            slot.batch = slot.batch_owned = True
+            idx = self._table.alloc(batch=True)
+            slot = self._table.slots[idx]
             self._batches += 1   # close() refuses until the batch is over
         finally:
             self._release()
         try:
-            view = _pin(buf, op == _OP["IORING_OP_READ"])
-            slot.views.append(view)
+            view = slot.pin(buf, op == _OP["IORING_OP_READ"])
             if view.len < n * bsize:
                 raise ValueError(f"buf holds {view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
-            if results is not None:
-                rmv = _results_view(results, n)
-                slot.keep.append(rmv)   # pins results until every read is reaped
-                slot.results = rmv.cast("B").cast("i")
-                slot.keep.append(slot.results)
-            else:
-                slot.results = [0] * n
+            slot.pin_results(results, n)   # pinned until every request is reaped
             base = view.buf or 0
             next_i = 0
             sqpoll = self._setup_flags & abi.SETUP_SQPOLL
@@ -1582,8 +1468,7 @@ class Ring:
             self._acquire()
             try:
                 self._batches -= 1
-                slot.batch_owned = False
-                if not slot.pending:
+                if self._table.disown(idx):
                     self._slot_release(idx)
             finally:
                 self._release()
