@@ -116,6 +116,79 @@ class TestOpenChainNeverRewindsTheTail:
             ring.close()
 
 
+class TestTheKernelWritesNothingAfterRelease:
+    """Sanitizers cannot see the kernel writing into memory: these tests keep
+    every buffer alive after fastio released it, stamp it, and look again."""
+
+    def test_released_read_buffers_stay_untouched_under_sqpoll(self, backend, tmp_path):
+        """The open-chain move of the tests above with reads instead of NOPs,
+        checking the symptom itself: a rewound SQ tail made the kernel run
+        stale SQEs again, reading into buffers whose requests had completed
+        and been released. Each buffer is stamped 0xAA once its completion is
+        reaped and must still be stamped at the end. The SQPOLL race is not
+        forced (test_published_chain_is_not_walked_back fixes the state that
+        makes the tail go back); here it is a probe: it did not hit the old
+        code in the runs made on this 2-CPU machine, and it fails whenever the
+        kernel writes into a released buffer (bounded: 200 rounds or 20 s)."""
+        data = bytes(range(1, 251)) * 20
+        path = tmp_path / "data"
+        path.write_bytes(data)
+        fd = os.open(path, os.O_RDONLY)
+        ring = make_ring(backend, 4, uring.SETUP_SQPOLL, sq_thread_idle=2000)
+        released = []
+        try:
+            deadline = time.monotonic() + 20
+            for rnd in range(200):
+                if time.monotonic() > deadline:
+                    break
+                bufs = {k: bytearray(64) for k in range(6)}
+                ring.prep_read(fd, bufs[0], 64 * (rnd % 50), user_data=0)
+                ring.prep_read(fd, bufs[1], 0, user_data=1, flags=uring.IOSQE_IO_LINK)
+                ring.prep_read(fd, bufs[2], 64, user_data=2, flags=uring.IOSQE_IO_LINK)
+                ring.submit()
+                queued = 3
+                for k in (3, 4, 5):
+                    try:
+                        ring.prep_read(fd, bufs[k], 128, user_data=k,
+                                       flags=uring.IOSQE_IO_LINK if k < 5 else 0)
+                    except OSError as exc:
+                        assert exc.errno == errno.EBUSY
+                        break
+                    queued += 1
+                done = ring.wait(queued, timeout=5)
+                assert len(done) == queued, "a request was lost"
+                for c in done:
+                    assert c.res == 64, c
+                    bufs[c.user_data][:] = b"\xaa" * 64   # released: the kernel may not write here again
+                    released.append(bufs[c.user_data])
+            time.sleep(0.05)
+            assert ring.wait(0, timeout=0.05) == [], "a request ran twice"
+            assert all(b == b"\xaa" * 64 for b in released), "the kernel wrote into a released buffer"
+        finally:
+            ring.close()
+            os.close(fd)
+
+    def test_close_leaves_a_cancelled_read_alone(self, backend):
+        """close() with a read in flight on an empty pipe cancels it and
+        releases the buffer; bytes written to the pipe afterwards must stay
+        in the pipe, and the buffer must stay as it was."""
+        r, w = os.pipe()
+        try:
+            ring = backend.Ring(8)
+            buf = bytearray(b"\x55" * 16)
+            ring.prep_read(r, buf, -1, user_data="read")
+            ring.submit()
+            ring.close()
+            buf.extend(b"!")          # released: resizable again
+            os.write(w, b"late bytes")
+            time.sleep(0.05)
+            assert buf == b"\x55" * 16 + b"!"
+            assert os.read(r, 64) == b"late bytes"
+        finally:
+            os.close(r)
+            os.close(w)
+
+
 class _Closer:
     """An unreachable cycle whose finalizer runs `action` once, when the
     collector next runs (with gc.set_threshold(1, 1, 1): at the next
