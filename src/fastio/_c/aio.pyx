@@ -364,11 +364,14 @@ cdef class Context:
                     return 0
                 if now - last_cancel > 1000000000LL:
                     last_cancel = now
-                    for i in range(self.table.nchunks << 8):
-                        s = self.table.at(i)
+                    i = 0
+                    s = self.table.at(0)
+                    while s != NULL:      # (at() is NULL beyond the table)
                         if s.pending and s.tag == ST_SUBMITTED and not s.batch:
                             if fio_sys_io_cancel(self.ctx, self.cb(i), &ev) == 0:
                                 self.handle_events(&ev, 1, sink)     # kernels before 4.19
+                        i += 1
+                        s = self.table.at(i)
                 ret = self.getevents_raw(1, STACK_EVENTS, events, DRAIN_STEP_NS)
                 if ret > 0:
                     self.handle_events(events, ret, sink)
