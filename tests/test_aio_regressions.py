@@ -16,7 +16,6 @@ import errno
 import gc
 import os
 import select
-import signal
 import threading
 import time
 
