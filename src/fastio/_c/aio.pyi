@@ -23,7 +23,8 @@ class Completion:
 @disjoint_base
 class Context:
     maxevents: int
-    inflight: int
+    @property
+    def inflight(self) -> int: ...
     def __init__(self, maxevents: int = 128) -> None: ...
     @property
     def closed(self) -> bool: ...

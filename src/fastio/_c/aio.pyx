@@ -19,13 +19,20 @@ Kernel facts this module relies on:
   then names which of the three is misaligned (``Completion.detail``).
 * ``io_submit`` copies each ``struct iocb``, but ``io_cancel`` finds a request
   by the address of the iocb it was submitted from, so every iocb lives in
-  its slot of the in-flight table until the request is reaped. A slot also
-  owns the ``Py_buffer`` views the kernel reads or writes and the caller's
-  ``user_data`` (kept in a list the garbage collector traverses, so a
-  context in a reference cycle through a request's ``user_data`` is
-  collected, and closed); it is released only when its event has been reaped (also
-  after a cancel), so dropping every Python reference to a buffer in flight
-  changes nothing, and a ``bytearray`` in flight cannot be resized.
+  its slot of the in-flight table (``fastio._c._inflight``, shared with
+  ``uring.Ring``: the iocb is the slot's payload) until the request is
+  reaped. A slot also owns the ``Py_buffer`` views the kernel reads or
+  writes and the caller's ``user_data`` (kept in a list the garbage
+  collector traverses, so a context in a reference cycle through a
+  request's ``user_data`` is collected, and closed); it is released only
+  when its event has been reaped (also after a cancel), so dropping every
+  Python reference to a buffer in flight changes nothing, and a
+  ``bytearray`` in flight cannot be resized.
+* Signals: every call that reaps runs the signal handlers after each block
+  of events it took off the kernel, once that block is stored (in the
+  result, or in the backlog the next ``getevents()`` returns first), so a
+  handler that raises (Ctrl-C, a ``SIGALRM`` deadline) loses no completion,
+  and ``read_batch`` reacts within one block, not at its end.
 * Partial submission: ``io_submit`` takes iocbs from the front of the array
   and returns how many it took. ``submit()`` returns that count; the requests
   it did not take (``EAGAIN``: the context already holds as many requests as
@@ -50,18 +57,26 @@ Kernel facts this module relies on:
   ``RuntimeError`` and ``close()`` only drops the child's copies.
 """
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+
 cimport cython
+from cpython.buffer cimport Py_buffer, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
 
 from libc.errno cimport EAGAIN, EINPROGRESS, EINTR, EINVAL
-from libc.stdint cimport INT32_MAX, INT32_MIN, int16_t, int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport INT32_MAX, INT32_MIN, int16_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset, strlen
 
-from fastio._c._aio cimport *
+from fastio._c._aio cimport (
+    FIO_IOCB_CMD_FDSYNC, FIO_IOCB_CMD_FSYNC, FIO_IOCB_CMD_NOOP, FIO_IOCB_CMD_POLL, FIO_IOCB_CMD_PREAD,
+    FIO_IOCB_CMD_PREADV, FIO_IOCB_CMD_PWRITE, FIO_IOCB_CMD_PWRITEV, FIO_IOCB_FLAG_IOPRIO, FIO_IOCB_FLAG_RESFD,
+    FIO_RWF_APPEND, FIO_RWF_DSYNC, FIO_RWF_HIPRI, FIO_RWF_NOWAIT, FIO_RWF_SYNC, fio_aio_context_t,
+    fio_io_event, fio_iocb, fio_sys_io_cancel, fio_sys_io_destroy, fio_sys_io_getevents, fio_sys_io_setup,
+    fio_sys_io_submit,
+)
 from fastio._c._common cimport as_c_int, as_fd, check_fork, deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns
+from fastio._c._inflight cimport MAX_VIEWS, InflightTable, Slot, iovec, new_table
 from fastio._c._sys cimport fio_fork_generation, fio_fork_init, fio_monotonic_ns, timespec
 
 from fastio._errors import UnsupportedError
@@ -73,21 +88,15 @@ cdef extern from "<errno.h>":
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)
-    Py_ssize_t PyList_GET_SIZE(object l)
-    PyObject *PyList_GET_ITEM(object l, Py_ssize_t i)
     bint PyObject_CheckBuffer(object obj)
 
 cdef enum:
-    CHUNK_SHIFT = 8
-    CHUNK = 256
     STACK_EVENTS = 128
     SUBMIT_BATCH = 256
-    MAX_VIEWS = 1024          # IOV_MAX
     ST_QUEUED = 1
     ST_SUBMITTING = 2
     ST_SUBMITTED = 3
 
-cdef uint32_t NO_SLOT = 0xFFFFFFFF
 cdef uint64_t UD_BATCH = 1ULL << 63
 cdef long long DRAIN_LIMIT_NS = 10000000000LL   # close(): give up (leak) after 10 s
 cdef long long DRAIN_STEP_NS = 100000000LL      # and re-check every 100 ms
@@ -167,19 +176,6 @@ cdef class Completion:
     __hash__ = None
 
 
-cdef int get_buffer(object obj, Py_buffer *view, bint writable) except -1:
-    """Pin obj's buffer (C-contiguous). A read-only buffer where the kernel
-    must write is a TypeError, as CPython's "w*" argument converter says."""
-    if writable:
-        try:
-            PyObject_GetBuffer(obj, view, PyBUF_WRITABLE)
-        except BufferError:
-            raise TypeError(f"a writable bytes-like object is required, not '{type(obj).__name__}'") from None
-    else:
-        PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
-    return 0
-
-
 cdef inline uint32_t as_rw_flags(object rw_flags) except? 0xFFFFFFFF:
     cdef long long f = PyNumber_Index(rw_flags)   # an int: 8.5 is a TypeError
     if f & ~(<long long>_abi.RWF_MASK) or f < 0:
@@ -211,8 +207,9 @@ cdef inline int64_t as_offset(object offset) except? -1:
 
 
 # no_gc_clear: the garbage collector breaks a cycle through a request's
-# user_data by clearing the uds list; the context's own attributes stay intact
-# for __dealloc__, which still has to drain what is in flight.
+# user_data by clearing the table's user_data list; the context's own
+# attributes stay intact for __dealloc__, which still has to drain what is in
+# flight.
 @cython.no_gc_clear
 cdef class Context:
     """Context(maxevents=128)
@@ -234,9 +231,8 @@ cdef class Context:
     def __cinit__(self):
         self.ctx = 0
         self.fork_gen = fio_fork_generation()
-        self.free_head = NO_SLOT
+        self.table = new_table(sizeof(fio_iocb))
         self.backlog = []
-        self.uds = []
         self.resfd = -1
 
     def __init__(self, maxevents=128):
@@ -277,6 +273,12 @@ cdef class Context:
         """Requests prepared and not yet taken by the kernel."""
         return self.qlen
 
+    @property
+    def inflight(self):
+        """Requests whose completion has not been reaped yet (queued or
+        submitted; their buffers are pinned)."""
+        return self.table.inflight
+
     def close(self):
         """Drop the queued requests, cancel what is in flight, wait for it
         (the completions are discarded), destroy the context and release the
@@ -294,8 +296,7 @@ cdef class Context:
             raise RuntimeError("Context.close() while a call on this context is running (another "
                                "thread in it, or a signal handler or a buffer exporter inside a "
                                "prep_*, getevents or batch call); close it once that call has returned")
-        if not self.shutdown():
-            _leaked.append(self)
+        self.shutdown()
 
     def __enter__(self):
         self.check()
@@ -305,33 +306,21 @@ cdef class Context:
         self.close()
 
     def __dealloc__(self):
-        cdef int drained = 1
         if self.ctx != 0:
             try:
                 import warnings
-                warnings.warn(f"unclosed fastio.aio.Context ({self.inflight} requests in flight)",
+                warnings.warn(f"unclosed fastio.aio.Context ({self.table.inflight} requests in flight)",
                               ResourceWarning)
             except BaseException:
                 pass
-            drained = self.shutdown()
-        if drained:
-            self.free_table()
-        # else: the slots (and the buffers they pin) are leaked on purpose
+            self.shutdown()
         free(self.queue)
         self.queue = NULL
 
-    cdef void free_table(self) noexcept:
-        cdef uint32_t i
-        if self.chunks != NULL:
-            for i in range(self.nchunks):
-                free(self.chunks[i])
-            free(self.chunks)
-            self.chunks = NULL
-            self.nchunks = 0
-
     cdef int shutdown(self) noexcept:
-        """close()'s work; never raises. 1 when every slot could be released."""
-        cdef uint32_t i
+        """close()'s work; never raises. 1 when every slot could be released;
+        0 when some request outlived the time limit: then the table (every
+        slot and the buffers it pins) is kept for ever."""
         cdef int drained = 1
         # From here on every method refuses the context (check()): Python
         # code run while slots are released (a buffer's finalizer) must not
@@ -342,9 +331,13 @@ cdef class Context:
             if drained:
                 fio_sys_io_destroy(self.ctx)   # nothing in flight; still one RCU grace period (~30 ms)
         if drained:
-            for i in range(self.nchunks << CHUNK_SHIFT):
-                if self.slot_at(i).pending:
-                    self.slot_release(i)
+            self.table.release_all()
+        else:
+            self.table.leaked = True
+            try:
+                _leaked.append(self.table)
+            except BaseException:
+                pass
         self.ctx = 0
         self.qlen = 0
         self.submitted = 0
@@ -357,28 +350,31 @@ cdef class Context:
         cdef long long start = fio_monotonic_ns(), last_cancel = -DRAIN_LIMIT_NS, now
         cdef fio_io_event events[STACK_EVENTS]
         cdef fio_io_event ev
-        cdef long ret, k
+        cdef long ret
         cdef uint32_t i
         cdef Slot *s
         cdef list sink = []
         try:
-            for i in range(self.qlen):
-                self.slot_release(self.queue[i])
-            self.qlen = 0
+            while self.qlen:
+                self.qlen -= 1
+                self.table.release(self.queue[self.qlen])
             while self.submitted:
                 now = fio_monotonic_ns()
                 if now - start > DRAIN_LIMIT_NS:
                     return 0
                 if now - last_cancel > 1000000000LL:
                     last_cancel = now
-                    for i in range(self.nchunks << CHUNK_SHIFT):
-                        s = self.slot_at(i)
-                        if s.pending and s.state == ST_SUBMITTED and not s.batch:
-                            if fio_sys_io_cancel(self.ctx, &s.cb, &ev) == 0:
-                                self.handle_event(&ev, sink)     # kernels before 4.19
+                    i = 0
+                    s = self.table.at(0)
+                    while s != NULL:      # (at() is NULL beyond the table)
+                        if s.pending and s.tag == ST_SUBMITTED and not s.batch:
+                            if fio_sys_io_cancel(self.ctx, self.cb(i), &ev) == 0:
+                                self.handle_events(&ev, 1, sink)     # kernels before 4.19
+                        i += 1
+                        s = self.table.at(i)
                 ret = self.getevents_raw(1, STACK_EVENTS, events, DRAIN_STEP_NS)
-                for k in range(ret):
-                    self.handle_event(&events[k], sink)
+                if ret > 0:
+                    self.handle_events(events, ret, sink)
                 del sink[:]
             return 1
         except BaseException:
@@ -386,115 +382,43 @@ cdef class Context:
 
     # ---- the in-flight table ----------------------------------------------
 
-    cdef Slot *slot_at(self, uint32_t idx) noexcept:
-        if (idx >> CHUNK_SHIFT) >= self.nchunks:
-            return NULL
-        return &self.chunks[idx >> CHUNK_SHIFT][idx & (CHUNK - 1)]
-
-    cdef uint32_t slot_alloc(self) except? 0xFFFFFFFF:
-        """A free slot (pending = 1), growing the table by one chunk of CHUNK
-        slots when needed. Slots never move: chunks are not reallocated."""
-        cdef Slot **chunks
-        cdef Slot *chunk
-        cdef Slot *s
-        cdef uint32_t i, base, idx
-        if self.free_head == NO_SLOT:
-            if self.nchunks >= (1U << (31 - CHUNK_SHIFT)) - 1:
-                raise MemoryError("too many requests in flight")
-            base = self.nchunks << CHUNK_SHIFT
-            self.uds.extend([None] * (base + CHUNK - len(self.uds)))   # up to [base + CHUNK)
-            chunk = <Slot *>calloc(CHUNK, sizeof(Slot))
-            chunks = <Slot **>realloc(self.chunks, (self.nchunks + 1) * sizeof(Slot *)) if chunk != NULL else NULL
-            if chunks == NULL:
-                free(chunk)
-                del self.uds[base:]
-                raise MemoryError()
-            self.chunks = chunks
-            self.chunks[self.nchunks] = chunk
-            self.nchunks += 1
-            for i in range(<uint32_t>CHUNK):
-                chunk[i].gen = 1
-                chunk[i].next_free = base + i + 1 if i + 1 < CHUNK else NO_SLOT
-            self.free_head = base
-        idx = self.free_head
-        s = self.slot_at(idx)
-        self.free_head = s.next_free
-        s.pending = 1
-        s.nviews = 0
-        s.batch = 0
-        s.batch_owned = 0
-        s.state = 0
-        self.inflight += 1
-        return idx
-
-    cdef void slot_release(self, uint32_t idx) noexcept:
-        """Give back everything the slot holds. The slot is free and the table
-        consistent before anything that can run Python code: releasing a
-        buffer may call its exporter or drop the last reference to it (its
-        ``__del__``), dropping user_data may finalize it, and that code may
-        use this context (close() it, prep, submit)."""
-        cdef Slot *s = self.slot_at(idx)
-        cdef uint32_t i
-        cdef uint32_t nviews = s.nviews
-        cdef Py_buffer view = s.view
-        cdef Py_buffer *more_views = s.more_views
-        cdef void *mem = s.mem
-        cdef int32_t *results = s.results if s.results_owned else NULL
-        cdef object user_data = None
-        s.more_views = NULL
-        s.mem = NULL
-        s.results = NULL
-        s.results_owned = 0
-        s.nviews = 0
-        if idx < <uint32_t>PyList_GET_SIZE(self.uds):   # (emptied if the GC cleared it)
-            user_data = self.uds[idx]
-            self.uds[idx] = None
-        s.pending = 0
-        s.state = 0
-        s.gen = s.gen + 1 if s.gen < 0x7FFFFFFF else 1
-        s.next_free = self.free_head
-        self.free_head = idx
-        self.inflight -= 1
-        if nviews:
-            PyBuffer_Release(&view)
-            for i in range(nviews - 1):
-                PyBuffer_Release(&more_views[i])
-        free(more_views)
-        free(mem)
-        free(results)
-        user_data = None   # the last reference may run a finalizer: the table is consistent
-
-    cdef object ud_get(self, uint32_t idx):
-        """The user_data of slot idx (None once the GC cleared the list)."""
-        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
-            return <object>PyList_GET_ITEM(self.uds, idx)
-        return None
+    cdef fio_iocb *cb(self, uint32_t idx) noexcept:
+        """Slot idx's iocb (its payload)."""
+        return <fio_iocb *>self.table.payload(idx)
 
     cdef uint32_t new_slot(self, object user_data) except? 0xFFFFFFFF:
+        """A slot holding user_data, with the "preparing" guard up (the
+        caller lowers it when its prep returns)."""
         cdef uint32_t idx
         self.check()
-        idx = self.slot_alloc()
-        if idx < <uint32_t>PyList_GET_SIZE(self.uds):
-            self.uds[idx] = user_data
+        idx = self.table.alloc()
         # Until the prep returns (its finally): close() refuses, since Python
         # code may run meanwhile (a buffer exporter, a signal handler).
         self.preparing += 1
+        self.table.set_user_data(idx, user_data)
+        if self.ctx == 0 or self.closing:
+            # table.alloc() allocates (its user_data list grows): the garbage
+            # collector may have run a finalizer there that closed the
+            # context before the guard was up.
+            self.preparing -= 1
+            self.table.release(idx)
+            raise ValueError("I/O operation on closed Context")
         return idx
 
     cdef void fill(self, uint32_t idx, uint32_t op, int fd, uint32_t rw_flags, int prio) noexcept:
         """The iocb fields every request has; the caller sets buf/nbytes/offset."""
-        cdef Slot *s = self.slot_at(idx)
-        memset(&s.cb, 0, sizeof(fio_iocb))
-        s.cb.aio_data = (<uint64_t>s.gen << 32) | idx
-        s.cb.aio_lio_opcode = <uint16_t>op
-        s.cb.aio_fildes = <uint32_t>fd
-        s.cb.aio_rw_flags = rw_flags
+        cdef fio_iocb *cb = self.cb(idx)
+        memset(cb, 0, sizeof(fio_iocb))
+        cb.aio_data = self.table.ident(idx)
+        cb.aio_lio_opcode = <uint16_t>op
+        cb.aio_fildes = <uint32_t>fd
+        cb.aio_rw_flags = rw_flags
         if prio:
-            s.cb.aio_reqprio = <int16_t>prio
-            s.cb.aio_flags |= FIO_IOCB_FLAG_IOPRIO
+            cb.aio_reqprio = <int16_t>prio
+            cb.aio_flags |= FIO_IOCB_FLAG_IOPRIO
         if self.resfd >= 0:
-            s.cb.aio_flags |= FIO_IOCB_FLAG_RESFD
-            s.cb.aio_resfd = <uint32_t>self.resfd
+            cb.aio_flags |= FIO_IOCB_FLAG_RESFD
+            cb.aio_resfd = <uint32_t>self.resfd
 
     cdef int reserve(self, uint32_t n) except -1:
         """Room for n entries in the submission queue."""
@@ -512,20 +436,20 @@ cdef class Context:
 
     cdef object enqueue(self, uint32_t idx):
         """Append the filled slot to the submission queue; returns its id."""
+        cdef object rid = PyLong_FromUnsignedLongLong(self.cb(idx).aio_data)
         self.reserve(self.qlen + 1)
         self.queue[self.qlen] = idx
         self.qlen += 1
-        self.slot_at(idx).state = ST_QUEUED
-        return PyLong_FromUnsignedLongLong(self.slot_at(idx).cb.aio_data)
+        self.table.at(idx).tag = ST_QUEUED
+        return rid
 
     cdef int reject(self, uint32_t idx, long err) except -1:
         """Complete a request the kernel never took with res=err (-errno)."""
-        cdef Slot *s = self.slot_at(idx)
         cdef Completion c = Completion.__new__(Completion)
-        c.user_data = self.ud_get(idx)
+        c.user_data = self.table.user_data(idx)
         c.res = err
-        self.slot_release(idx)
         self.backlog.append(c)
+        self.table.release(idx)   # may run Python code: the backlog holds the completion first
         return 0
 
     # ---- preparation --------------------------------------------------------
@@ -537,17 +461,18 @@ cdef class Context:
         cdef uint32_t rwf = as_rw_flags(rw_flags)
         cdef int prio = as_prio(reqprio)
         cdef uint32_t idx = self.new_slot(user_data)
-        cdef Slot *s = self.slot_at(idx)
+        cdef Slot *s = self.table.at(idx)
+        cdef fio_iocb *cb
         try:
-            get_buffer(buf, &s.view, writable)
-            s.nviews = 1
+            self.table.pin(idx, buf, writable)
             self.fill(idx, op, cfd, rwf, prio)
-            s.cb.aio_buf = <uint64_t><size_t>s.view.buf
-            s.cb.aio_nbytes = <uint64_t>s.view.len
-            s.cb.aio_offset = off
+            cb = self.cb(idx)
+            cb.aio_buf = <uint64_t><size_t>s.view.buf
+            cb.aio_nbytes = <uint64_t>s.view.len
+            cb.aio_offset = off
             return self.enqueue(idx)
         except BaseException:
-            self.slot_release(idx)
+            self.table.release(idx)
             raise
         finally:
             self.preparing -= 1
@@ -573,40 +498,22 @@ cdef class Context:
         cdef uint32_t rwf = as_rw_flags(rw_flags)
         cdef int prio = as_prio(reqprio)
         cdef list objs = list(buffers)
-        cdef uint32_t n = len(objs), i
         cdef iovec *iov
         cdef uint32_t idx
-        cdef Slot *s
-        if n == 0 or n > MAX_VIEWS:
+        cdef fio_iocb *cb
+        if len(objs) == 0 or len(objs) > MAX_VIEWS:
             raise ValueError(f"give between 1 and {MAX_VIEWS} buffers")
         idx = self.new_slot(user_data)
-        s = self.slot_at(idx)
         try:
-            s.mem = calloc(n, sizeof(iovec))
-            if s.mem == NULL:
-                raise MemoryError()
-            if n > 1:
-                s.more_views = <Py_buffer *>calloc(n - 1, sizeof(Py_buffer))
-                if s.more_views == NULL:
-                    raise MemoryError()
-            iov = <iovec *>s.mem
-            for i in range(n):
-                if i == 0:
-                    get_buffer(objs[0], &s.view, writable)
-                    iov[0].iov_base = s.view.buf
-                    iov[0].iov_len = s.view.len
-                else:
-                    get_buffer(objs[i], &s.more_views[i - 1], writable)
-                    iov[i].iov_base = s.more_views[i - 1].buf
-                    iov[i].iov_len = s.more_views[i - 1].len
-                s.nviews = i + 1
+            iov = self.table.pin_vector(idx, objs, writable, 0)
             self.fill(idx, op, cfd, rwf, prio)
-            s.cb.aio_buf = <uint64_t><size_t>iov
-            s.cb.aio_nbytes = n
-            s.cb.aio_offset = off
+            cb = self.cb(idx)
+            cb.aio_buf = <uint64_t><size_t>iov
+            cb.aio_nbytes = self.table.at(idx).nviews
+            cb.aio_offset = off
             return self.enqueue(idx)
         except BaseException:
-            self.slot_release(idx)
+            self.table.release(idx)
             raise
         finally:
             self.preparing -= 1
@@ -627,10 +534,10 @@ cdef class Context:
         cdef uint32_t idx = self.new_slot(user_data)
         try:
             self.fill(idx, op, cfd, 0, prio)
-            self.slot_at(idx).cb.aio_buf = mask
+            self.cb(idx).aio_buf = mask
             return self.enqueue(idx)
         except BaseException:
-            self.slot_release(idx)
+            self.table.release(idx)
             raise
         finally:
             self.preparing -= 1
@@ -657,8 +564,9 @@ cdef class Context:
         """Make every request prepared from now on signal the eventfd ``fd``
         when it completes (``IOCB_FLAG_RESFD``), so an event loop can watch
         one fd; each completion adds 1 to its counter."""
+        cdef int efd = as_fd(fd)   # (may run fileno(): before the check)
         self.check()
-        self.resfd = as_fd(fd)
+        self.resfd = efd
 
     def unregister_eventfd(self):
         """Requests prepared from now on signal no eventfd."""
@@ -691,20 +599,20 @@ cdef class Context:
                 memmove(self.queue, self.queue + k, (self.qlen - k) * sizeof(uint32_t))
                 self.qlen -= k
                 for i in range(k):
-                    s = self.slot_at(taken_idx[i])
-                    ptrs[i] = &s.cb
-                    s.state = ST_SUBMITTING
+                    s = self.table.at(taken_idx[i])
+                    ptrs[i] = self.cb(taken_idx[i])
+                    s.tag = ST_SUBMITTING
                     taken_gen[i] = s.gen
                 with nogil:
                     ret = fio_sys_io_submit(ctx, k, ptrs)
                 nt = <uint32_t>ret if ret > 0 else 0
                 for i in range(nt):
                     # Another thread may have reaped this request while io_submit
-                    # ran (handle_event then left it out of the count) and even
+                    # ran (handle_events then left it out of the count) and even
                     # reused its slot: only a slot still ours is marked and counted.
-                    s = self.slot_at(taken_idx[i])
-                    if s.pending and s.gen == taken_gen[i] and s.state == ST_SUBMITTING:
-                        s.state = ST_SUBMITTED
+                    s = self.table.at(taken_idx[i])
+                    if s.pending and s.gen == taken_gen[i] and s.tag == ST_SUBMITTING:
+                        s.tag = ST_SUBMITTED
                         self.submitted += 1
                 total += nt
                 # Put what the kernel did not take back at the front, in order
@@ -719,7 +627,7 @@ cdef class Context:
                 memmove(self.queue + (k - nt), self.queue, self.qlen * sizeof(uint32_t))
                 for i in range(nt, k):
                     self.queue[i - nt] = taken_idx[i]
-                    self.slot_at(taken_idx[i]).state = ST_QUEUED
+                    self.table.at(taken_idx[i]).tag = ST_QUEUED
                 self.qlen += k - nt
                 if ret < 0 and ret != -EAGAIN and ret != -EINTR:
                     # The kernel refused the first one outright: it completes now.
@@ -763,43 +671,72 @@ cdef class Context:
         self.busy -= 1
         return ret
 
-    cdef int handle_event(self, fio_io_event *ev, list out) except -1:
+    cdef int handle_events(self, fio_io_event *events, long n, list out) except -1:
+        """Account for a block of n events taken off the kernel: a batch's go
+        to its results, the others become Completions appended to out. Every
+        event is stored before any Python code of ours runs (the -EINVAL
+        explanation): a signal handler raising there loses nothing. What can
+        still raise here is MemoryError."""
+        cdef long k
+        cdef Py_ssize_t first = len(out)
+        cdef Py_ssize_t j
+        cdef Completion c
+        for k in range(n):
+            c = self.take_event(&events[k])
+            if c is not None:
+                out.append(c)
+        # Second pass, everything stored: explain the -EINVAL ones (Python
+        # code: the fd's O_DIRECT alignment). take_event left the request's
+        # fields in c.detail as a tuple.
+        for j in range(first, len(out)):
+            c = out[j]
+            if type(c.detail) is tuple:
+                args = c.detail
+                c.detail = None
+                c.detail = _abi.explain_einval(*args)
+        return 0
+
+    cdef object take_event(self, fio_io_event *ev):
+        """One event: the request's Completion (None for a batch's request or
+        an id that names no request), its slot released. For -EINVAL, detail
+        holds (fd, opcode, addrs, lengths, offset) for handle_events."""
         cdef uint64_t ud = ev.data
         cdef uint32_t idx = <uint32_t>(ud & 0xFFFFFFFF)
-        cdef Slot *s = self.slot_at(idx)
+        cdef Slot *s = self.table.at(idx)
+        cdef fio_iocb *cb
         cdef Completion c
         cdef iovec *iov
         cdef uint32_t i
         if s == NULL or not s.pending:
-            return 0   # cannot happen: every id we issue names a held slot
+            return None   # cannot happen: every id we issue names a held slot
         if ud & UD_BATCH:
             s.results[(ud >> 32) & 0x7FFFFFFF] = <int32_t>(INT32_MIN if ev.res < INT32_MIN else
                                                           INT32_MAX if ev.res > INT32_MAX else ev.res)
             s.pending -= 1
             self.submitted -= 1
             if not s.pending and not s.batch_owned:
-                self.slot_release(idx)
-            return 0
-        if (ud >> 32) != s.gen:
-            return 0
+                self.table.release(idx)
+            return None
+        if self.table.lookup(ud) == NULL:
+            return None
+        cb = self.cb(idx)
         c = Completion.__new__(Completion)
-        c.user_data = self.ud_get(idx)
+        c.user_data = self.table.user_data(idx)
         c.res = ev.res
         c.res2 = ev.res2
         if ev.res == -EINVAL:
-            if s.cb.aio_lio_opcode == FIO_IOCB_CMD_PREADV or s.cb.aio_lio_opcode == FIO_IOCB_CMD_PWRITEV:
+            if cb.aio_lio_opcode == FIO_IOCB_CMD_PREADV or cb.aio_lio_opcode == FIO_IOCB_CMD_PWRITEV:
                 iov = <iovec *>s.mem
                 addrs = [<size_t>iov[i].iov_base for i in range(s.nviews)]
                 lengths = [iov[i].iov_len for i in range(s.nviews)]
             else:
-                addrs = [<size_t>s.cb.aio_buf]
-                lengths = [s.cb.aio_nbytes]
-            c.detail = _abi.explain_einval(s.cb.aio_fildes, s.cb.aio_lio_opcode, addrs, lengths, s.cb.aio_offset)
-        if s.state != ST_SUBMITTING:
+                addrs = [<size_t>cb.aio_buf]
+                lengths = [cb.aio_nbytes]
+            c.detail = (cb.aio_fildes, cb.aio_lio_opcode, addrs, lengths, cb.aio_offset)
+        if s.tag != ST_SUBMITTING:
             self.submitted -= 1   # else its io_submit (in another thread) has not counted it yet, and will not
-        self.slot_release(idx)
-        out.append(c)
-        return 0
+        self.table.release(idx)   # may run finalizers; the table is consistent first
+        return c
 
     def getevents(self, min_nr=1, max_nr=None, timeout=None):
         """Submit what is queued, wait until at least ``min_nr`` requests
@@ -813,7 +750,7 @@ cdef class Context:
         cdef int maxn = self.maxevents if max_nr is None else as_c_int(max_nr)
         cdef long long timeout_ns = timeout_to_ns(timeout, 1000000000)
         cdef long long deadline
-        cdef list out
+        cdef list out = None
         if need < 0:
             raise ValueError("min_nr must be >= 0")
         if maxn < 1 or need > maxn:
@@ -823,31 +760,35 @@ cdef class Context:
             raise RuntimeError("a read_batch/write_batch is running on this Context: it reaps "
                                "the context's events itself; getevents() must wait until it returns")
         deadline = deadline_for(timeout_ns)
-        if self.qlen:
-            self.submit_queue()
-        # Completions already here (refused at submission, cancelled while
-        # queued, reaped by a batch) count towards max_nr like the others.
-        out = self.backlog
-        if <int>len(out) > maxn:
-            self.backlog = out[maxn:]
-            out = out[:maxn]
-        else:
-            self.backlog = []
+        # The guard goes up before anything that allocates: a finalizer run
+        # there that calls close() gets RuntimeError, not a context closed
+        # under this call.
         self.waiters += 1
         try:
+            if self.qlen:
+                self.submit_queue()
+            # Completions already here (refused at submission, cancelled while
+            # queued, reaped by a batch) count towards max_nr like the others.
+            out = self.backlog
+            if <int>len(out) > maxn:
+                self.backlog = out[maxn:]
+                del out[maxn:]
+            else:
+                self.backlog = []
             return self.getevents_loop(out, need, maxn, timeout_ns, deadline)
         except BaseException:
             # A handler's exception (or an error) must not lose what was
             # already reaped: it goes back to the front of the backlog.
-            out.extend(self.backlog)
-            self.backlog = out
+            if out is not None and out is not self.backlog:
+                out.extend(self.backlog)
+                self.backlog = out
             raise
         finally:
             self.waiters -= 1
 
     cdef list getevents_loop(self, list out, int need, int maxn, long long timeout_ns, long long deadline):
         cdef fio_io_event events[STACK_EVENTS]
-        cdef long ret, want, chunk, k
+        cdef long ret, want, chunk
         while <int>len(out) < maxn:
             chunk = maxn - <int>len(out)
             if chunk > STACK_EVENTS:
@@ -866,8 +807,7 @@ cdef class Context:
                 continue
             if ret < 0:
                 raise_errno(<int>-ret)
-            for k in range(ret):
-                self.handle_event(&events[k], out)
+            self.handle_events(events, ret, out)
             if ret == chunk:
                 continue          # maybe more are ready
             if want == 0 or <int>len(out) >= need:
@@ -901,14 +841,16 @@ cdef class Context:
         cdef fio_io_event ev
         cdef int ret
         self.check()
-        s = self.slot_at(idx)
-        if s == NULL or not s.pending or s.batch or (ud >> 32) != s.gen:
+        if ud & UD_BATCH:
             return False
-        # reject() and handle_event() may run Python code (the request's
+        s = self.table.lookup(ud)
+        if s == NULL or s.batch:
+            return False
+        # reject() and handle_events() may run Python code (the request's
         # buffer or user_data finalized): close() refuses meanwhile.
         self.busy += 1
         try:
-            if s.state == ST_QUEUED:
+            if s.tag == ST_QUEUED:
                 for i in range(self.qlen):
                     if self.queue[i] == idx:
                         memmove(self.queue + i, self.queue + i + 1, (self.qlen - i - 1) * sizeof(uint32_t))
@@ -916,11 +858,11 @@ cdef class Context:
                         break
                 self.reject(idx, -ECANCELED)
                 return True
-            ret = fio_sys_io_cancel(self.ctx, &s.cb, &ev)
+            ret = fio_sys_io_cancel(self.ctx, self.cb(idx), &ev)
             if ret == -EINPROGRESS:
                 return True
             if ret == 0:              # kernels before 4.19 hand the event back here
-                self.handle_event(&ev, self.backlog)
+                self.handle_events(&ev, 1, self.backlog)
                 return True
         finally:
             self.busy -= 1
@@ -937,9 +879,12 @@ cdef class Context:
         offset ``offsets[i]`` into ``buf[i*size:(i+1)*size]``, keeping up to
         ``depth`` reads in flight (0: ``maxevents``), in one call. Returns the
         per-read results (bytes read or ``-errno``): a list, or ``results``
-        filled in (a writable int32 buffer, ``array('i')``). The GIL is
-        released while the kernel works; other completions that arrive
-        meanwhile are kept for the next :meth:`getevents`. ``offsets`` is a
+        filled in (a writable buffer of native int32, ``array('i')``; anything
+        else is a TypeError). The GIL is released while the kernel works;
+        signal handlers run after each block of completions (one raising ends
+        the batch: reads still in flight keep their buffers until reaped);
+        other completions that arrive meanwhile are kept for the next
+        :meth:`getevents`, also when the batch raises. ``offsets`` is a
         sequence of ints or an int64 buffer (``array('q')``). Reads the kernel
         cannot take because the context is full of other requests (and none
         of this batch is in flight) get ``-EAGAIN``: the call never waits on
@@ -959,7 +904,7 @@ cdef class Context:
         cdef Py_ssize_t n, i, next_i = 0
         cdef int64_t *offs = NULL
         cdef Py_buffer oview
-        cdef uint32_t idx, k, j
+        cdef uint32_t idx, k
         cdef Slot *s
         cdef fio_iocb *cbs
         cdef void *ptrs[SUBMIT_BATCH]
@@ -972,7 +917,6 @@ cdef class Context:
             raise RuntimeError("another read_batch/write_batch or getevents() is running on this "
                                "Context: a batch reaps the context's events itself, so it needs "
                                "the context to itself (use one Context per thread)")
-        ctx = self.ctx
         if bsize <= 0 or bsize > 0x7FFFFFFF:
             raise ValueError("size must be between 1 and 2 GiB - 1")
         if PyObject_CheckBuffer(offsets):
@@ -1005,35 +949,21 @@ cdef class Context:
                 raise ValueError("too many offsets for one batch")
             if cdepth <= 0:
                 cdepth = self.maxevents
-            idx = self.new_slot(None)
-            s = self.slot_at(idx)
+            idx = self.new_slot(None)   # checks the context again, after its allocation
+            ctx = self.ctx
+            s = self.table.at(idx)
             s.pending = 0
             s.batch = 1
             s.batch_owned = 1
             self.batches += 1
             self.preparing -= 1   # not a prep: the batch owns the slot from here
-            s.state = ST_SUBMITTED
+            s.tag = ST_SUBMITTED
+            stray = []
             try:
-                get_buffer(buf, &s.view, op == FIO_IOCB_CMD_PREAD)
-                s.nviews = 1
+                self.table.pin(idx, buf, op == FIO_IOCB_CMD_PREAD)
                 if s.view.len < n * bsize:
                     raise ValueError(f"buf holds {s.view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
-                if results is not None:
-                    # the results view lives in the slot (more_views[0]) so
-                    # that requests still in flight after an interrupt stay safe
-                    s.more_views = <Py_buffer *>calloc(1, sizeof(Py_buffer))
-                    if s.more_views == NULL:
-                        raise MemoryError()
-                    PyObject_GetBuffer(results, &s.more_views[0], 0x003D)  # C_CONTIGUOUS | FORMAT | WRITABLE
-                    s.nviews = 2
-                    if s.more_views[0].itemsize != 4 or s.more_views[0].len < n * 4:
-                        raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
-                    s.results = <int32_t *>s.more_views[0].buf
-                else:
-                    s.results = <int32_t *>malloc(max(n, 1) * 4)
-                    if s.results == NULL:
-                        raise MemoryError()
-                    s.results_owned = 1
+                self.table.pin_results(idx, results, n)
                 cbs = <fio_iocb *>calloc(max(n, 1), sizeof(fio_iocb))
                 if cbs == NULL:
                     raise MemoryError()
@@ -1045,7 +975,6 @@ cdef class Context:
                     cbs[i].aio_buf = <uint64_t><size_t>(<char *>s.view.buf + i * bsize)
                     cbs[i].aio_nbytes = <uint64_t>bsize
                     cbs[i].aio_offset = offs[i]
-                stray = []
                 while True:
                     k = 0
                     while next_i + k < n and <long>(s.pending + k) < cdepth and k < SUBMIT_BATCH:
@@ -1085,18 +1014,23 @@ cdef class Context:
                         continue
                     if ret < 0:
                         raise_errno(<int>-ret)
-                    for j in range(<uint32_t>ret):
-                        self.handle_event(&events[j], stray)
-                if stray:
-                    self.backlog.extend(stray)
+                    self.handle_events(events, ret, stray)
+                    # The block is stored (results, stray): a handler may
+                    # raise now and lose nothing; it runs within one block's
+                    # time, not at the end of the batch.
+                    PyErr_CheckSignals()
                 if results is not None:
                     return results
                 return [s.results[i] for i in range(n)]
             finally:
+                # Other requests' completions met on the way go to the
+                # backlog, whether the batch ends or raises.
+                if stray:
+                    self.backlog.extend(stray)
                 s.batch_owned = 0
                 self.batches -= 1
                 if not s.pending:
-                    self.slot_release(idx)
+                    self.table.release(idx)
         finally:
             free(offs)
 

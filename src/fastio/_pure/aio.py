@@ -47,6 +47,10 @@ _DRAIN_LIMIT_NS = 10_000_000_000
 _DRAIN_STEP_NS = 100_000_000
 _QUEUED, _SUBMITTING, _SUBMITTED = 1, 2, 3
 
+_CLOSE_REFUSED = ("Context.close() while a call on this context is running (another thread in it, or a "
+                  "signal handler or a buffer exporter inside a prep_*, getevents or batch call); close it "
+                  "once that call has returned")
+
 # Contexts whose requests outlived close(): kept (with their buffers) forever.
 _leaked: list = []
 
@@ -176,31 +180,47 @@ def _offset(offset) -> int:
     return off
 
 
+def _check_results(results, n: int) -> None:
+    """A batch's results buffer must be writable, C-contiguous, native signed
+    32-bit items ('i', or 'l' where that is 4 bytes; '@' or '=' byte order),
+    at least n of them; anything else is a TypeError (the rule of
+    ``fastio._c._inflight.get_results_view``, and of Ring.read_batch)."""
+    try:
+        mv = memoryview(results)
+    except TypeError:
+        mv = None
+    if mv is not None:
+        with mv:
+            fmt = mv.format[1:] if mv.format[:1] in ("@", "=") else mv.format
+            if (not mv.readonly and mv.c_contiguous and mv.itemsize == 4 and fmt in ("i", "l")
+                    and mv.nbytes >= n * 4):
+                return
+    raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
+
+
 class _CallLock:
     """The context's lock, refusing re-entry from the thread that holds it
     (a signal handler, or a finalizer run when a call releases a buffer,
-    using the context again) with RuntimeError where threading.Lock would
-    deadlock."""
+    using the context again) with RuntimeError where a plain lock would
+    deadlock. ``with self._lock():`` checks, then enters the RLock itself:
+    its acquire and release are C calls the ``with`` statement makes, so no
+    Python code (a signal handler that raises) runs between taking the lock
+    and the block that gives it back. (A lock whose ``__enter__`` was Python
+    code could be left held by an interrupted call: the next call hung, or
+    raised "used re-entrantly", for ever.)"""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._owner = None
+        self._lock = threading.RLock()
 
-    def locked(self) -> bool:
-        return self._lock.locked()
+    def owned(self) -> bool:
+        """Held by the calling thread."""
+        return self._lock._is_owned()
 
-    def __enter__(self):
-        me = threading.get_ident()
-        if self._owner == me:
+    def __call__(self):
+        if self._lock._is_owned():
             raise RuntimeError("aio.Context used re-entrantly (from a signal handler or a finalizer "
                                "running inside one of its own calls)")
-        self._lock.acquire()
-        self._owner = me
-        return self
-
-    def __exit__(self, *exc_info):
-        self._owner = None
-        self._lock.release()
+        return self._lock
 
 
 class Context:
@@ -222,6 +242,7 @@ class Context:
         self._inflight = 0
         self._submitted = 0
         self._backlog: list = []
+        self._unpins: list = []
         self._resfd = -1
         n = as_c_int(maxevents)
         if n <= 0:
@@ -270,12 +291,14 @@ class Context:
         """Drop, cancel, wait, destroy, release; see ``fastio._c.aio.Context.close``."""
         if getattr(self, "_ctx", 0) == 0:
             return
-        if (self._busy or self._batches or self._waiters or self._lock.locked()) and \
+        if (self._busy or self._batches or self._waiters or self._lock.owned()) and \
                 self._fork_gen == fork_generation():
-            raise RuntimeError("Context.close() while a call on this context is running (another "
-                               "thread in it, or a signal handler or a buffer exporter inside a "
-                               "prep_*, getevents or batch call); close it once that call has returned")
-        with self._lock:
+            raise RuntimeError(_CLOSE_REFUSED)
+        with self._lock():      # (another thread's prep holds it briefly, never across a wait)
+            if self._ctx == 0:
+                return
+            if (self._busy or self._batches or self._waiters) and self._fork_gen == fork_generation():
+                raise RuntimeError(_CLOSE_REFUSED)
             if not self._shutdown():
                 _leaked.append(self.__dict__.copy())
 
@@ -334,8 +357,7 @@ class Context:
                                     ctypes.byref(result)) == 0:
                                 self._handle_event(result, sink)   # kernels before 4.19
                 ret = self._getevents_raw(1, _STACK_EVENTS, events, _DRAIN_STEP_NS)
-                for k in range(max(ret, 0)):
-                    self._handle_event(events[k], sink)
+                self._handle_block(events, max(ret, 0), sink)
                 sink.clear()
             return True
         except BaseException:
@@ -361,20 +383,31 @@ class Context:
         self._inflight += 1
         return idx
 
+    # Straight runs of code with no call in them (no Python function entry,
+    # where a signal handler may run) keep the table consistent whatever a
+    # raising handler interrupts: _slot_release frees the slot in one such
+    # run and leaves its views in _unpins, which _release_views empties one at
+    # a time (an interrupted one resumes at the next).
+
     def _slot_release(self, idx: int) -> None:
         slot = self._slots[idx]
         user_data = slot.user_data
-        for view in slot.views:
-            _unpin(view)
+        self._unpins += slot.views
         slot.views = []
         slot.iov = slot.results = slot.cbs = None
         slot.user_data = None
         slot.pending = 0
         slot.state = 0
         slot.gen = slot.gen + 1 if slot.gen < 0x7FFFFFFF else 1
-        self._free.append(idx)
+        self._free += (idx,)
         self._inflight -= 1
+        self._release_views()
         del user_data       # its finalizer runs now, with the table consistent
+
+    def _release_views(self) -> None:
+        unpins = self._unpins
+        while unpins:
+            _unpin(unpins.pop())
 
     def _fill(self, idx: int, op: int, fd: int, rw_flags: int, prio: int) -> abi.Iocb:
         slot = self._slots[idx]
@@ -408,7 +441,7 @@ class Context:
 
     def _prep_buf(self, op, fd, buf, offset, user_data, rw_flags, reqprio, writable):
         cfd, off, rwf, prio = as_fd(fd), _offset(offset), _rw_flags(rw_flags), _prio(reqprio)
-        with self._lock:
+        with self._lock():
             idx = self._new_slot(user_data)
             try:
                 view = _pin(buf, writable)
@@ -437,7 +470,7 @@ class Context:
         n = len(objs)
         if n == 0 or n > _MAX_VIEWS:
             raise ValueError(f"give between 1 and {_MAX_VIEWS} buffers")
-        with self._lock:
+        with self._lock():
             idx = self._new_slot(user_data)
             try:
                 slot = self._slots[idx]
@@ -467,7 +500,7 @@ class Context:
 
     def _prep_plain(self, op, fd, mask, user_data, reqprio):
         cfd, prio = as_fd(fd), _prio(reqprio)
-        with self._lock:
+        with self._lock():
             idx = self._new_slot(user_data)
             cb = self._fill(idx, op, cfd, 0, prio)
             cb.aio_buf = mask
@@ -511,7 +544,7 @@ class Context:
         total = 0
         ptrs = (ctypes.c_void_p * _SUBMIT_BATCH)()
         while True:
-            with self._lock:
+            with self._lock():
                 if not self._queue:
                     return total
                 taken = self._queue[:_SUBMIT_BATCH]
@@ -523,7 +556,7 @@ class Context:
                     slot.state = _SUBMITTING
                     gens.append(slot.gen)
             ret = self._io_submit(ptrs, len(taken))
-            with self._lock:
+            with self._lock():
                 nt = max(ret, 0)
                 for idx, gen in zip(taken[:nt], gens):
                     # Reaped by another thread while io_submit ran (and not
@@ -563,22 +596,51 @@ class Context:
         finally:
             self._busy -= 1
 
+    def _handle_block(self, events, n: int, out: list) -> None:
+        """Handle the events taken off the kernel among events[:n] (data != 0;
+        _handle_event zeroes data when it has accounted for one). A signal
+        handler that raises while one is handled does not lose the rest: the
+        scan goes on (twice more at most) and the first exception is raised
+        once the block is done."""
+        first = None
+        for _attempt in range(3):
+            try:
+                for k in range(n):
+                    if events[k].data:
+                        self._handle_event(events[k], out)
+                break
+            except BaseException as exc:
+                if first is None:
+                    first = exc
+        if first is not None:
+            raise first
+
     def _handle_event(self, ev, out: list) -> None:
         ud = ev.data
         idx = ud & 0xFFFFFFFF
         if idx >= len(self._slots):
+            ev.data = 0
             return
         slot = self._slots[idx]
         if not slot.pending:
+            ev.data = 0
             return
         if ud & _UD_BATCH:
-            slot.results[(ud >> 32) & 0x7FFFFFFF] = max(min(ev.res, 2**31 - 1), -2**31)
+            res = ev.res
+            if res > 2**31 - 1:
+                res = 2**31 - 1
+            elif res < -2**31:
+                res = -2**31
+            # one straight run: accounted for exactly once
+            ev.data = 0
+            slot.results[(ud >> 32) & 0x7FFFFFFF] = res
             slot.pending -= 1
             self._submitted -= 1
             if not slot.pending and not slot.batch_owned:
                 self._slot_release(idx)
             return
         if (ud >> 32) != slot.gen:
+            ev.data = 0
             return
         c = Completion(slot.user_data, ev.res, ev.res2)
         if ev.res == -errno.EINVAL:
@@ -589,10 +651,26 @@ class Context:
             else:
                 addrs, lengths = [cb.aio_buf], [cb.aio_nbytes]
             c.detail = abi.explain_einval(cb.aio_fildes, cb.aio_lio_opcode, addrs, lengths, cb.aio_offset)
+        # One straight run (no calls): the event is accounted for, its
+        # completion stored and its slot freed together; an interrupt before
+        # it changes nothing (the event is handled again), after it nothing is
+        # left to do but the views' release.
+        user_data = slot.user_data
+        ev.data = 0
         if slot.state != _SUBMITTING:
             self._submitted -= 1     # else its io_submit has not counted it, and will not
-        self._slot_release(idx)
-        out.append(c)
+        out += (c,)
+        self._unpins += slot.views
+        slot.views = []
+        slot.iov = slot.results = slot.cbs = None
+        slot.user_data = None
+        slot.pending = 0
+        slot.state = 0
+        slot.gen = slot.gen + 1 if slot.gen < 0x7FFFFFFF else 1
+        self._free += (idx,)
+        self._inflight -= 1
+        self._release_views()
+        del user_data       # its finalizer runs now, with the table consistent
 
     def getevents(self, min_nr=1, max_nr=None, timeout=None):
         """Submit, wait, reap; see ``fastio._c.aio.Context.getevents``."""
@@ -608,24 +686,42 @@ class Context:
             raise RuntimeError("a read_batch/write_batch is running on this Context: it reaps "
                                "the context's events itself; getevents() must wait until it returns")
         deadline = deadline_for(timeout_ns)
-        if self._queue:
-            self._submit_queue()
-        with self._lock:
-            # what is already here counts towards max_nr (see the C twin)
-            out, self._backlog = self._backlog[:maxn], self._backlog[maxn:]
+        out = None
+        # The guard goes up before anything that allocates (a finalizer run
+        # there that calls close() gets RuntimeError), then the context is
+        # looked at again.
         self._waiters += 1
         try:
+            self._check()
+            if self._queue:
+                self._submit_queue()
+            with self._lock():
+                # what is already here counts towards max_nr (see the C twin)
+                out, self._backlog = self._backlog[:maxn], self._backlog[maxn:]
             return self._getevents_loop(out, need, maxn, timeout_ns, deadline)
         except BaseException:
             # What was already reaped goes back to the front of the backlog.
-            with self._lock:
-                self._backlog = out + self._backlog
+            if out:
+                with self._lock():
+                    self._backlog = out + self._backlog
             raise
         finally:
             self._waiters -= 1
 
     def _getevents_loop(self, out, need, maxn, timeout_ns, deadline):
         events = (abi.IoEvent * _STACK_EVENTS)()
+        try:
+            return self._getevents_wait(events, out, need, maxn, timeout_ns, deadline)
+        except BaseException:
+            # A handler raised right after io_getevents returned (its count
+            # lost) or inside the block: what the kernel wrote into events
+            # (data != 0) is still to be handled, into out (which getevents
+            # puts back into the backlog).
+            with self._lock():
+                self._handle_block(events, _STACK_EVENTS, out)
+            raise
+
+    def _getevents_wait(self, events, out, need, maxn, timeout_ns, deadline):
         while len(out) < maxn:
             chunk = min(maxn - len(out), _STACK_EVENTS)
             want = max(min(need - len(out), self._submitted, chunk), 0)
@@ -636,9 +732,8 @@ class Context:
                 continue
             if ret < 0:
                 raise_errno(-ret)
-            with self._lock:
-                for k in range(ret):
-                    self._handle_event(events[k], out)
+            with self._lock():
+                self._handle_block(events, ret, out)
             if ret == chunk:
                 continue
             if want == 0 or len(out) >= need:
@@ -659,7 +754,7 @@ class Context:
             raise OverflowError(f"request id {ud} is out of range (0 .. 2**64 - 1)")
         idx = ud & 0xFFFFFFFF
         self._check()
-        with self._lock:
+        with self._lock():
             if idx >= len(self._slots):
                 return False
             slot = self._slots[idx]
@@ -715,23 +810,24 @@ class Context:
             raise RuntimeError("another read_batch/write_batch or getevents() is running on this "
                                "Context: a batch reaps the context's events itself, so it needs "
                                "the context to itself (use one Context per thread)")
-        with self._lock:
+        with self._lock():
             idx = self._new_slot(None)
             slot = self._slots[idx]
             slot.pending = 0
             slot.batch = slot.batch_owned = True
             self._batches += 1
             slot.state = _SUBMITTED
+        stray: list = []
+        events = (abi.IoEvent * _STACK_EVENTS)()
         try:
             view = _pin(buf, op == abi.IOCB_CMD_PREAD)
             slot.views.append(view)
             if view.len < n * bsize:
                 raise ValueError(f"buf holds {view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
             if results is not None:
+                _check_results(results, n)
                 rview = _pin(results, True)
                 slot.views.append(rview)
-                if rview.itemsize != 4 or rview.len < n * 4:
-                    raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
                 slot.results = (ctypes.c_int32 * n).from_address(rview.buf) if n else []
             else:
                 slot.results = [0] * n
@@ -747,8 +843,6 @@ class Context:
                 cb.aio_offset = offs[i]
             base = ctypes.addressof(cbs)
             ptrs = (ctypes.c_void_p * _SUBMIT_BATCH)()
-            events = (abi.IoEvent * _STACK_EVENTS)()
-            stray: list = []
             next_i = 0
             while True:
                 k = 0
@@ -758,7 +852,7 @@ class Context:
                 if k:
                     ret = self._io_submit(ptrs, k)
                     taken = max(ret, 0)
-                    with self._lock:
+                    with self._lock():
                         slot.pending += taken
                         self._submitted += taken
                     next_i += taken
@@ -780,17 +874,20 @@ class Context:
                     continue
                 if ret < 0:
                     raise_errno(-ret)
-                with self._lock:
-                    for j in range(ret):
-                        self._handle_event(events[j], stray)
-            if stray:
-                with self._lock:
-                    self._backlog.extend(stray)
+                with self._lock():
+                    self._handle_block(events, ret, stray)
             if results is not None:
                 return results
             return list(slot.results)
         finally:
-            with self._lock:
+            with self._lock():
+                try:
+                    # Events a raising handler left unhandled (see _getevents_loop).
+                    self._handle_block(events, _STACK_EVENTS, stray)
+                finally:
+                    # Other requests' completions met on the way go to the
+                    # backlog, whether the batch ends or raises.
+                    self._backlog.extend(stray)
                 self._batches -= 1
                 slot.batch_owned = False
                 if not slot.pending:
