@@ -1036,7 +1036,7 @@ cdef class Context:
 
 
 def _abi_layout():
-    """Sizes and field offsets of the C ABI structs, as compiled (tests/test_abi.py)."""
+    """Sizes and field offsets of the C ABI structs, as compiled (tests/interfaces/test_abi.py)."""
     cdef fio_iocb cb
     cdef fio_io_event ev
     cdef char *base = <char *>&cb
