@@ -15,6 +15,8 @@ import mmap
 import os
 import platform
 
+from fastio._abi import probe
+
 # io_setup(2) and friends: not in the unified table, so per architecture.
 _SYSCALLS = {
     "x86_64": {"io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209, "io_cancel": 210,
@@ -73,28 +75,8 @@ STRUCTS = {"iocb": Iocb, "io_event": IoEvent}
 
 def disabled_by_env() -> str | None:
     """The reason if ``FASTIO_DISABLE`` names aio (comma-separated list)."""
-    wanted = {part.strip().lower() for part in os.environ.get("FASTIO_DISABLE", "").split(",")}
-    if "aio" in wanted:
+    if probe.disabled_by_env("aio"):
         return "Linux AIO is switched off by FASTIO_DISABLE=aio in the environment"
-    return None
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return "?"
-
-
-def _seccomp_mode() -> str | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Seccomp:"):
-                    return line.split()[1]
-    except OSError:
-        pass
     return None
 
 
@@ -102,13 +84,13 @@ def diagnose(err: int, nr_events: int) -> str:
     """Explain an ``io_setup(2)`` failure with errno ``err`` for
     ``nr_events`` events: the sysctl, seccomp or kernel option behind it."""
     if err == errno.EAGAIN:
-        max_nr, cur = _read("/proc/sys/fs/aio-max-nr"), _read("/proc/sys/fs/aio-nr")
+        max_nr, cur = probe.read_sysctl("fs.aio-max-nr") or "?", probe.read_sysctl("fs.aio-nr") or "?"
         return (f"io_setup({nr_events}) failed with EAGAIN: the system-wide AIO limit is reached "
                 f"(fs.aio-max-nr={max_nr}, fs.aio-nr={cur} events already taken by open contexts; "
                 f"{nr_events} more do not fit). Ask for fewer events, close other AIO contexts, or "
                 f"raise it: sysctl -w fs.aio-max-nr=<n> (as root)")
     if err == errno.ENOSYS:
-        if _seccomp_mode() == "2":
+        if probe.seccomp_mode() == "2":
             return "io_setup failed with ENOSYS: a seccomp filter (container profile) hides Linux AIO from this process"
         return "io_setup failed with ENOSYS: the kernel is built without CONFIG_AIO"
     if err == errno.EPERM:

@@ -17,6 +17,8 @@ import os
 import socket
 import struct
 
+from fastio._abi import probe
+
 c_uint8, c_uint16, c_uint32, c_uint64 = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_uint64
 c_int32, c_int64 = ctypes.c_int32, ctypes.c_int64
 
@@ -248,29 +250,9 @@ PAGE_SIZE = os.sysconf("SC_PAGESIZE")
 
 # ---- why io_uring cannot be used here ----
 
-def _read_sysctl(name: str) -> str | None:
-    try:
-        with open(f"/proc/sys/{name.replace('.', '/')}") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _seccomp_mode() -> str | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Seccomp:"):
-                    return line.split()[1]
-    except OSError:
-        pass
-    return None
-
-
 def disabled_by_env() -> str | None:
     """The reason if ``FASTIO_DISABLE`` names uring (comma-separated list)."""
-    wanted = {part.strip().lower() for part in os.environ.get("FASTIO_DISABLE", "").split(",")}
-    if "uring" in wanted or "io_uring" in wanted:
+    if probe.disabled_by_env("uring", "io_uring"):
         return "io_uring is switched off by FASTIO_DISABLE=uring in the environment"
     return None
 
@@ -278,13 +260,13 @@ def disabled_by_env() -> str | None:
 def diagnose(err: int) -> str:
     """Explain an io_uring_setup(2) failure with errno ``err``: the sysctl,
     seccomp, group or limit behind it, and the fix."""
-    disabled = _read_sysctl("kernel.io_uring_disabled")
-    group = _read_sysctl("kernel.io_uring_group")
+    disabled = probe.read_sysctl("kernel.io_uring_disabled")
+    group = probe.read_sysctl("kernel.io_uring_group")
     if err == errno.ENOSYS:
         if disabled == "2":
             return ("io_uring_setup failed with ENOSYS: kernel.io_uring_disabled=2 turns io_uring off "
                     "for every process (set it to 0, or 1 with kernel.io_uring_group, as root)")
-        if _seccomp_mode() == "2":
+        if probe.seccomp_mode() == "2":
             return ("io_uring_setup failed with ENOSYS: a seccomp filter (container profile) hides it "
                     "from this process; allow io_uring_setup/enter/register in the profile (Docker: "
                     "--security-opt seccomp=<profile>) or run on the host kernel")
@@ -297,7 +279,7 @@ def diagnose(err: int) -> str:
         if disabled == "2":
             return ("io_uring_setup failed with EPERM: kernel.io_uring_disabled=2 turns io_uring off for "
                     "every process (set it to 0, or 1 with kernel.io_uring_group, as root)")
-        if _seccomp_mode() == "2":
+        if probe.seccomp_mode() == "2":
             return ("io_uring_setup failed with EPERM: refused by a seccomp filter (a container runtime's "
                     "default profile blocks io_uring); allow io_uring_setup/enter/register in it")
         return "io_uring_setup failed with EPERM: refused by a security policy (seccomp or an LSM)"
