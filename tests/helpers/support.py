@@ -75,3 +75,13 @@ class Interrupted(Exception):
 
 def raise_interrupted(*args):
     raise Interrupted
+
+
+def wait_all(ring, n, timeout=10.0):
+    """Exactly n completions, within timeout (bounded loop)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        out += ring.wait(n - len(out), timeout=max(deadline - time.monotonic(), 0.001))
+    assert len(out) == n, out
+    return out
