@@ -1,0 +1,147 @@
+"""CPython's own ``test.test_epoll``, ``test.test_poll`` and ``test.test_selectors``,
+run against fastio's classes on both backends (issue 11).
+
+The suites come from the *running* interpreter's ``test`` package, so each
+Python checks fastio against its own stdlib's expectations (3.9 to 3.13 differ
+in small ways). Each stdlib test method is one pytest test, named
+``<suite>.<class>.<method>``, run through ``unittest`` (a one-test
+``TestSuite``, so class and module fixtures run as under ``unittest``); a
+failure is reported with unittest's traceback, a stdlib skip stays a skip.
+
+How each suite is bound to fastio:
+
+- ``test_selectors``: the test classes take the class under test from their
+  ``SELECTOR`` attribute. Each of ``SelectSelectorTestCase``,
+  ``PollSelectorTestCase`` and ``EpollSelectorTestCase`` is subclassed with
+  ``SELECTOR`` set to the backend's class of that name; nothing else changes.
+  (``DefaultSelectorTestCase`` is left out: fastio's ``DefaultSelector`` is
+  its ``EpollSelector``, which is already run.)
+- ``test_poll`` and ``test_epoll`` call ``select.poll()``/``select.epoll()``
+  and read ``select.POLLIN`` ... through the name ``select`` in their module.
+  While one of their tests runs, that module global (only that one: the
+  stdlib ``select`` module itself and every other user of it are untouched)
+  points at a copy of the ``select`` module whose ``poll``, ``epoll`` and
+  POLL*/EPOLL* constants are fastio's; it is restored afterwards.
+
+Left out, each with its reason as the skip reason: see ``NOT_OURS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import select as _std_select
+import types
+import unittest
+from unittest import mock
+
+import pytest
+
+from fastio import _consts
+
+SUITES = ("test_epoll", "test_poll", "test_selectors")
+
+# The selectors test classes that are bound to fastio, by the name of the
+# fastio class they get as SELECTOR.
+SELECTOR_CLASSES = {
+    "SelectSelectorTestCase": "SelectSelector",
+    "PollSelectorTestCase": "PollSelector",
+    "EpollSelectorTestCase": "EpollSelector",
+}
+
+# Stdlib tests that test CPython's implementation rather than the API.
+NOT_OURS = {
+    "test_modify_unregister": (
+        "tests CPython's class, not the API: it patches the stdlib "
+        "selectors.<Name>Selector._selector_cls (the private select.poll/epoll "
+        "factory of CPython's selectors.py) to make modify() fail; fastio's "
+        "selectors do not have it. The behaviour it checks, modify() unregistering "
+        "the file object when the kernel refuses the change, is compared with the "
+        "stdlib in tests/test_selectors.py::test_modify_events_of_closed_file_object"
+    ),
+}
+
+
+def _load(suite: str):
+    """The stdlib test module, or the reason it cannot be run here."""
+    try:
+        return importlib.import_module(f"test.{suite}"), None
+    except unittest.SkipTest as exc:
+        return None, f"CPython's test.{suite} skips itself here: {exc}"
+    except ImportError as exc:
+        return None, (
+            f"this interpreter has no CPython test package (import test.{suite}: {exc}); "
+            "install the python3-test package or use a full CPython build"
+        )
+
+
+def _test_ids():
+    """(suite, class, method) of every stdlib test to run, with skip reasons."""
+    params = []
+    loader = unittest.TestLoader()
+    for suite in SUITES:
+        module, why = _load(suite)
+        if module is None:
+            params.append(pytest.param(suite, None, None, id=suite, marks=pytest.mark.skip(reason=why)))
+            continue
+        for name in sorted(vars(module)):
+            cls = getattr(module, name)
+            if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
+                continue
+            if suite == "test_selectors" and name not in SELECTOR_CLASSES:
+                continue
+            for method in loader.getTestCaseNames(cls):
+                marks = []
+                if method in NOT_OURS:
+                    marks.append(pytest.mark.skip(reason=NOT_OURS[method]))
+                params.append(pytest.param(suite, name, method, id=f"{suite}.{name}.{method}", marks=marks))
+    return params
+
+
+def _select_namespace(backend) -> types.ModuleType:
+    """A copy of the ``select`` module with fastio's poll, epoll and constants."""
+    ns = types.ModuleType("select", "select as seen by the stdlib suites: fastio's poll and epoll")
+    ns.__dict__.update({k: v for k, v in vars(_std_select).items() if not k.startswith("__")})
+    for name in dir(_consts):
+        if name.startswith(("POLL", "EPOLL")) and hasattr(_std_select, name):
+            setattr(ns, name, getattr(_consts, name))
+    ns.poll = backend.Poll
+    ns.epoll = backend.Epoll
+    return ns
+
+
+_bound: dict[tuple[str, str, str], type] = {}
+
+
+def _bound_class(backend, module, name: str) -> type:
+    """The stdlib test class ``name`` bound to the backend's selector."""
+    std = getattr(module, name)
+    if module.__name__ != "test.test_selectors":
+        return std
+    key = (backend.name, module.__name__, name)
+    if key not in _bound:
+        impl = getattr(backend.selectors, SELECTOR_CLASSES[name])
+        # __module__ stays the stdlib's, so its module fixtures (tearDownModule) run.
+        _bound[key] = type(name, (std,), {"SELECTOR": impl, "__module__": module.__name__,
+                                          "__qualname__": f"{backend.name}.{name}"})
+    return _bound[key]
+
+
+@pytest.mark.parametrize(("suite", "cls_name", "method"), _test_ids())
+def test_stdlib(backend, suite, cls_name, method):
+    module, _ = _load(suite)
+    cls = _bound_class(backend, module, cls_name)
+    case = cls(method)
+    result = unittest.TestResult()
+    if suite == "test_selectors":
+        unittest.TestSuite([case]).run(result)
+    else:
+        with mock.patch.object(module, "select", _select_namespace(backend)):
+            unittest.TestSuite([case]).run(result)
+    problems = result.errors + result.failures
+    if problems:
+        pytest.fail("\n".join(text for _, text in problems), pytrace=False)
+    if result.unexpectedSuccesses:
+        pytest.fail("unexpected success of a stdlib expectedFailure", pytrace=False)
+    if result.skipped:
+        pytest.skip(f"the stdlib test skips: {result.skipped[0][1]}")
+    assert result.testsRun == 1
