@@ -29,7 +29,9 @@ Left out, each with its reason as the skip reason: see ``NOT_OURS``.
 from __future__ import annotations
 
 import importlib
+import os
 import select as _std_select
+import selectors as std_selectors
 import types
 import unittest
 from unittest import mock
@@ -181,7 +183,7 @@ def test_poll_timeout_must_fit_a_c_int(backend, sockpair, timeout):
     timeout only the type is compared: CPython's message names its internal
     time type and differs between versions.)"""
     a, _ = sockpair
-    fast, std = backend.Poll(), select_poll()
+    fast, std = backend.Poll(), _std_select.poll()
     for p in (fast, std):
         p.register(a, _consts.POLLOUT)
     got, want = _outcome(lambda: fast.poll(timeout)), _outcome(lambda: std.poll(timeout))
@@ -200,15 +202,11 @@ def test_poll_eventmask_errors_match_the_stdlib(backend, sockpair, mask):
     Fix: the sign is checked on the Python int first, then the range, with
     CPython's words (both backends)."""
     a, _ = sockpair
-    fast, std = backend.Poll(), select_poll()
+    fast, std = backend.Poll(), _std_select.poll()
     for call in ("register", "modify"):
         for p in (fast, std):
             p.register(a)
         assert _outcome(lambda: getattr(fast, call)(a, mask)) == _outcome(lambda: getattr(std, call)(a, mask))
-
-
-def select_poll():
-    return _std_select.poll()
 
 
 @pytest.mark.parametrize("name", ["EpollSelector", "PollSelector", "SelectSelector"])
@@ -226,9 +224,6 @@ def test_selector_instance_attributes_and_modify_calls(backend, sockpair, name):
     ``modify`` makes through the instance are recorded here and compared with
     the stdlib class's, for a data change (the shortcut: none), an events
     change, and a change the kernel refuses (an fd closed meanwhile)."""
-    import os
-    import selectors as std_selectors
-
     a, b = sockpair
 
     def trace(sel):
