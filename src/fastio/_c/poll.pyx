@@ -13,13 +13,17 @@ Nothing kernel-side is shared, so a ``Poll`` may be used after ``fork()``.
 """
 
 from cpython.dict cimport PyDict_GetItem
+from cpython.long cimport PyLong_AsUnsignedLong
+from cpython.number cimport PyNumber_Index
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.errno cimport EINTR, ENOENT
+from libc.limits cimport INT_MAX, INT_MIN, ULONG_MAX
+from libc.math cimport ceil
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
 from fastio._c._common cimport (
-    as_fd, deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns,
+    as_fd, deadline_for, raise_errno, remaining_after_eintr,
 )
 from fastio._c._sys cimport fio_ns_to_timespec, fio_sys_ppoll, pollfd, timespec
 
@@ -29,16 +33,48 @@ cdef extern from "<poll.h>":
 
 
 cdef unsigned short as_eventmask(object eventmask) except? 0xFFFF:
-    """CPython's unsigned-short converter: TypeError for a non-int, ValueError
-    below 0, OverflowError above 0xFFFF."""
+    """CPython's unsigned-short converter (``_PyLong_UnsignedShort_Converter``):
+    TypeError for a non-int, then ValueError for any negative value, then
+    OverflowError above 0xFFFF (worded as CPython words it beyond an unsigned long)."""
     if not isinstance(eventmask, int):
         raise TypeError("an integer is required")
-    cdef long value = eventmask
-    if value < 0:
+    if eventmask < 0:
         raise ValueError("value must be positive")
-    if value > 0xFFFF:
+    if eventmask > 0xFFFF:
+        if eventmask > ULONG_MAX:
+            raise OverflowError("Python int too large to convert to C unsigned long")
         raise OverflowError("Python int too large for C unsigned short")
-    return <unsigned short>value
+    return <unsigned short>PyLong_AsUnsignedLong(eventmask)
+
+
+cdef int64_t poll_timeout_ns(object timeout) except? -2:
+    """``poll(timeout)``'s milliseconds as nanoseconds (-1: forever), checked as
+    ``select.poll`` checks them: the timeout rounded away from zero to whole
+    milliseconds must fit a C int, however negative (OverflowError "timeout is
+    too large"); NaN is a ValueError; a non-number a TypeError. A fraction of a
+    millisecond is kept (rounded up to a nanosecond), as ``ppoll(2)`` takes it."""
+    cdef double d
+    cdef long long whole
+    if timeout is None:
+        return -1
+    if isinstance(timeout, float):
+        d = timeout
+        if d != d:
+            raise ValueError("Invalid value NaN (not a number)")
+        # Rounded away from zero, d fits a C int exactly when it lies within one.
+        if not (<double>INT_MIN <= d <= <double>INT_MAX):
+            raise OverflowError("timeout is too large")
+        if d < 0:
+            return -1
+        return <int64_t>ceil(d * 1e6)
+    try:
+        value = PyNumber_Index(timeout)
+    except TypeError:
+        raise TypeError("timeout must be an integer or None") from None
+    if not INT_MIN <= value <= INT_MAX:
+        raise OverflowError("timeout is too large")
+    whole = value
+    return -1 if whole < 0 else whole * 1000000
 
 
 cdef class Poll:
@@ -165,12 +201,13 @@ cdef class Poll:
         has events or errors to report.
 
         ``timeout`` is in milliseconds (float or int); ``None`` or a negative
-        value waits forever. The GIL is released while waiting; signals run
+        value waits forever. As ``select.poll``'s, it must fit a C int once
+        rounded to whole milliseconds (``OverflowError`` otherwise). The GIL is released while waiting; signals run
         their handlers and the wait resumes with the remaining time (PEP 475).
 
         See ``poll(2)``.
         """
-        cdef int64_t timeout_ns = timeout_to_ns(timeout, 1000000)
+        cdef int64_t timeout_ns = poll_timeout_ns(timeout)
         cdef Py_ssize_t nfds, i
         cdef int n
         cdef pollfd *fds = self.snapshot(&nfds)

@@ -78,6 +78,21 @@ cdef extern from *:
     """
     object fio_selector_key(object cls, object fileobj, object fd, object events, object data)
 
+cdef extern from *:
+    """
+    /* Drop the instance dict Cython's tp_new made: CPython makes one on the
+     * first attribute set (and its __dict__ getter on first read), and with
+     * none the interpreter's attribute cache serves sel.select(...) as for a
+     * dict-less type (a present dict, even empty, turns that off on 3.12+). */
+    static void fio_drop_instance_dict(PyObject *self)
+    {
+        Py_ssize_t offset = Py_TYPE(self)->tp_dictoffset;
+        if (offset > 0)
+            Py_CLEAR(*(PyObject **)((char *)self + offset));
+    }
+    """
+    void fio_drop_instance_dict(object self)
+
 cdef enum:
     EVENT_READ = 1
     EVENT_WRITE = 2
@@ -147,13 +162,20 @@ cdef class _BaseSelector:
     ``(key, N)`` tuple that ``select()`` returns for ready events N, made on
     first use and reused (tuples are immutable). A Python list, not a C
     array, so the garbage collector sees these references.
+
+    Instances take attributes, as the stdlib's do (``__dict__``): a caller
+    may replace ``register``/``unregister`` on one selector, and ``modify``
+    calls them exactly where the stdlib's does (``SelectSelector`` on an
+    events change; never on the shortcut, nor when the kernel refuses).
     """
 
+    cdef dict __dict__
     cdef readonly dict _fd_to_key
     cdef object _map
     cdef list _slots
 
     def __cinit__(self):
+        fio_drop_instance_dict(self)
         self._fd_to_key = {}
         self._map = _SelectorMapping(self)
         self._slots = []
@@ -299,7 +321,9 @@ cdef class _BaseSelector:
             try:
                 self._kernel_modify(fd, mask, flags)
             except BaseException:
-                self.unregister(fileobj)
+                # Not through self.unregister: the stdlib calls the base
+                # class's here (super().unregister), never an override.
+                _BaseSelector.unregister(self, fileobj)
                 raise
         elif data != key[3]:
             mask = selector_mask(events)
@@ -635,7 +659,7 @@ cdef class SelectSelector(_BaseSelector):
             raise KeyError(f"{fileobj!r} is not registered")
         if events != key.events:
             self.unregister(fileobj)
-            return self._register(fileobj, events, data, 0)
+            return self.register(fileobj, events, data)
         if data != key.data:
             key = key._replace(data=data)
             self._fd_to_key[fd] = key

@@ -2,10 +2,15 @@
 
 import ctypes
 import errno
+import math
+import operator
 
 from fastio._consts import POLLIN, POLLOUT, POLLPRI
 from fastio._abi import libc as _libc
-from fastio._util import EINTR, as_fd, deadline_for, raise_errno, remaining, timeout_to_ns
+from fastio._util import EINTR, as_fd, deadline_for, raise_errno, remaining
+
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+_ULONG_MAX = (1 << 64) - 1
 
 
 def _as_eventmask(eventmask) -> int:
@@ -16,8 +21,32 @@ def _as_eventmask(eventmask) -> int:
     if value < 0:
         raise ValueError("value must be positive")
     if value > 0xFFFF:
+        if value > _ULONG_MAX:
+            raise OverflowError("Python int too large to convert to C unsigned long")
         raise OverflowError("Python int too large for C unsigned short")
     return value
+
+
+def _poll_timeout_ns(timeout) -> int:
+    """``poll(timeout)``'s milliseconds as nanoseconds (-1: forever), checked as
+    ``select.poll`` checks them (see the C twin): OverflowError unless the
+    timeout rounded away from zero to whole milliseconds fits a C int."""
+    if timeout is None:
+        return -1
+    if isinstance(timeout, float):
+        if timeout != timeout:
+            raise ValueError("Invalid value NaN (not a number)")
+        # rounded away from zero, it fits a C int exactly when it lies within one
+        if not _INT_MIN <= timeout <= _INT_MAX:
+            raise OverflowError("timeout is too large")
+        return -1 if timeout < 0 else math.ceil(timeout * 1e6)
+    try:
+        value = operator.index(timeout)
+    except TypeError:
+        raise TypeError("timeout must be an integer or None") from None
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise OverflowError("timeout is too large")
+    return -1 if value < 0 else value * 1_000_000
 
 
 def _as_short(mask: int) -> int:
@@ -101,8 +130,9 @@ class Poll:
         self._remove(as_fd(fd))
 
     def poll(self, timeout=None):
-        """Wait; a list of ``(fd, revents)``. ``timeout`` in milliseconds, None: forever."""
-        timeout_ns = timeout_to_ns(timeout, 1_000_000)
+        """Wait; a list of ``(fd, revents)``. ``timeout`` in milliseconds, None or
+        negative: forever; OverflowError beyond a C int, as ``select.poll``."""
+        timeout_ns = _poll_timeout_ns(timeout)
         fds, nfds = self._snapshot()
         n = self._wait(fds, nfds, timeout_ns)
         if not n:

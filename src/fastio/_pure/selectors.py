@@ -81,7 +81,9 @@ class EpollSelector(_std.EpollSelector):
                 else:
                     self._selector.modify(key.fd, mask)
             except BaseException:
-                self.unregister(fileobj)
+                # Not through self.unregister: the stdlib calls the base
+                # class's here (super().unregister), never an override.
+                EpollSelector.unregister(self, fileobj)
                 raise
             if new_flags:
                 self._flags[key.fd] = new_flags
