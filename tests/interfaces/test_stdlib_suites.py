@@ -58,7 +58,7 @@ NOT_OURS = {
         "factory of CPython's selectors.py) to make modify() fail; fastio's "
         "selectors do not have it. The behaviour it checks, modify() unregistering "
         "the file object when the kernel refuses the change, is compared with the "
-        "stdlib in tests/test_selectors.py::test_modify_events_of_closed_file_object"
+        "stdlib in tests/interfaces/test_selectors.py::test_modify_events_of_closed_file_object"
     ),
 }
 
