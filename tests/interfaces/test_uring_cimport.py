@@ -85,6 +85,10 @@ def consumer(tmp_path_factory):
     # Cython finds fastio's .pxd files on sys.path: the package's parent.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(pathlib.Path(compiled.__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]))
+    # Under tools/sanitize the ASan runtime is preloaded into this process;
+    # the compiler must not inherit it (gcc's cc1 crashes under it).
+    for name in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"):
+        env.pop(name, None)
     out = subprocess.run([sys.executable, "build.py", str(CSRC)], cwd=where, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
