@@ -1,9 +1,11 @@
 """Extension modules of fastio's compiled backend; metadata lives in pyproject.toml."""
 
+import glob
 import os
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 MODULES = [
     "epoll", "poll", "selectors", "sigio", "_inflight",
@@ -53,7 +55,24 @@ extensions = [
     for name in MODULES
 ]
 
+
+
+class build_py_with_headers(build_py):
+    """The csrc/ headers go into the package as fastio/include/: the .pxd
+    files that ship beside the modules name them, so a Cython module that
+    cimports fastio._c.uring compiles against an installed wheel
+    (fastio.get_include() says where they are)."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "fastio", "include")
+        self.mkpath(target)
+        for header in sorted(glob.glob("csrc/*.h")):
+            self.copy_file(header, target)
+
+
 setup(
+    cmdclass={"build_py": build_py_with_headers},
     ext_modules=cythonize(
         extensions,
         include_path=["src"],

@@ -1,8 +1,9 @@
 """The ring as a C API: another Cython module cimports ``fastio._c.uring.Ring``
 (through ``_uring_core.pxd``), queues SQEs, submits and reaps into its own
 ``handle_cqe`` with no Python call per request, which is what the compiled
-event loop stands on. The module is compiled here, against the installed
-fastio's ``.pxd`` files and the repository's ``csrc/`` headers."""
+event loop stands on. The module is compiled here, against the ``.pxd`` files
+and the headers (``fastio.get_include()``) of the fastio under test: an
+installed wheel must carry both."""
 
 from __future__ import annotations
 
@@ -15,12 +16,10 @@ import textwrap
 
 import pytest
 
+import fastio
 from fastio import uring
 
-CSRC = pathlib.Path(__file__).resolve().parents[2] / "csrc"
-
 pytestmark = [
-    pytest.mark.skipif(not CSRC.is_dir(), reason="no csrc/ beside tests/ (a run against an installed wheel)"),
     pytest.mark.skipif(importlib.util.find_spec("Cython") is None or importlib.util.find_spec("setuptools") is None,
                        reason="compiling a cimporting module needs Cython and setuptools (the test extra has both)"),
     pytest.mark.skipif(not uring.available(), reason=f"io_uring unusable: {uring.why_unavailable()}"),
@@ -89,7 +88,7 @@ def consumer(tmp_path_factory):
     # the compiler must not inherit it (gcc's cc1 crashes under it).
     for name in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"):
         env.pop(name, None)
-    out = subprocess.run([sys.executable, "build.py", str(CSRC)], cwd=where, env=env,
+    out = subprocess.run([sys.executable, "build.py", fastio.get_include()], cwd=where, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "warning:" not in out.stderr, out.stderr
