@@ -208,7 +208,7 @@ class SelectorParity(RuleBasedStateMachine):
     # The stdlib's SelectSelector.close() keeps its reader/writer sets, so a
     # select() after close still selects the old fds (EBADF once one is
     # closed); fastio clears them. That deliberate difference is tested in
-    # test_selectors.py::test_select_selector_close_forgets_fds.
+    # test_selectors_extensions.py::test_select_selector_close_forgets_fds.
     @precondition(lambda self: not (self.closed and self.cls_name == "SelectSelector"))
     @rule()
     def select(self):
