@@ -10,7 +10,7 @@ from setuptools.command.build_py import build_py
 MODULES = [
     "epoll", "poll", "selectors", "sigio", "_inflight",
     "_uring_types", "_uring_core", "_uring_register", "uring", "_uring_layout",
-    "aio", "_loadgen",
+    "_aio_core", "aio", "_aio_layout", "_loadgen",
 ]
 SANITIZERS = {"address", "undefined"}
 

@@ -4,7 +4,7 @@ submits them and reaps ``Completion`` objects; the constants keep the
 kernel's names (``IOCB_CMD_PREAD``, ``IOCB_FLAG_RESFD``, ``RWF_NOWAIT``).
 
 Truly asynchronous only with ``O_DIRECT`` files (and ``prep_poll``): see the
-module docstring of ``fastio._c.aio``. ``aligned_buffer()`` makes a buffer
+kernel facts in docs/aio.md. ``aligned_buffer()`` makes a buffer
 fit for ``O_DIRECT``; ``dio_alignment(fd)`` says what alignment a file needs
 (``(0, 0)``: no direct IO there). ``available()`` says whether Linux AIO works
 here and ``why_unavailable()`` why not; ``FASTIO_DISABLE=aio`` switches it off.

@@ -98,7 +98,7 @@ def test_facade_exports_the_constants():
 
 # ---- Linux AIO: csrc/fio_aio_abi.h == fastio._abi.aio == include/uapi/linux/aio_abi.h ----
 
-from fastio._c.aio import _abi_layout as _aio_abi_layout  # noqa: E402
+from fastio._c._aio_layout import _abi_layout as _aio_abi_layout  # noqa: E402
 from fastio._abi import aio as aio_abi  # noqa: E402
 
 AIO_LAYOUT = _aio_abi_layout()
