@@ -355,6 +355,64 @@ class TestRaiseAtEveryFunctionEntry:
             os.close(efd)
 
 
+    def test_read_batch_loses_nothing_and_pins_nothing(self, backend, datafile):
+        """Bugs (issue 11, pure backend): read_batch's exit took the lock
+        before giving the context back (a raise at that call's entry left
+        "a read_batch is running" for ever: getevents() and close() refused
+        the context); and it counted what io_submit took only after taking
+        its lock (a raise there lost the count: the batch's slot and buffer
+        were released under reads in flight, and the next batch, given the
+        same slot, took their events for its own). Fix: the count is taken
+        with no call since io_submit returned; the batch gives the context
+        and its slot up in a call-free run, the table releases the slot
+        resumably. Here a batch of six reads, beside a poll already
+        complete (its completion met by the batch on the way), is made to
+        raise at its 1st, 2nd ... function entry in turn, until it runs
+        through: each time the next batch reads right, the poll's completion
+        comes back exactly once, nothing stays in flight and the buffer can
+        be resized."""
+        ctx = backend.Context(16)
+        r, w = os.pipe()
+        os.write(w, b"x")
+        old_trace = sys.gettrace()
+        try:
+            for k in range(1, 1000):
+                ctx.prep_poll(r, select.POLLIN, user_data="poll")
+                assert ctx.submit() == 1
+                buf = bytearray(16 * 6)
+                entered = [0]
+                sys.settrace(_raise_at_entry(k, entered))
+                try:
+                    got = ctx.read_batch(datafile, buf, [16 * i for i in range(6)], 16)
+                    interrupted = False
+                except Interrupted:
+                    interrupted = True
+                finally:
+                    sys.settrace(old_trace)
+                if not interrupted:
+                    assert got == [16] * 6 and bytes(buf) == bytes(i for i in range(6) for _ in range(16))
+                assert ctx.read_batch(datafile, bytearray(24), [0, 16, 32], 8) == [8, 8, 8], k
+                polls = ctx.getevents(0, timeout=0)
+                end = time.monotonic() + 5
+                while not polls and time.monotonic() < end:
+                    polls += ctx.getevents(1, timeout=1)
+                assert [c.user_data for c in polls] == ["poll"], k
+                assert ctx.getevents(0, timeout=0) == [], k
+                assert ctx.inflight == 0, k
+                buf.extend(b"!")   # given back (BufferError if still pinned)
+                if not interrupted:
+                    break
+            assert not interrupted, "read_batch() never ran through"
+            start = time.monotonic()
+            ctx.close()
+            assert time.monotonic() - start < 5
+        finally:
+            sys.settrace(old_trace)
+            ctx.close()
+            os.close(r)
+            os.close(w)
+
+
 class TestSignalsInsideReadBatch:
     def test_handler_runs_within_the_batch(self, backend, datafile):
         """Bug (A6): the compiled Context.read_batch ran signal handlers only

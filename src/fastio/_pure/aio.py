@@ -701,14 +701,14 @@ class Context:
             raise RuntimeError("another read_batch/write_batch or getevents() is running on this "
                                "Context: a batch reaps the context's events itself, so it needs "
                                "the context to itself (use one Context per thread)")
+        stray: list = []
+        events = (abi.IoEvent * _STACK_EVENTS)()
         with self._lock():
             self._check()
             idx = self._table.alloc(batch=True)
             slot = self._table.slots[idx]
             self._batches += 1
             slot.tag = _SUBMITTED
-        stray: list = []
-        events = (abi.IoEvent * _STACK_EVENTS)()
         try:
             view = slot.pin(buf, op == abi.IOCB_CMD_PREAD)
             if view.len < n * bsize:
@@ -734,10 +734,12 @@ class Context:
                     k += 1
                 if k:
                     ret = self._io_submit(ptrs, k)
-                    taken = max(ret, 0)
-                    with self._lock():
-                        slot.pending += taken
-                        self._submitted += taken
+                    # Counted with no call since io_submit returned: a raising
+                    # handler cannot lose what the kernel took (and under the
+                    # GIL no other thread runs in between either).
+                    taken = ret if ret > 0 else 0
+                    slot.pending += taken
+                    self._submitted += taken
                     next_i += taken
                     if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
                         slot.results[next_i] = ret
@@ -763,19 +765,20 @@ class Context:
                 return results
             return list(slot.results)
         finally:
-            with self._lock():
-                try:
+            done = ((idx, slot.gen),)
+            try:
+                with self._lock():
                     # Events a raising handler left unhandled (see _getevents_loop).
                     self._handle_block(events, _STACK_EVENTS, stray)
-                finally:
-                    done = ((idx, slot.gen),)
-                    # One call-free run: other requests' completions met on
-                    # the way go to the backlog (whether the batch ends or
-                    # raises) and the slot is given up (not with disown(): a
-                    # call is where a raising signal handler runs).
-                    self._backlog += stray
-                    self._batches -= 1
-                    slot.batch_owned = False
-                    if not slot.pending:
-                        self._table.due += done
-                    self._table.settle()
+            finally:
+                # One call-free run: other requests' completions met on the
+                # way go to the backlog (whether the batch ends or raises)
+                # and the batch gives its slot up (not with disown(): a call
+                # is where a raising signal handler runs).
+                self._backlog += stray
+                self._batches -= 1
+                slot.batch_owned = False
+                if not slot.pending:
+                    self._table.due += done
+                with self._lock():
+                    self._table.settle()     # (interrupted: the next block's settle() goes on)
