@@ -16,6 +16,7 @@ import errno
 import gc
 import os
 import select
+import sys
 import threading
 import time
 
@@ -281,6 +282,135 @@ class TestNothingTakenIsLost:
                 ctx.close()
             except RuntimeError:
                 pass    # (the original pure code: its lock left held)
+
+
+def _raise_at_entry(k: int, entered: list):
+    """A trace function that raises Interrupted at the k-th entry into a
+    Python function: one of the places a signal handler runs (and may raise)
+    in the pure backend. A raising trace function switches itself off."""
+
+    def tracer(frame, event, arg):
+        if event == "call":
+            entered[0] += 1
+            if entered[0] == k:
+                raise Interrupted
+        return None
+
+    return tracer
+
+
+class TestRaiseAtEveryFunctionEntry:
+    def test_getevents_loses_nothing_and_pins_nothing(self, backend, datafile):
+        """Bug (issue 11, pure backend): the pure Context freed a slot in a
+        call-free run, then gave its views back with ``unpin(unpins.pop())``:
+        a signal handler raising at unpin's entry (the view popped, not yet
+        released) left that buffer pinned for ever (a bytearray could never
+        be resized again). Fix: the context's slots are the shared pure
+        in-flight table's, whose release hands views back from a list it
+        resumes (an interrupted one is given back again, harmlessly); a
+        completed event is counted off its slot in a call-free run and its
+        slot released by the table afterwards, resumably. Here getevents()
+        reaps three reads, a -EINVAL one (its explanation runs Python code)
+        and a vectored read, and is made to raise at its 1st, 2nd, 3rd ...
+        function entry in turn, until it runs through: each time every
+        completion still comes back exactly once, nothing stays in flight
+        and every buffer can be resized."""
+        ctx = backend.Context(64)
+        efd = make_eventfd()
+        old_trace = sys.gettrace()
+        try:
+            for k in range(1, 1000):
+                bufs = [bytearray(16) for _ in range(3)] + [bytearray(4), bytearray(8), bytearray(8)]
+                for i in range(3):
+                    ctx.prep_pread(datafile, bufs[i], 16 * i, user_data=i)
+                ctx.prep_pread(efd, bufs[3], 0, user_data="einval")
+                ctx.prep_preadv(datafile, bufs[4:], 0, user_data="vec")
+                assert ctx.submit() == 5
+                got: list = []
+                entered = [0]
+                sys.settrace(_raise_at_entry(k, entered))
+                try:
+                    got += ctx.getevents(5, timeout=5)
+                    interrupted = False
+                except Interrupted:
+                    interrupted = True
+                finally:
+                    sys.settrace(old_trace)
+                end = time.monotonic() + 5
+                while len(got) < 5 and time.monotonic() < end:
+                    got += ctx.getevents(1, timeout=1)
+                got += ctx.getevents(0, timeout=0)
+                assert sorted(map(repr, (c.user_data for c in got))) == ["'einval'", "'vec'", "0", "1", "2"], k
+                assert {c.user_data: c.res for c in got} == {0: 16, 1: 16, 2: 16, "einval": -errno.EINVAL,
+                                                             "vec": 16}, k
+                assert ctx.inflight == 0, k
+                for buf in bufs:
+                    buf.extend(b"!")   # given back (BufferError if still pinned)
+                if not interrupted:
+                    break
+            assert not interrupted, "getevents() never ran through"
+        finally:
+            sys.settrace(old_trace)
+            ctx.close()
+            os.close(efd)
+
+
+    def test_read_batch_loses_nothing_and_pins_nothing(self, backend, datafile):
+        """Bugs (issue 11, pure backend): read_batch's exit took the lock
+        before giving the context back (a raise at that call's entry left
+        "a read_batch is running" for ever: getevents() and close() refused
+        the context); and it counted what io_submit took only after taking
+        its lock (a raise there lost the count: the batch's slot and buffer
+        were released under reads in flight, and the next batch, given the
+        same slot, took their events for its own). Fix: the count is taken
+        with no call since io_submit returned; the batch gives the context
+        and its slot up in a call-free run, the table releases the slot
+        resumably. Here a batch of six reads, beside a poll already
+        complete (its completion met by the batch on the way), is made to
+        raise at its 1st, 2nd ... function entry in turn, until it runs
+        through: each time the next batch reads right, the poll's completion
+        comes back exactly once, nothing stays in flight and the buffer can
+        be resized."""
+        ctx = backend.Context(16)
+        r, w = os.pipe()
+        os.write(w, b"x")
+        old_trace = sys.gettrace()
+        try:
+            for k in range(1, 1000):
+                ctx.prep_poll(r, select.POLLIN, user_data="poll")
+                assert ctx.submit() == 1
+                buf = bytearray(16 * 6)
+                entered = [0]
+                sys.settrace(_raise_at_entry(k, entered))
+                try:
+                    got = ctx.read_batch(datafile, buf, [16 * i for i in range(6)], 16)
+                    interrupted = False
+                except Interrupted:
+                    interrupted = True
+                finally:
+                    sys.settrace(old_trace)
+                if not interrupted:
+                    assert got == [16] * 6 and bytes(buf) == bytes(i for i in range(6) for _ in range(16))
+                assert ctx.read_batch(datafile, bytearray(24), [0, 16, 32], 8) == [8, 8, 8], k
+                polls = ctx.getevents(0, timeout=0)
+                end = time.monotonic() + 5
+                while not polls and time.monotonic() < end:
+                    polls += ctx.getevents(1, timeout=1)
+                assert [c.user_data for c in polls] == ["poll"], k
+                assert ctx.getevents(0, timeout=0) == [], k
+                assert ctx.inflight == 0, k
+                buf.extend(b"!")   # given back (BufferError if still pinned)
+                if not interrupted:
+                    break
+            assert not interrupted, "read_batch() never ran through"
+            start = time.monotonic()
+            ctx.close()
+            assert time.monotonic() - start < 5
+        finally:
+            sys.settrace(old_trace)
+            ctx.close()
+            os.close(r)
+            os.close(w)
 
 
 class TestSignalsInsideReadBatch:

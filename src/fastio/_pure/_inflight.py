@@ -16,6 +16,17 @@ Releasing a slot may run Python code (a buffer exporter's release, the
 finalizer of a last reference); the table is consistent before that, so such
 code may use the table's owner again. The table takes no lock: its owner
 serialises calls (``Ring`` and ``Context`` hold their own lock around it).
+
+Signals: a handler runs, and may raise, only where the interpreter checks
+for one (a call, a function's entry, a loop's jump back), never inside a run
+of code with no call in it. ``release`` frees a slot in such a run, then
+gives its views back one at a time from a list the next release resumes, so
+an exception there never leaves a slot half released or a view pinned for
+ever. An owner that must count a completion together with its own record of
+it (``aio.Context``: the event marked handled, the completion stored) does
+that in a call-free run of its own: ``pending`` lowered and, once the slot is
+done, ``(idx, gen)`` added to ``due``; ``settle()`` then releases it, and
+does so later if a handler interrupts it first.
 """
 
 from __future__ import annotations
@@ -92,9 +103,11 @@ def results_view(results, n: int) -> memoryview:
 
 
 class Slot:
-    """One request. The table owns gen, pending and the free list; the rest
-    is filled by the owner while the slot is taken and cleared on release
-    (payload excepted: it is made once per slot and kept across reuse)."""
+    """One request. The table owns gen and the free list, and sets pending
+    (owners count completions off it: count_done(), or their own call-free
+    run, see ``due``); the rest is filled by the owner while the slot is
+    taken and cleared on release (payload excepted: it is made once per slot
+    and kept across reuse)."""
 
     __slots__ = ("gen", "pending", "user_data", "tag", "batch", "batch_owned", "fixed", "group",
                  "views", "keep", "mem", "results", "payload")
@@ -152,14 +165,18 @@ class InflightTable:
     the kernel names requests by, like an iocb).
     """
 
-    __slots__ = ("slots", "inflight", "leaked", "_free", "_payload")
+    __slots__ = ("slots", "inflight", "leaked", "due", "_free", "_payload", "_unpins", "_settling",
+                 "_unpinning")
 
     def __init__(self, payload=None):
         self.slots: list[Slot] = []   # slot i at [i]; indexed directly by owners on hot paths
         self.inflight = 0             # slots taken
         self.leaked = False           # given up on: every slot and buffer is kept for ever
+        self.due: list = []           # (idx, gen) of slots their owner found done: settle() releases them
         self._free: list[int] = []    # free indices, the last released taken first
         self._payload = payload
+        self._unpins: list = []       # views of released slots not given back yet
+        self._settling = self._unpinning = False
 
     def alloc(self, batch: bool = False) -> int:
         """Take a free slot (pending = 1, the owner's fields cleared, gen
@@ -217,14 +234,15 @@ class InflightTable:
         return not slot.pending
 
     def release(self, idx: int) -> None:
-        """Free slot idx and give back everything it holds. The slot is free
-        and the table consistent before anything that can run Python code
+        """Free slot idx and give back everything it holds. The slot is freed
+        in one call-free run (a raising signal handler finds it taken or
+        free), the table consistent before anything that can run Python code
         (an exporter's release, the finalizer of a last reference). Nothing
         is released once the table is leaked."""
         if self.leaked:
             return
         slot = self.slots[idx]
-        fresh_views, fresh_keep = [], []   # allocated (the GC may run) before any change
+        fresh_views, fresh_keep, freed = [], [], (idx,)   # allocated (the GC may run) before any change
         views, keep, user_data = slot.views, slot.keep, slot.user_data
         mem, results = slot.mem, slot.results
         slot.views, slot.keep = fresh_views, fresh_keep
@@ -234,18 +252,58 @@ class InflightTable:
         slot.group = -1
         slot.pending = 0
         slot.gen = slot.gen + 1 if slot.gen < _GEN_MAX else 1
-        self._free.append(idx)
+        self._free += freed
         self.inflight -= 1
-        for view in views:
-            unpin(view)
+        self._unpins += views
+        self._unpin_all()
         del views, keep, user_data, mem, results   # finalizers run now, with the table consistent
+
+    def _unpin_all(self) -> None:
+        """Give back the views released slots left, one at a time; after a
+        raising signal handler the next call goes on (a view given back
+        twice is harmless: PyBuffer_Release clears it). Python code an
+        exporter runs meanwhile that releases a slot leaves its views to the
+        call already running (none is given back while being given back)."""
+        if self._unpinning:
+            return
+        try:
+            self._unpinning = True
+            unpins = self._unpins
+            while unpins:
+                unpin(unpins[-1])
+                unpins.pop()
+        finally:
+            self._unpinning = False
+
+    def settle(self) -> None:
+        """Release the slots listed in ``due`` that are done: still taken at
+        that generation, nothing pending, no batch call owning them (a slot
+        listed twice, or taken again since, is left alone), and give back
+        the views an interrupted release left. After a raising signal
+        handler the next call goes on."""
+        if self._settling:
+            return
+        try:
+            self._settling = True
+            due = self.due
+            while due:
+                idx, gen = due[-1]
+                slot = self.slots[idx]
+                if slot.gen == gen and not slot.pending and not slot.batch_owned:
+                    self.release(idx)
+                due.pop()
+            self._unpin_all()
+        finally:
+            self._settling = False
 
     def release_all(self) -> None:
         """Release every slot still taken (the owner knows the kernel is done
         with them, or never saw them)."""
+        self.settle()
         for idx, slot in enumerate(self.slots):
             if slot.pending or slot.batch_owned:
                 self.release(idx)
+        self._unpin_all()
 
     def leak(self) -> None:
         """Give up on the table (the kernel may still write into what its

@@ -1,14 +1,21 @@
 """Linux native AIO through ctypes: the pure twin of ``fastio._c.aio``.
 
 The same syscalls (``io_setup``/``io_submit``/``io_getevents``/``io_cancel``/
-``io_destroy`` through ``syscall(2)``), the same in-flight table and rules;
-the kernel facts are those in ``fastio/_c/aio.pyx``'s docstring. Each slot
-owns its ``struct iocb`` (a ctypes object, so its address is stable, which
-``io_cancel`` needs) and the ``Py_buffer`` views of its buffers, pinned with
-``PyObject_GetBuffer`` through ``ctypes.pythonapi`` and released with
-``PyBuffer_Release`` only when the request's event has been reaped. ctypes
-releases the GIL around every syscall; a lock serialises the table between
-threads and is not held while the kernel waits.
+``io_destroy`` through ``syscall(2)``) and rules; the kernel facts are those
+in ``fastio/_c/aio.pyx``'s docstring. Requests live in the pure backend's
+in-flight table (``fastio._pure._inflight``, shared with ``uring.Ring``):
+each slot's payload is its ``struct iocb`` (a ctypes object, so its address
+is stable, which ``io_cancel`` needs); the slot pins the request's buffers
+until its event has been reaped. ctypes releases the GIL around every
+syscall; a lock serialises the table between threads and is not held while
+the kernel waits.
+
+Signals: an event is marked handled (its ``data`` zeroed) in the same
+call-free run of code that stores its completion and counts it off its slot
+(see ``_inflight``'s docstring), so a signal handler that raises anywhere
+leaves each event either handled or still in the array, which the
+interrupted call scans again on its way out: nothing taken off the kernel
+is lost.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from fastio._util import (
     remaining,
     timeout_to_ns,
 )
-from fastio._pure.uring import _pin, _unpin
+from fastio._pure._inflight import InflightTable
 
 _c_long = ctypes.c_long
 _syscall = abi._libc.syscall
@@ -41,7 +48,6 @@ _syscall.restype = ctypes.c_long
 _NR = abi.SYSCALLS
 _STACK_EVENTS = 128
 _SUBMIT_BATCH = 256
-_MAX_VIEWS = 1024
 _UD_BATCH = 1 << 63
 _DRAIN_LIMIT_NS = 10_000_000_000
 _DRAIN_STEP_NS = 100_000_000
@@ -50,9 +56,6 @@ _QUEUED, _SUBMITTING, _SUBMITTED = 1, 2, 3
 _CLOSE_REFUSED = ("Context.close() while a call on this context is running (another thread in it, or a "
                   "signal handler or a buffer exporter inside a prep_*, getevents or batch call); close it "
                   "once that call has returned")
-
-# Contexts whose requests outlived close(): kept (with their buffers) forever.
-_leaked: list = []
 
 
 def _sys(name: str, *args) -> int:
@@ -127,28 +130,6 @@ class Completion:
     __hash__ = None
 
 
-class _Slot:
-    __slots__ = ("cb", "gen", "pending", "state", "user_data", "views", "iov", "batch", "batch_owned",
-                 "results", "cbs")
-
-    def __init__(self):
-        self.cb = abi.Iocb()
-        self.gen = 1
-        self.pending = 0
-        self.state = 0
-        self.user_data = None
-        self.views: list = []
-        self.iov = None
-        self.batch = False
-        self.batch_owned = False
-        self.results = None
-        self.cbs = None
-
-
-class _Iovec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
 def _i64(value) -> int:
     """An int the C backend holds in a long long: OverflowError outside it."""
     value = operator.index(value)
@@ -178,24 +159,6 @@ def _offset(offset) -> int:
     if off > 2**63 - 1:
         raise OverflowError("offset is too large")
     return off
-
-
-def _check_results(results, n: int) -> None:
-    """A batch's results buffer must be writable, C-contiguous, native signed
-    32-bit items ('i', or 'l' where that is 4 bytes; '@' or '=' byte order),
-    at least n of them; anything else is a TypeError (the rule of
-    ``fastio._c._inflight.get_results_view``, and of Ring.read_batch)."""
-    try:
-        mv = memoryview(results)
-    except TypeError:
-        mv = None
-    if mv is not None:
-        with mv:
-            fmt = mv.format[1:] if mv.format[:1] in ("@", "=") else mv.format
-            if (not mv.readonly and mv.c_contiguous and mv.itemsize == 4 and fmt in ("i", "l")
-                    and mv.nbytes >= n * 4):
-                return
-    raise TypeError("results must be a writable int32 buffer (array('i')) of len(offsets)")
 
 
 class _CallLock:
@@ -236,13 +199,10 @@ class Context:
         self._busy = 0
         self._batches = 0
         self._waiters = 0
-        self._slots: list[_Slot] = []
-        self._free: list[int] = []
+        self._table = InflightTable(abi.Iocb)   # a slot's payload: its iocb; tag: its _QUEUED ... state
         self._queue: list[int] = []
-        self._inflight = 0
         self._submitted = 0
         self._backlog: list = []
-        self._unpins: list = []
         self._resfd = -1
         n = as_c_int(maxevents)
         if n <= 0:
@@ -268,7 +228,7 @@ class Context:
     def inflight(self):
         """Requests whose completion has not been reaped yet (queued or
         submitted; their buffers are pinned)."""
-        return self._inflight
+        return self._table.inflight
 
     @property
     def queued(self):
@@ -299,8 +259,7 @@ class Context:
                 return
             if (self._busy or self._batches or self._waiters) and self._fork_gen == fork_generation():
                 raise RuntimeError(_CLOSE_REFUSED)
-            if not self._shutdown():
-                _leaked.append(self.__dict__.copy())
+            self._shutdown()
 
     def __enter__(self):
         self._check()
@@ -312,38 +271,36 @@ class Context:
     def __del__(self):
         if getattr(self, "_ctx", 0) != 0:
             try:
-                warnings.warn(f"unclosed fastio.aio.Context ({self._inflight} requests in flight)",
+                warnings.warn(f"unclosed fastio.aio.Context ({self._table.inflight} requests in flight)",
                               ResourceWarning)
             except BaseException:
                 pass
-            if not self._shutdown():
-                _leaked.append(self.__dict__.copy())
+            self._shutdown()
 
-    def _shutdown(self) -> bool:
+    def _shutdown(self) -> None:
         drained = True
         if self._fork_gen == fork_generation():
             drained = self._drain()
             if drained:
                 _io_destroy(self._ctx)      # nothing in flight; still one RCU grace period (~30 ms)
-        if drained:
-            for idx, slot in enumerate(self._slots):
-                if slot.pending:
-                    self._slot_release(idx)
         self._ctx = 0
         self._queue = []
         self._submitted = 0
         self._backlog = []
-        return drained
+        if drained:
+            self._table.release_all()
+        else:
+            self._table.leak()      # a request outlived the drain: its buffers are kept for ever
 
     def _drain(self) -> bool:
         try:
             for idx in self._queue:
-                self._slot_release(idx)
+                self._table.release(idx)
             self._queue = []
             start = time.monotonic_ns()
             last_cancel = start - _DRAIN_LIMIT_NS
             events = (abi.IoEvent * _STACK_EVENTS)()
-            result = abi.IoEvent()
+            result = (abi.IoEvent * 1)()
             sink: list = []
             while self._submitted:
                 now = time.monotonic_ns()
@@ -351,11 +308,10 @@ class Context:
                     return False
                 if now - last_cancel > 1_000_000_000:
                     last_cancel = now
-                    for slot in self._slots:
-                        if slot.pending and slot.state == _SUBMITTED and not slot.batch:
-                            if _sys("io_cancel", ctypes.c_ulong(self._ctx), ctypes.byref(slot.cb),
-                                    ctypes.byref(result)) == 0:
-                                self._handle_event(result, sink)   # kernels before 4.19
+                    for slot in self._table.slots:
+                        if slot.pending and slot.tag == _SUBMITTED and not slot.batch:
+                            if self._io_cancel(slot.payload, result) == 0:
+                                self._handle_block(result, 1, sink)   # kernels before 4.19
                 ret = self._getevents_raw(1, _STACK_EVENTS, events, _DRAIN_STEP_NS)
                 self._handle_block(events, max(ret, 0), sink)
                 sink.clear()
@@ -367,53 +323,14 @@ class Context:
 
     def _new_slot(self, user_data) -> int:
         self._check()
-        if self._free:
-            idx = self._free.pop()
-            slot = self._slots[idx]
-        else:
-            idx = len(self._slots)
-            if idx >= 0x7FFFFFFF:
-                raise MemoryError("too many requests in flight")
-            slot = _Slot()
-            self._slots.append(slot)
-        slot.pending = 1
-        slot.state = 0
-        slot.batch = slot.batch_owned = False
-        slot.user_data = user_data
-        self._inflight += 1
+        idx = self._table.alloc()
+        self._table.slots[idx].user_data = user_data
         return idx
 
-    # Straight runs of code with no call in them (no Python function entry,
-    # where a signal handler may run) keep the table consistent whatever a
-    # raising handler interrupts: _slot_release frees the slot in one such
-    # run and leaves its views in _unpins, which _release_views empties one at
-    # a time (an interrupted one resumes at the next).
-
-    def _slot_release(self, idx: int) -> None:
-        slot = self._slots[idx]
-        user_data = slot.user_data
-        self._unpins += slot.views
-        slot.views = []
-        slot.iov = slot.results = slot.cbs = None
-        slot.user_data = None
-        slot.pending = 0
-        slot.state = 0
-        slot.gen = slot.gen + 1 if slot.gen < 0x7FFFFFFF else 1
-        self._free += (idx,)
-        self._inflight -= 1
-        self._release_views()
-        del user_data       # its finalizer runs now, with the table consistent
-
-    def _release_views(self) -> None:
-        unpins = self._unpins
-        while unpins:
-            _unpin(unpins.pop())
-
     def _fill(self, idx: int, op: int, fd: int, rw_flags: int, prio: int) -> abi.Iocb:
-        slot = self._slots[idx]
-        cb = slot.cb
+        cb = self._table.slots[idx].payload
         ctypes.memset(ctypes.byref(cb), 0, ctypes.sizeof(cb))
-        cb.aio_data = (slot.gen << 32) | idx
+        cb.aio_data = self._table.ident(idx)
         cb.aio_lio_opcode = op
         cb.aio_fildes = fd
         cb.aio_rw_flags = rw_flags
@@ -427,76 +344,62 @@ class Context:
 
     def _enqueue(self, idx: int) -> int:
         self._queue.append(idx)
-        slot = self._slots[idx]
-        slot.state = _QUEUED
-        return slot.cb.aio_data
+        slot = self._table.slots[idx]
+        slot.tag = _QUEUED
+        return slot.payload.aio_data
 
     def _reject(self, idx: int, err: int) -> None:
-        slot = self._slots[idx]
-        c = Completion(slot.user_data, err, 0)
-        self._slot_release(idx)
-        self._backlog.append(c)
+        """Complete a request the kernel never took with res=err (-errno)."""
+        slot = self._table.slots[idx]
+        stored, done = (Completion(slot.user_data, err, 0),), ((idx, slot.gen),)
+        # One call-free run: the completion stored, the slot done.
+        self._backlog += stored
+        slot.pending = 0
+        self._table.due += done
+        self._table.settle()
 
     # ---- preparation --------------------------------------------------------
 
-    def _prep_buf(self, op, fd, buf, offset, user_data, rw_flags, reqprio, writable):
+    def _prep_rw(self, op, fd, buf, offset, user_data, rw_flags, reqprio, writable):
+        """A read or write of one buffer, or (PREADV/PWRITEV) of a sequence of them."""
         cfd, off, rwf, prio = as_fd(fd), _offset(offset), _rw_flags(rw_flags), _prio(reqprio)
+        vector = op in (abi.IOCB_CMD_PREADV, abi.IOCB_CMD_PWRITEV)
+        if vector:
+            buf = list(buf)     # (the caller's iterator runs before the lock is taken)
         with self._lock():
             idx = self._new_slot(user_data)
             try:
-                view = _pin(buf, writable)
-                slot = self._slots[idx]
-                slot.views.append(view)
+                slot = self._table.slots[idx]
+                if vector:
+                    iov = slot.pin_vector(buf, writable)
+                    addr, length = ctypes.addressof(iov), len(iov)
+                else:
+                    view = slot.pin(buf, writable)
+                    addr, length = view.buf or 0, view.len
                 cb = self._fill(idx, op, cfd, rwf, prio)
-                cb.aio_buf = view.buf or 0
-                cb.aio_nbytes = view.len
+                cb.aio_buf = addr
+                cb.aio_nbytes = length
                 cb.aio_offset = off
                 return self._enqueue(idx)
             except BaseException:
-                self._slot_release(idx)
+                self._table.release(idx)
                 raise
 
     def prep_pread(self, fd, buf, offset, *, user_data=None, rw_flags=0, reqprio=0):
         """Queue a read into ``buf``; see ``fastio._c.aio.Context.prep_pread``."""
-        return self._prep_buf(abi.IOCB_CMD_PREAD, fd, buf, offset, user_data, rw_flags, reqprio, True)
+        return self._prep_rw(abi.IOCB_CMD_PREAD, fd, buf, offset, user_data, rw_flags, reqprio, True)
 
     def prep_pwrite(self, fd, buf, offset, *, user_data=None, rw_flags=0, reqprio=0):
         """Queue a write of ``buf``; see ``fastio._c.aio.Context.prep_pwrite``."""
-        return self._prep_buf(abi.IOCB_CMD_PWRITE, fd, buf, offset, user_data, rw_flags, reqprio, False)
-
-    def _prep_vec(self, op, fd, buffers, offset, user_data, rw_flags, reqprio, writable):
-        cfd, off, rwf, prio = as_fd(fd), _offset(offset), _rw_flags(rw_flags), _prio(reqprio)
-        objs = list(buffers)
-        n = len(objs)
-        if n == 0 or n > _MAX_VIEWS:
-            raise ValueError(f"give between 1 and {_MAX_VIEWS} buffers")
-        with self._lock():
-            idx = self._new_slot(user_data)
-            try:
-                slot = self._slots[idx]
-                iov = (_Iovec * n)()
-                slot.iov = iov
-                for i, obj in enumerate(objs):
-                    view = _pin(obj, writable)
-                    slot.views.append(view)
-                    iov[i].iov_base = view.buf
-                    iov[i].iov_len = view.len
-                cb = self._fill(idx, op, cfd, rwf, prio)
-                cb.aio_buf = ctypes.addressof(iov)
-                cb.aio_nbytes = n
-                cb.aio_offset = off
-                return self._enqueue(idx)
-            except BaseException:
-                self._slot_release(idx)
-                raise
+        return self._prep_rw(abi.IOCB_CMD_PWRITE, fd, buf, offset, user_data, rw_flags, reqprio, False)
 
     def prep_preadv(self, fd, buffers, offset, *, user_data=None, rw_flags=0, reqprio=0):
         """Queue a vectored read; see ``fastio._c.aio.Context.prep_preadv``."""
-        return self._prep_vec(abi.IOCB_CMD_PREADV, fd, buffers, offset, user_data, rw_flags, reqprio, True)
+        return self._prep_rw(abi.IOCB_CMD_PREADV, fd, buffers, offset, user_data, rw_flags, reqprio, True)
 
     def prep_pwritev(self, fd, buffers, offset, *, user_data=None, rw_flags=0, reqprio=0):
         """Queue a vectored write; see ``fastio._c.aio.Context.prep_pwritev``."""
-        return self._prep_vec(abi.IOCB_CMD_PWRITEV, fd, buffers, offset, user_data, rw_flags, reqprio, False)
+        return self._prep_rw(abi.IOCB_CMD_PWRITEV, fd, buffers, offset, user_data, rw_flags, reqprio, False)
 
     def _prep_plain(self, op, fd, mask, user_data, reqprio):
         cfd, prio = as_fd(fd), _prio(reqprio)
@@ -540,6 +443,10 @@ class Context:
         finally:
             self._busy -= 1
 
+    def _io_cancel(self, cb: abi.Iocb, result) -> int:
+        """io_cancel(2) of the request submitted from cb; result: an array of one event."""
+        return _sys("io_cancel", ctypes.c_ulong(self._ctx), ctypes.byref(cb), result)
+
     def _submit_queue(self) -> int:
         total = 0
         ptrs = (ctypes.c_void_p * _SUBMIT_BATCH)()
@@ -551,9 +458,9 @@ class Context:
                 del self._queue[:_SUBMIT_BATCH]
                 gens = []
                 for i, idx in enumerate(taken):
-                    slot = self._slots[idx]
-                    ptrs[i] = ctypes.addressof(slot.cb)
-                    slot.state = _SUBMITTING
+                    slot = self._table.slots[idx]
+                    ptrs[i] = ctypes.addressof(slot.payload)
+                    slot.tag = _SUBMITTING
                     gens.append(slot.gen)
             ret = self._io_submit(ptrs, len(taken))
             with self._lock():
@@ -561,14 +468,14 @@ class Context:
                 for idx, gen in zip(taken[:nt], gens):
                     # Reaped by another thread while io_submit ran (and not
                     # counted there), maybe reused: only a slot still ours.
-                    slot = self._slots[idx]
-                    if slot.pending and slot.gen == gen and slot.state == _SUBMITTING:
-                        slot.state = _SUBMITTED
+                    slot = self._table.slots[idx]
+                    if slot.pending and slot.gen == gen and slot.tag == _SUBMITTING:
+                        slot.tag = _SUBMITTED
                         self._submitted += 1
                 total += nt
                 rest = taken[nt:]
                 for idx in rest:
-                    self._slots[idx].state = _QUEUED
+                    self._table.slots[idx].tag = _QUEUED
                 self._queue[:0] = rest
                 if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
                     del self._queue[0]
@@ -598,16 +505,17 @@ class Context:
 
     def _handle_block(self, events, n: int, out: list) -> None:
         """Handle the events taken off the kernel among events[:n] (data != 0;
-        _handle_event zeroes data when it has accounted for one). A signal
-        handler that raises while one is handled does not lose the rest: the
-        scan goes on (twice more at most) and the first exception is raised
-        once the block is done."""
+        _handle_event zeroes data when it has accounted for one), then
+        release the slots they completed. A signal handler that raises
+        meanwhile does not lose the rest: the scan goes on (twice more at
+        most) and the first exception is raised once the block is done."""
         first = None
         for _attempt in range(3):
             try:
                 for k in range(n):
                     if events[k].data:
                         self._handle_event(events[k], out)
+                self._table.settle()
                 break
             except BaseException as exc:
                 if first is None:
@@ -616,61 +524,47 @@ class Context:
             raise first
 
     def _handle_event(self, ev, out: list) -> None:
+        """Account for one event: into its batch's results, or as a
+        Completion appended to out; its slot, once done, is left in the
+        table's ``due`` for _handle_block to release."""
         ud = ev.data
         idx = ud & 0xFFFFFFFF
-        if idx >= len(self._slots):
-            ev.data = 0
-            return
-        slot = self._slots[idx]
-        if not slot.pending:
-            ev.data = 0
-            return
-        if ud & _UD_BATCH:
-            res = ev.res
-            if res > 2**31 - 1:
-                res = 2**31 - 1
-            elif res < -2**31:
-                res = -2**31
-            # one straight run: accounted for exactly once
+        slot = self._table.at(idx)
+        if ud & _UD_BATCH and slot is not None and slot.pending:
+            res = min(max(ev.res, -2**31), 2**31 - 1)
+            done = ((idx, slot.gen),)
+            # One call-free run: the event handled, its result stored and
+            # counted off its slot (no count_done(): a call is where a
+            # raising signal handler runs).
             ev.data = 0
             slot.results[(ud >> 32) & 0x7FFFFFFF] = res
             slot.pending -= 1
             self._submitted -= 1
             if not slot.pending and not slot.batch_owned:
-                self._slot_release(idx)
+                self._table.due += done
             return
-        if (ud >> 32) != slot.gen:
-            ev.data = 0
+        slot = self._table.lookup(ud)
+        if slot is None:
+            ev.data = 0      # names no request (cannot happen: each id we issue names a held slot)
             return
         c = Completion(slot.user_data, ev.res, ev.res2)
         if ev.res == -errno.EINVAL:
-            cb = slot.cb
-            if slot.iov is not None:
-                addrs = [v.iov_base or 0 for v in slot.iov]
-                lengths = [v.iov_len for v in slot.iov]
+            cb, iov = slot.payload, slot.mem
+            if iov is not None:
+                addrs, lengths = [v.iov_base or 0 for v in iov], [v.iov_len for v in iov]
             else:
                 addrs, lengths = [cb.aio_buf], [cb.aio_nbytes]
             c.detail = abi.explain_einval(cb.aio_fildes, cb.aio_lio_opcode, addrs, lengths, cb.aio_offset)
-        # One straight run (no calls): the event is accounted for, its
-        # completion stored and its slot freed together; an interrupt before
-        # it changes nothing (the event is handled again), after it nothing is
-        # left to do but the views' release.
-        user_data = slot.user_data
+        stored, done = (c,), ((idx, slot.gen),)
+        # One call-free run: the event handled, its completion stored, its
+        # slot done; an interrupt before it changes nothing (the event is
+        # handled again).
         ev.data = 0
-        if slot.state != _SUBMITTING:
+        if slot.tag != _SUBMITTING:
             self._submitted -= 1     # else its io_submit has not counted it, and will not
-        out += (c,)
-        self._unpins += slot.views
-        slot.views = []
-        slot.iov = slot.results = slot.cbs = None
-        slot.user_data = None
+        out += stored
         slot.pending = 0
-        slot.state = 0
-        slot.gen = slot.gen + 1 if slot.gen < 0x7FFFFFFF else 1
-        self._free += (idx,)
-        self._inflight -= 1
-        self._release_views()
-        del user_data       # its finalizer runs now, with the table consistent
+        self._table.due += done
 
     def getevents(self, min_nr=1, max_nr=None, timeout=None):
         """Submit, wait, reap; see ``fastio._c.aio.Context.getevents``."""
@@ -752,24 +646,21 @@ class Context:
         ud = operator.index(request_id)
         if not 0 <= ud <= 0xFFFFFFFFFFFFFFFF:
             raise OverflowError(f"request id {ud} is out of range (0 .. 2**64 - 1)")
-        idx = ud & 0xFFFFFFFF
         self._check()
         with self._lock():
-            if idx >= len(self._slots):
+            slot = self._table.lookup(ud)     # (None for an id with the batch bit)
+            if slot is None:
                 return False
-            slot = self._slots[idx]
-            if not slot.pending or slot.batch or (ud >> 32) != slot.gen:
-                return False
-            if slot.state == _QUEUED:
-                self._queue.remove(idx)
-                self._reject(idx, -errno.ECANCELED)
+            if slot.tag == _QUEUED:
+                self._queue.remove(ud & 0xFFFFFFFF)
+                self._reject(ud & 0xFFFFFFFF, -errno.ECANCELED)
                 return True
-            result = abi.IoEvent()
-            ret = _sys("io_cancel", ctypes.c_ulong(self._ctx), ctypes.byref(slot.cb), ctypes.byref(result))
+            result = (abi.IoEvent * 1)()
+            ret = self._io_cancel(slot.payload, result)
             if ret == -errno.EINPROGRESS:
                 return True
-            if ret == 0:
-                self._handle_event(result, self._backlog)
+            if ret == 0:              # kernels before 4.19 hand the event back here
+                self._handle_block(result, 1, self._backlog)
                 return True
         if ret == -errno.EINVAL:
             raise OSError(errno.EINVAL, "io_cancel: the kernel cannot cancel this request (only IOCB_CMD_POLL "
@@ -810,29 +701,21 @@ class Context:
             raise RuntimeError("another read_batch/write_batch or getevents() is running on this "
                                "Context: a batch reaps the context's events itself, so it needs "
                                "the context to itself (use one Context per thread)")
-        with self._lock():
-            idx = self._new_slot(None)
-            slot = self._slots[idx]
-            slot.pending = 0
-            slot.batch = slot.batch_owned = True
-            self._batches += 1
-            slot.state = _SUBMITTED
         stray: list = []
         events = (abi.IoEvent * _STACK_EVENTS)()
+        with self._lock():
+            self._check()
+            idx = self._table.alloc(batch=True)
+            slot = self._table.slots[idx]
+            self._batches += 1
+            slot.tag = _SUBMITTED
         try:
-            view = _pin(buf, op == abi.IOCB_CMD_PREAD)
-            slot.views.append(view)
+            view = slot.pin(buf, op == abi.IOCB_CMD_PREAD)
             if view.len < n * bsize:
                 raise ValueError(f"buf holds {view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
-            if results is not None:
-                _check_results(results, n)
-                rview = _pin(results, True)
-                slot.views.append(rview)
-                slot.results = (ctypes.c_int32 * n).from_address(rview.buf) if n else []
-            else:
-                slot.results = [0] * n
+            slot.pin_results(results, n)
             cbs = (abi.Iocb * max(n, 1))()
-            slot.cbs = cbs
+            slot.keep.append(cbs)
             for i in range(n):
                 cb = cbs[i]
                 cb.aio_data = _UD_BATCH | (i << 32) | idx
@@ -851,10 +734,12 @@ class Context:
                     k += 1
                 if k:
                     ret = self._io_submit(ptrs, k)
-                    taken = max(ret, 0)
-                    with self._lock():
-                        slot.pending += taken
-                        self._submitted += taken
+                    # Counted with no call since io_submit returned: a raising
+                    # handler cannot lose what the kernel took (and under the
+                    # GIL no other thread runs in between either).
+                    taken = ret if ret > 0 else 0
+                    slot.pending += taken
+                    self._submitted += taken
                     next_i += taken
                     if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
                         slot.results[next_i] = ret
@@ -880,15 +765,20 @@ class Context:
                 return results
             return list(slot.results)
         finally:
-            with self._lock():
-                try:
+            done = ((idx, slot.gen),)
+            try:
+                with self._lock():
                     # Events a raising handler left unhandled (see _getevents_loop).
                     self._handle_block(events, _STACK_EVENTS, stray)
-                finally:
-                    # Other requests' completions met on the way go to the
-                    # backlog, whether the batch ends or raises.
-                    self._backlog.extend(stray)
+            finally:
+                # One call-free run: other requests' completions met on the
+                # way go to the backlog (whether the batch ends or raises)
+                # and the batch gives its slot up (not with disown(): a call
+                # is where a raising signal handler runs).
+                self._backlog += stray
                 self._batches -= 1
                 slot.batch_owned = False
                 if not slot.pending:
-                    self._slot_release(idx)
+                    self._table.due += done
+                with self._lock():
+                    self._table.settle()     # (interrupted: the next block's settle() goes on)

@@ -26,9 +26,6 @@ import os
 
 from fastio._abi import uring as abi
 from fastio._util import EINTR, as_c_int, as_fd, raise_errno, timeout_to_ns
-# aio.py imports these two from here
-from fastio._pure._inflight import pin as _pin  # noqa: F401
-from fastio._pure._inflight import unpin as _unpin  # noqa: F401
 from fastio._pure._uring_core import _OP, available, why_unavailable
 from fastio._pure._uring_register import RingRegistry
 from fastio._pure._uring_types import (
