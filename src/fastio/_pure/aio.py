@@ -2,7 +2,7 @@
 
 The same syscalls (``io_setup``/``io_submit``/``io_getevents``/``io_cancel``/
 ``io_destroy`` through ``syscall(2)``) and rules; the kernel facts are those
-in ``fastio/_c/aio.pyx``'s docstring. Requests live in the pure backend's
+in docs/aio.md. Requests live in the pure backend's
 in-flight table (``fastio._pure._inflight``, shared with ``uring.Ring``):
 each slot's payload is its ``struct iocb`` (a ctypes object, so its address
 is stable, which ``io_cancel`` needs); the slot pins the request's buffers
