@@ -1,65 +1,14 @@
 # cython: language_level=3, embedsignature=True
 """Signal-driven IO for Python: the kernel names the ready fd in a queued signal.
 
-How it works, and the kernel facts this module relies on (``fcntl(2)``,
-``signalfd(2)``, ``signal(7)``; ``fs/fcntl.c``, ``kernel/signal.c``):
-
-* ``add(fd)`` aims the fd at the thread that created the ``SignalIO``
-  (``F_SETOWN_EX`` with ``F_OWNER_TID``), picks the signal (``F_SETSIG`` with a
-  real-time signal) and turns on ``O_ASYNC | O_NONBLOCK``. From then on every
-  readiness *change* of the fd queues one signal whose ``siginfo`` carries the
-  fd (``si_fd``) and the poll(2) bits of the change (``si_band``: ``POLLIN |
-  POLLRDNORM`` for data or a connection to accept, ``POLLOUT | POLLWRNORM |
-  POLLWRBAND`` for room to write, ``POLLHUP | POLLERR`` for a hang-up).
-* The signal is blocked in that thread and read through a ``signalfd``, many
-  128-byte ``signalfd_siginfo`` per ``read(2)``; no handler ever runs. Python's
-  own handlers get only the signal number, which is why a ``signal.signal``
-  handler cannot tell which fd fired (``TextbookSignalIO`` shows the cost).
-* A signal aimed at a thread id is delivered to that thread only. Other
-  threads (Python's, pytest's) need not block it. Only the creating thread
-  can read it: a signalfd returns the signals pending for the thread that
-  reads it, so ``wait()`` from another thread raises ``RuntimeError``.
-* The kernel signals changes, not states: an fd already readable when added
-  raises nothing. ``add()`` therefore polls the fd once and reports what it
-  finds at the next ``wait()``, as ``EPOLLET`` does at registration. A socket
-  signals "writable" only after a write met a full buffer (``EAGAIN``).
-* Signals are not merged: a busy fd queues one per change. ``wait()`` merges
-  them into one ``(fd, band)`` per fd (bands ORed), in order of first arrival.
-  A signal queued before ``remove()`` may still be read after it; events for
-  fds not added are dropped, and a readiness report may be stale (the fd was
-  read meanwhile): the fd is non-blocking, so a read then meets ``EAGAIN``.
-* Overflow: the real-time queue is bounded by ``RLIMIT_SIGPENDING`` (counted
-  per user). When it is full the kernel queues plain ``SIGIO`` instead, without
-  the fd (``send_sigio_to_task``). fastio blocks ``SIGIO`` too and reads it
-  through the same signalfd. **Rule:** a ``wait()`` that reads ``SIGIO`` sets
-  ``overflowed``, drains the queue, then polls every added fd and adds each
-  ready one, with its poll ``revents`` as the band, to the result. Every
-  ``SignalIO`` of the thread does the same at its next ``wait()``. Since the
-  poll runs after the loss, every fd still ready then is reported: nothing is
-  lost. ``SIGIO`` being a standard signal, several losses coalesce into one.
-* Covered: sockets (TCP, UDP, Unix; listening ones signal a connection to
-  accept as ``POLLIN``), pipes and FIFOs, ttys and ptys, and any file whose
-  driver has a ``fasync`` hook (inotify, /dev/input ...). Not covered:
-  regular files and directories, which are always ready and have no such hook
-  (the kernel takes ``O_ASYNC`` and never signals); ``add()`` refuses them
-  with ``PermissionError``, like ``epoll_ctl``. eventfd, timerfd, signalfd and
-  epoll fds lack the hook too and are accepted but never signal.
-* ttys: turning ``O_ASYNC`` on makes the tty driver reset the owner to its
-  process group or the process (``tty_fasync``); ``add()`` sets the thread
-  owner again right after, and polls, so nothing is lost, but a change in
-  that window signals the process, where a thread that does not block the
-  signal would take its default action (terminate).
-* ``remove()`` and ``close()`` restore each fd's flags, owner and signal
-  exactly. An fd closed before ``remove()`` cannot be restored (a dup or a
-  forked child may still hold its open file, armed). The signal and ``SIGIO``
-  then stay blocked in the thread after ``close()`` so that a late signal
-  cannot kill the process. ``close()`` drains the signalfd before unblocking,
-  and unblocks only what was not blocked before. Only the creating thread can
-  change its mask: ``close()`` (or GC) elsewhere restores the fds, closes the
-  signalfds and leaves the mask alone.
-* After ``fork()`` the child shares the fds' open files with the parent, so
-  arming them there would rob the parent. Use in the child raises
-  ``RuntimeError``; ``close()`` there closes the child's signalfds only.
+``SignalIO`` arms each fd (``O_ASYNC``, ``F_SETOWN_EX`` aimed at the creating
+thread, ``F_SETSIG`` with a real-time signal), blocks that signal and ``SIGIO``
+in the thread and reads them in batches through a ``signalfd``; ``remove()``
+and ``close()`` put each fd back. ``TextbookSignalIO`` is the textbook loop
+(a ``SIGIO`` handler, then a poll over every fd), for comparison. The kernel
+facts this relies on (what signals and when, thread-directed delivery, the
+queue-overflow rule, what is covered, ttys, restoring, fork) are written down
+in ``docs/sigio.md``.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -275,7 +224,7 @@ cdef class SignalIO:
     @property
     def overflowed(self):
         """True if the last ``wait()`` met a real-time queue overflow (and so
-        polled every added fd); see the module docstring for the rule."""
+        polled every added fd); see ``docs/sigio.md`` for the rule."""
         return self._overflowed
 
     @property
@@ -322,7 +271,7 @@ cdef class SignalIO:
 
         :raises FileNotFoundError: ``fd`` was not added.
         :raises OSError: ``EBADF`` if ``fd`` was closed first (it is forgotten;
-            see the module docstring for what that means at ``close()``).
+            see ``docs/sigio.md`` for what that means at ``close()``).
         """
         cdef int cfd = as_fd(fd)
         self.check()

@@ -1,6 +1,6 @@
 """Signal-driven IO through ctypes and the stdlib: the pure twin of ``fastio._c.sigio``.
 
-The kernel facts are those in ``fastio/_c/sigio.pyx``'s docstring. ``signalfd(2)``
+The kernel facts are in ``docs/sigio.md``. ``signalfd(2)``
 and ``sigaction(2)`` go through ctypes; ``fcntl(2)`` through the stdlib ``fcntl``
 module; the thread's signal mask through ``signal.pthread_sigmask``.
 
