@@ -25,6 +25,7 @@ from fastio._c._sys cimport fio_fork_generation, fio_fork_init, fio_monotonic_ns
 
 import os as _os
 import signal as _signal
+import warnings as _warnings
 
 # The per-thread table of blocked signals is one per process: a thread has one
 # signal mask, whichever backend blocked its signals. It lives in the pure module.
@@ -65,32 +66,52 @@ cdef tuple file_id(int fd, bint refuse_files):
 
 
 cdef tuple arm(int fd, int tid, int signum):
-    """fio_sigio_arm, with what it saved as a tuple; OSError on failure."""
+    """fio_sigio_arm: (what it saved as a tuple, whether O_ASYNC took); OSError
+    on failure."""
     cdef fio_sigio_saved saved
     cdef int ret
     with nogil:
         ret = fio_sigio_arm(fd, tid, signum, &saved)
     if ret < 0:
         raise_errno(-ret)
-    return (saved.flags, saved.owner.type, saved.owner.pid, saved.sig)
+    return (saved.flags, saved.owner.type, saved.owner.pid, saved.sig), ret == 1
 
 
-cdef int restore_entry(int fd, tuple entry) except -1:
-    """Restore an added fd from its (saved, file id) entry; EBADF if it was
-    closed or its number now names another file (which must not be touched)."""
+cdef bint restore_entry(int fd, tuple entry, int tid, int signum) except -1:
+    """Restore an added fd from its (saved, file id, O_ASYNC took) entry and
+    return True. OSError(EBADF) if fd is not open. False, fd untouched, if its
+    number now names another open file than the one add() armed: another
+    (st_dev, st_ino), or not as arming left it (owner, signal, O_ASYNC), which
+    tells a FIFO or tty opened again (same st_dev, st_ino) from the old one."""
     cdef fio_sigio_saved saved
-    cdef int ret
+    cdef int ret, async_on = entry[2]
     try:
         same = file_id(fd, False) == entry[1]
     except OSError:
-        same = False
+        raise OSError(EBADF, f"fd {fd} was closed before remove(): its flags cannot be restored") from None
     if not same:
-        raise OSError(EBADF, f"fd {fd} was closed before remove(): its flags cannot be restored")
+        return False
+    with nogil:
+        ret = fio_sigio_is_armed(fd, tid, signum, async_on)
+    if ret < 0:
+        raise_errno(-ret)
+    if ret == 0:
+        return False
     saved.flags, saved.owner.type, saved.owner.pid, saved.sig = entry[0]
     with nogil:
         ret = fio_sigio_restore(fd, &saved)
     if ret < 0:
         raise_errno(-ret)
+    return True
+
+
+cdef int warn_strangers(str where, list fds) except -1:
+    """The RuntimeWarning for fds that restore_entry() left alone."""
+    for fd in fds:
+        _warnings.warn(
+            f"{where}: fd {fd} now names another open file than the one add() armed (closed, and the "
+            "number reused): left untouched and forgotten; the armed file may live on in a dup",
+            RuntimeWarning, stacklevel=1)
     return 0
 
 
@@ -261,17 +282,20 @@ cdef class SignalIO:
             raise FileExistsError(EEXIST, f"fd {cfd} is already added")
         ident = file_id(cfd, True)
         refuse_if_armed(cfd)
-        saved = arm(cfd, self.tid, self._signum)
-        self.fds[cfd] = (saved, ident)
+        saved, async_on = arm(cfd, self.tid, self._signum)
+        self.fds[cfd] = (saved, ident, async_on)
         for rfd, revents in poll_now((cfd,), POLL_ASK):
             self.pending[rfd] = self.pending.get(rfd, 0) | revents
 
     def remove(self, fd):
-        """Disarm ``fd`` and restore its flags, owner and signal exactly.
+        """Disarm ``fd`` and restore its flags, owner and signal exactly. An
+        fd closed since ``add()`` is forgotten: ``OSError`` ``EBADF`` if it is
+        not open now; if another open file has the number (even the same
+        FIFO), that file is left untouched with a ``RuntimeWarning``. Either
+        way the signals stay blocked after ``close()`` (``docs/sigio.md``).
 
         :raises FileNotFoundError: ``fd`` was not added.
-        :raises OSError: ``EBADF`` if ``fd`` was closed first (it is forgotten;
-            see ``docs/sigio.md`` for what that means at ``close()``).
+        :raises OSError: ``EBADF``, as above.
         """
         cdef int cfd = as_fd(fd)
         self.check()
@@ -279,16 +303,20 @@ cdef class SignalIO:
         if entry is None:
             raise FileNotFoundError(ENOENT, f"fd {cfd} was not added")
         self.pending.pop(cfd, None)
-        self.restore_one(cfd, entry, True)
+        if self.restore_one(cfd, entry, True):
+            warn_strangers("SignalIO.remove()", [cfd])
 
-    cdef int restore_one(self, int fd, tuple entry, bint raise_errors) except -1:
+    cdef bint restore_one(self, int fd, tuple entry, bint raise_errors) except -1:
+        """restore_entry(); True if fd names another open file now."""
         try:
-            restore_entry(fd, entry)
+            restored = restore_entry(fd, entry, self.tid, self._signum)
         except OSError:
             self.unrestored = True
             if raise_errors:
                 raise
-        return 0
+            return False
+        self.unrestored = self.unrestored or not restored
+        return not restored
 
     cdef int read_wait(self, int limit, int64_t timeout_ns) except -1:
         """Read up to limit signals into self.buf, waiting up to timeout_ns
@@ -456,7 +484,9 @@ cdef class SignalIO:
         still queued, close the signalfds, and unblock the signal (and, with
         the thread's last ``SignalIO``, ``SIGIO``) unless it was blocked before
         or an fd could not be restored. Closing twice is fine. In a forked
-        child only the signalfds are closed."""
+        child only the signalfds are closed. An fd closed since ``add()`` is
+        treated as ``remove()`` does, without the ``OSError``; a
+        ``RuntimeWarning`` for each one reopened comes once all is done."""
         cdef int i, j, n
         if self.sfd < 0:
             return
@@ -471,8 +501,7 @@ cdef class SignalIO:
             return
         fds = self.fds
         self.fds = {}
-        for fd, entry in fds.items():
-            self.restore_one(fd, entry, False)
+        strangers = [fd for fd, entry in fds.items() if self.restore_one(fd, entry, False)]
         self.pending.clear()
         if pthread_equal(pthread_self(), self.owner):
             # Read what is queued (ours and SIGIO) before the signal is
@@ -487,6 +516,7 @@ cdef class SignalIO:
                         self.state.overflow_gen += 1
         self.close_fds()
         release_signal(self.state, self._signum, self.was_blocked, self.unrestored)
+        warn_strangers("SignalIO.close()", strangers)
 
     def __enter__(self):
         if self.sfd < 0:
@@ -523,6 +553,9 @@ cdef class TextbookSignalIO:
     in one thread: both want ``SIGIO``. The fds are aimed at the main thread
     (``F_OWNER_TID``) rather than the process, so that no other thread takes
     the signal. ``close()`` restores the fds, the mask and the old handler.
+    While ``wait()`` runs, ``add()``, ``remove()`` and ``close()`` from
+    another thread raise ``RuntimeError``; from the main thread (a signal
+    handler during the wait) they work, and the wait polls what is added.
     """
 
     def __cinit__(self):
@@ -577,15 +610,25 @@ cdef class TextbookSignalIO:
         check_fork(self.fork_gen, "TextbookSignalIO")
         return 0
 
+    cdef int refuse_during_wait(self, str call) except -1:
+        """RuntimeError if wait() runs in another thread: it may be polling
+        the array a rebuild would free, or asleep on what close() undoes."""
+        if self.waiting and not pthread_equal(pthread_self(), self.owner):
+            raise RuntimeError(
+                f"TextbookSignalIO.{call}() while wait() runs in another thread; "
+                "call it between waits, or from the main thread")
+        return 0
+
     cdef int rebuild(self) except -1:
-        """The pollfd array from self.fds."""
+        """The pollfd array from self.fds (a wait() polling the old one took
+        it, and frees it when done)."""
         cdef Py_ssize_t n = len(self.fds), i = 0
         cdef pollfd *p = <pollfd *>PyMem_Malloc((n if n else 1) * sizeof(pollfd))
         if p == NULL:
             raise MemoryError()
         for fd, entry in self.fds.items():
             p[i].fd = fd
-            p[i].events = <short>entry[2]
+            p[i].events = <short>entry[3]
             p[i].revents = 0
             i += 1
         PyMem_Free(self.pfds)
@@ -593,14 +636,17 @@ cdef class TextbookSignalIO:
         self.nfds = n
         return 0
 
-    cdef int restore_one(self, int fd, tuple entry, bint raise_errors) except -1:
+    cdef bint restore_one(self, int fd, tuple entry, bint raise_errors) except -1:
+        """restore_entry(); True if fd names another open file now."""
         try:
-            restore_entry(fd, entry)
+            restored = restore_entry(fd, entry, self.tid, 0)
         except OSError:
             self.unrestored = True
             if raise_errors:
                 raise
-        return 0
+            return False
+        self.unrestored = self.unrestored or not restored
+        return not restored
 
     def add(self, fd, events=POLLIN | POLLPRI):
         """Arm ``fd`` for plain ``SIGIO`` at the main thread; ``events`` is
@@ -608,30 +654,39 @@ cdef class TextbookSignalIO:
 
         :raises FileExistsError: ``fd`` was already added.
         :raises PermissionError: a regular file or a directory.
+        :raises RuntimeError: ``wait()`` runs in another thread.
         """
         cdef int cfd = as_fd(fd)
         cdef int mask = as_c_int(events)
         if not 0 <= mask <= 0xFFFF:
             raise ValueError(f"events must be poll(2) bits in 0..0xFFFF, got {mask:#x}")
         self.check()
+        self.refuse_during_wait("add")
         if cfd in self.fds:
             raise FileExistsError(EEXIST, f"fd {cfd} is already added")
         ident = file_id(cfd, True)
         refuse_if_armed(cfd)
-        saved = arm(cfd, self.tid, 0)
-        self.fds[cfd] = (saved, ident, mask)
+        saved, async_on = arm(cfd, self.tid, 0)
+        self.fds[cfd] = (saved, ident, async_on, mask)
         self.rebuild()
         self.need_poll = True
 
     def remove(self, fd):
-        """Disarm ``fd`` and restore its flags, owner and signal."""
+        """Disarm ``fd`` and restore its flags, owner and signal; for an fd
+        closed since ``add()`` as ``SignalIO.remove()`` says (``EBADF``, or a
+        ``RuntimeWarning`` and the new open file untouched).
+
+        :raises RuntimeError: ``wait()`` runs in another thread.
+        """
         cdef int cfd = as_fd(fd)
         self.check()
+        self.refuse_during_wait("remove")
         entry = self.fds.pop(cfd, None)
         if entry is None:
             raise FileNotFoundError(ENOENT, f"fd {cfd} was not added")
         self.rebuild()
-        self.restore_one(cfd, entry, True)
+        if self.restore_one(cfd, entry, True):
+            warn_strangers("TextbookSignalIO.remove()", [cfd])
 
     def wait(self, timeout=None):
         """Sleep until the SIGIO handler has run (or ``timeout`` seconds pass;
@@ -641,18 +696,26 @@ cdef class TextbookSignalIO:
         :raises RuntimeError: called from another thread, or in a forked child.
         """
         cdef int64_t timeout_ns = timeout_to_ns(timeout, 1000000000)
-        cdef int64_t deadline
-        cdef timespec ts
-        cdef int ret
-        cdef Py_ssize_t i
-        cdef list out
         self.check()
         if not pthread_equal(pthread_self(), self.owner):
             raise RuntimeError("TextbookSignalIO.wait() called from a thread other than the main thread")
-        deadline = deadline_for(timeout_ns)
+        self.waiting += 1
+        try:
+            if not self.sleep(timeout_ns):
+                return []
+            return self.poll()
+        finally:
+            self.waiting -= 1
+
+    cdef bint sleep(self, int64_t timeout_ns) except -1:
+        """Wait with SIGIO unblocked until the counter moved (True) or
+        timeout_ns passed (False); True at once after an add()."""
+        cdef int64_t deadline = deadline_for(timeout_ns)
+        cdef timespec ts
+        cdef int ret
         while self.counter.count == self.seen and not self.need_poll:
             if timeout_ns == 0:
-                return []
+                return False
             ts = fio_ns_to_timespec(timeout_ns)
             with nogil:
                 ret = fio_sigsuspend_timeout(&self.wait_mask, &ts if timeout_ns > 0 else NULL)
@@ -666,30 +729,55 @@ cdef class TextbookSignalIO:
             self.check()
         self.seen = self.counter.count
         self.need_poll = False
-        with nogil:
-            ret = fio_poll_now(self.pfds, <unsigned long>self.nfds)
-        if ret < 0:
-            raise_errno(-ret)
-        out = []
-        for i in range(self.nfds):
-            if self.pfds[i].revents:
-                out.append((self.pfds[i].fd, <unsigned short>self.pfds[i].revents))
-        return out
+        return True
+
+    cdef list poll(self):
+        """[(fd, revents)] of the added fds ready now. The array polled is
+        taken from self while in use: a finalizer run by an allocation here,
+        or a nested wait(), may rebuild self.pfds, never free this one."""
+        cdef pollfd *p
+        cdef Py_ssize_t n, i
+        cdef int ret
+        cdef list out = []
+        if self.pfds == NULL:
+            self.rebuild()
+        p, n = self.pfds, self.nfds
+        self.pfds = NULL
+        try:
+            with nogil:
+                ret = fio_poll_now(p, <unsigned long>n)
+            if ret < 0:
+                raise_errno(-ret)
+            for i in range(n):
+                if p[i].revents:
+                    out.append((p[i].fd, <unsigned short>p[i].revents))
+            return out
+        finally:
+            if self.pfds == NULL:
+                self.pfds = p
+            else:
+                PyMem_Free(p)
 
     def close(self):
-        """Restore every fd, the SIGIO mask and the old handler."""
+        """Restore every fd, the SIGIO mask and the old handler. Closed fds
+        as ``SignalIO.close()`` says: while one could not be restored,
+        ``SIGIO`` stays blocked and the counting handler installed.
+
+        :raises RuntimeError: ``wait()`` runs in another thread.
+        """
         cdef sigset_t unblock
         cdef int ret
         if self._closed:
             return
+        self.refuse_during_wait("close")
         self._closed = True
         if self.fork_gen != fio_fork_generation():
             return
         fds = self.fds
         self.fds = {}
-        for fd, entry in fds.items():
-            self.restore_one(fd, entry, False)
+        strangers = [fd for fd, entry in fds.items() if self.restore_one(fd, entry, False)]
         if self.unrestored:
+            warn_strangers("TextbookSignalIO.close()", strangers)
             return
         if pthread_equal(pthread_self(), self.owner) and not self.sigio_was_blocked:
             sigemptyset(&unblock)
