@@ -126,8 +126,10 @@ FIO_INLINE int fio_sigio_restore(int fd, const struct fio_sigio_saved *saved)
  * the foreground process group or the process when O_ASYNC turns on, so the
  * owner is read back and set again if it changed.
  *
- * Returns 0, or -errno with fd put back as it was (as far as the kernel lets:
- * the rollback's own errors are not reported over the first one). */
+ * Returns 1 if O_ASYNC is now on, 0 if the kernel kept it off (a file with no
+ * fasync hook: eventfd, timerfd), or -errno with fd put back as it was (as far
+ * as the kernel lets: the rollback's own errors are not reported over the
+ * first one). */
 FIO_INLINE int fio_sigio_arm(int fd, int tid, int signum, struct fio_sigio_saved *saved)
 {
     struct fio_owner_ex owner = {F_OWNER_TID, tid}, check;
@@ -152,11 +154,37 @@ FIO_INLINE int fio_sigio_arm(int fd, int tid, int signum, struct fio_sigio_saved
         ret = fio_fcntl_owner(fd, F_GETOWN_EX, &check);
     if (ret >= 0 && (check.type != owner.type || check.pid != owner.pid))
         ret = fio_fcntl_owner(fd, F_SETOWN_EX, &owner);
+    if (ret >= 0)
+        ret = fio_fcntl_int(fd, F_GETFL, 0);
     if (ret < 0) {
         fio_sigio_restore(fd, saved);
         return ret;
     }
-    return 0;
+    return (ret & O_ASYNC) ? 1 : 0;
+}
+
+/* Whether fd's open file is still as fio_sigio_arm(fd, tid, signum) left it:
+ * owner (F_OWNER_TID, tid), signal `signum` and, if `async_on` (arm returned 1),
+ * O_ASYNC on. The owner, the signal and O_ASYNC belong to the open file, not
+ * to the fd number: a file opened anew at the same number (a FIFO reopened:
+ * same st_dev and st_ino) has no owner and O_ASYNC off. Returns 1, 0, or
+ * -errno (-EBADF: fd is not open). */
+FIO_INLINE int fio_sigio_is_armed(int fd, int tid, int signum, int async_on)
+{
+    struct fio_owner_ex owner;
+    int flags, sig, ret;
+    flags = fio_fcntl_int(fd, F_GETFL, 0);
+    if (flags < 0)
+        return flags;
+    sig = fio_fcntl_int(fd, F_GETSIG, 0);
+    if (sig < 0)
+        return sig;
+    ret = fio_fcntl_owner(fd, F_GETOWN_EX, &owner);
+    if (ret < 0)
+        return ret;
+    if (async_on && !(flags & O_ASYNC))
+        return 0;
+    return sig == signum && owner.type == F_OWNER_TID && owner.pid == tid;
 }
 
 /* One read(2) of at most `max` signals from a signalfd into `out`. Returns

@@ -4,8 +4,7 @@ real-time signals read in batches through a ``signalfd``), the comparison
 every fd), and the poll(2) bits that make up a band.
 
 The kernel facts, what is covered (sockets, pipes, ttys) and what is not
-(regular files), and the queue-overflow rule are in the docstring of
-``fastio._c.sigio``.
+(regular files), and the queue-overflow rule are in ``docs/sigio.md``.
 """
 
 from typing import TYPE_CHECKING

@@ -8,7 +8,9 @@ remove; close and use after close. The model checks:
 
 * every error is the documented one (FileExistsError, FileNotFoundError,
   PermissionError, OSError(EBADF), ValueError, TypeError, OverflowError,
-  RuntimeError from another thread, ValueError once closed);
+  RuntimeError from another thread, ValueError once closed), and the
+  RuntimeWarning for an added fd whose number now names another open file,
+  which is left untouched;
 * a wait reports only fds added to that object, each once, with a band;
 * nothing is lost: an fd found ready by add(), or made readable while it
   had nothing unread, is reported by the waits that follow (bounded);
@@ -30,6 +32,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 
 import pytest
 from fuzzing import BADFD, REFUSED_FDS, Errno, Raised, attempt, closed_fd_number, fuzz_settings, mostly
@@ -61,6 +64,24 @@ def eventfd() -> int:
 def fd_state(fd: int):
     """What SignalIO must restore: flags, owner (F_GETOWN_EX) and signal."""
     return fcntl.fcntl(fd, fcntl.F_GETFL), fcntl.fcntl(fd, 16, bytes(8)), fcntl.fcntl(fd, F_GETSIG)
+
+
+def is_open(fd: int) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+    except OSError:
+        return False
+    return True
+
+
+def strangers_warned(caught) -> set:
+    """The fds the RuntimeWarnings of remove()/close() name (another open
+    file now has the number); every warning caught must be one of those."""
+    fds = set()
+    for w in caught:
+        assert w.category is RuntimeWarning and "now names another open file" in str(w.message), w
+        fds.add(int(str(w.message).split("fd ")[1].split()[0]))
+    return fds
 
 
 class SignalIOMachine(RuleBasedStateMachine):
@@ -217,19 +238,27 @@ class SignalIOMachine(RuleBasedStateMachine):
         if tracked is not None:
             fd = self.fd_number(tracked)
             if fd in self.stale[i]:
+                # closed while added, its number now the new socket's: left
+                # untouched with a RuntimeWarning, forgotten
                 stale = fd
-                errors = errors + [Errno(errno.EBADF)]    # closed before remove(): cannot restore
+                before = fd_state(fd)
             elif fd not in self.added[i]:
                 errors = errors + [FileNotFoundError]
         elif name == "bad number":
             errors = errors + [FileNotFoundError]
         if obj.closed:
             errors = errors + [ValueError]
-        result = attempt(obj.remove, value, errors=errors)
-        if stale is not None and isinstance(result, Raised) and isinstance(result.exc, OSError):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = attempt(obj.remove, value, errors=errors)
+        if stale is not None and not isinstance(result, Raised):
+            assert strangers_warned(caught) == {stale}
+            assert fd_state(stale) == before, "remove() touched the open file now at a stale number"
             self.stale[i].discard(stale)            # forgotten
             self.pending[i].pop(stale, None)
             self.unrestored = True
+            return
+        assert not caught, [str(w.message) for w in caught]
         if isinstance(result, Raised):
             return
         del self.added[i][fd]
@@ -345,8 +374,9 @@ class SignalIOMachine(RuleBasedStateMachine):
     @rule(k=st.integers(0, PAIRS - 1))
     def close_added_socket(self, k):
         """Close a socket end while it is added (and make a new pair, which
-        may take the same number): remove() can then only say EBADF, and
-        close() leaves the signal blocked, as documented."""
+        may take the same number): remove() of that number can then only
+        warn and leave the new socket alone, and close() leaves the signal
+        blocked, as documented."""
         a, b = self.pairs[k]
         fd = a.fileno()
         owners = [i for i in (0, 1) if fd in self.added[i]]
@@ -364,7 +394,11 @@ class SignalIOMachine(RuleBasedStateMachine):
 
     def close(self, i):
         obj = self.objs[i]
-        obj.close()
+        reopened = {fd for fd in self.stale[i] if is_open(fd)}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            obj.close()
+        assert strangers_warned(caught) == reopened
         assert obj.closed
         if self.stale[i]:
             self.unrestored = True

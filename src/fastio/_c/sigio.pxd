@@ -48,6 +48,7 @@ cdef extern from "fio_sigio.h" nogil:
     int fio_gettid()
     int fio_sigio_arm(int fd, int tid, int signum, fio_sigio_saved *saved)
     int fio_sigio_restore(int fd, const fio_sigio_saved *saved)
+    int fio_sigio_is_armed(int fd, int tid, int signum, int async_on)
     int fio_sigio_read(int sfd, fio_signalfd_siginfo *out, int max)
     int fio_sigio_wait_readable(int sfd, const timespec *timeout)
     int fio_sigsuspend_timeout(const sigset_t *mask, const timespec *timeout)
@@ -80,7 +81,7 @@ cdef class SignalIO:
     cdef int read_wait(self, int limit, int64_t timeout_ns) except -1
     cdef bint collect(self, int count, dict events) except -1
     cdef int recover(self, dict events) except -1
-    cdef int restore_one(self, int fd, tuple entry, bint raise_errors) except -1
+    cdef bint restore_one(self, int fd, tuple entry, bint raise_errors) except -1
     cdef void close_fds(self) noexcept
 
 
@@ -99,8 +100,12 @@ cdef class TextbookSignalIO:
     cdef bint sigio_was_blocked
     cdef bint unrestored
     cdef sigset_t wait_mask
+    cdef int waiting
     cdef object __weakref__
 
     cdef int check(self) except -1
+    cdef int refuse_during_wait(self, str call) except -1
     cdef int rebuild(self) except -1
-    cdef int restore_one(self, int fd, tuple entry, bint raise_errors) except -1
+    cdef bint sleep(self, int64_t timeout_ns) except -1
+    cdef list poll(self)
+    cdef bint restore_one(self, int fd, tuple entry, bint raise_errors) except -1

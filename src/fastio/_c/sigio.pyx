@@ -1,65 +1,14 @@
 # cython: language_level=3, embedsignature=True
 """Signal-driven IO for Python: the kernel names the ready fd in a queued signal.
 
-How it works, and the kernel facts this module relies on (``fcntl(2)``,
-``signalfd(2)``, ``signal(7)``; ``fs/fcntl.c``, ``kernel/signal.c``):
-
-* ``add(fd)`` aims the fd at the thread that created the ``SignalIO``
-  (``F_SETOWN_EX`` with ``F_OWNER_TID``), picks the signal (``F_SETSIG`` with a
-  real-time signal) and turns on ``O_ASYNC | O_NONBLOCK``. From then on every
-  readiness *change* of the fd queues one signal whose ``siginfo`` carries the
-  fd (``si_fd``) and the poll(2) bits of the change (``si_band``: ``POLLIN |
-  POLLRDNORM`` for data or a connection to accept, ``POLLOUT | POLLWRNORM |
-  POLLWRBAND`` for room to write, ``POLLHUP | POLLERR`` for a hang-up).
-* The signal is blocked in that thread and read through a ``signalfd``, many
-  128-byte ``signalfd_siginfo`` per ``read(2)``; no handler ever runs. Python's
-  own handlers get only the signal number, which is why a ``signal.signal``
-  handler cannot tell which fd fired (``TextbookSignalIO`` shows the cost).
-* A signal aimed at a thread id is delivered to that thread only. Other
-  threads (Python's, pytest's) need not block it. Only the creating thread
-  can read it: a signalfd returns the signals pending for the thread that
-  reads it, so ``wait()`` from another thread raises ``RuntimeError``.
-* The kernel signals changes, not states: an fd already readable when added
-  raises nothing. ``add()`` therefore polls the fd once and reports what it
-  finds at the next ``wait()``, as ``EPOLLET`` does at registration. A socket
-  signals "writable" only after a write met a full buffer (``EAGAIN``).
-* Signals are not merged: a busy fd queues one per change. ``wait()`` merges
-  them into one ``(fd, band)`` per fd (bands ORed), in order of first arrival.
-  A signal queued before ``remove()`` may still be read after it; events for
-  fds not added are dropped, and a readiness report may be stale (the fd was
-  read meanwhile): the fd is non-blocking, so a read then meets ``EAGAIN``.
-* Overflow: the real-time queue is bounded by ``RLIMIT_SIGPENDING`` (counted
-  per user). When it is full the kernel queues plain ``SIGIO`` instead, without
-  the fd (``send_sigio_to_task``). fastio blocks ``SIGIO`` too and reads it
-  through the same signalfd. **Rule:** a ``wait()`` that reads ``SIGIO`` sets
-  ``overflowed``, drains the queue, then polls every added fd and adds each
-  ready one, with its poll ``revents`` as the band, to the result. Every
-  ``SignalIO`` of the thread does the same at its next ``wait()``. Since the
-  poll runs after the loss, every fd still ready then is reported: nothing is
-  lost. ``SIGIO`` being a standard signal, several losses coalesce into one.
-* Covered: sockets (TCP, UDP, Unix; listening ones signal a connection to
-  accept as ``POLLIN``), pipes and FIFOs, ttys and ptys, and any file whose
-  driver has a ``fasync`` hook (inotify, /dev/input ...). Not covered:
-  regular files and directories, which are always ready and have no such hook
-  (the kernel takes ``O_ASYNC`` and never signals); ``add()`` refuses them
-  with ``PermissionError``, like ``epoll_ctl``. eventfd, timerfd, signalfd and
-  epoll fds lack the hook too and are accepted but never signal.
-* ttys: turning ``O_ASYNC`` on makes the tty driver reset the owner to its
-  process group or the process (``tty_fasync``); ``add()`` sets the thread
-  owner again right after, and polls, so nothing is lost, but a change in
-  that window signals the process, where a thread that does not block the
-  signal would take its default action (terminate).
-* ``remove()`` and ``close()`` restore each fd's flags, owner and signal
-  exactly. An fd closed before ``remove()`` cannot be restored (a dup or a
-  forked child may still hold its open file, armed). The signal and ``SIGIO``
-  then stay blocked in the thread after ``close()`` so that a late signal
-  cannot kill the process. ``close()`` drains the signalfd before unblocking,
-  and unblocks only what was not blocked before. Only the creating thread can
-  change its mask: ``close()`` (or GC) elsewhere restores the fds, closes the
-  signalfds and leaves the mask alone.
-* After ``fork()`` the child shares the fds' open files with the parent, so
-  arming them there would rob the parent. Use in the child raises
-  ``RuntimeError``; ``close()`` there closes the child's signalfds only.
+``SignalIO`` arms each fd (``O_ASYNC``, ``F_SETOWN_EX`` aimed at the creating
+thread, ``F_SETSIG`` with a real-time signal), blocks that signal and ``SIGIO``
+in the thread and reads them in batches through a ``signalfd``; ``remove()``
+and ``close()`` put each fd back. ``TextbookSignalIO`` is the textbook loop
+(a ``SIGIO`` handler, then a poll over every fd), for comparison. The kernel
+facts this relies on (what signals and when, thread-directed delivery, the
+queue-overflow rule, what is covered, ttys, restoring, fork) are written down
+in ``docs/sigio.md``.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -76,6 +25,7 @@ from fastio._c._sys cimport fio_fork_generation, fio_fork_init, fio_monotonic_ns
 
 import os as _os
 import signal as _signal
+import warnings as _warnings
 
 # The per-thread table of blocked signals is one per process: a thread has one
 # signal mask, whichever backend blocked its signals. It lives in the pure module.
@@ -116,32 +66,52 @@ cdef tuple file_id(int fd, bint refuse_files):
 
 
 cdef tuple arm(int fd, int tid, int signum):
-    """fio_sigio_arm, with what it saved as a tuple; OSError on failure."""
+    """fio_sigio_arm: (what it saved as a tuple, whether O_ASYNC took); OSError
+    on failure."""
     cdef fio_sigio_saved saved
     cdef int ret
     with nogil:
         ret = fio_sigio_arm(fd, tid, signum, &saved)
     if ret < 0:
         raise_errno(-ret)
-    return (saved.flags, saved.owner.type, saved.owner.pid, saved.sig)
+    return (saved.flags, saved.owner.type, saved.owner.pid, saved.sig), ret == 1
 
 
-cdef int restore_entry(int fd, tuple entry) except -1:
-    """Restore an added fd from its (saved, file id) entry; EBADF if it was
-    closed or its number now names another file (which must not be touched)."""
+cdef bint restore_entry(int fd, tuple entry, int tid, int signum) except -1:
+    """Restore an added fd from its (saved, file id, O_ASYNC took) entry and
+    return True. OSError(EBADF) if fd is not open. False, fd untouched, if its
+    number now names another open file than the one add() armed: another
+    (st_dev, st_ino), or not as arming left it (owner, signal, O_ASYNC), which
+    tells a FIFO or tty opened again (same st_dev, st_ino) from the old one."""
     cdef fio_sigio_saved saved
-    cdef int ret
+    cdef int ret, async_on = entry[2]
     try:
         same = file_id(fd, False) == entry[1]
     except OSError:
-        same = False
+        raise OSError(EBADF, f"fd {fd} was closed before remove(): its flags cannot be restored") from None
     if not same:
-        raise OSError(EBADF, f"fd {fd} was closed before remove(): its flags cannot be restored")
+        return False
+    with nogil:
+        ret = fio_sigio_is_armed(fd, tid, signum, async_on)
+    if ret < 0:
+        raise_errno(-ret)
+    if ret == 0:
+        return False
     saved.flags, saved.owner.type, saved.owner.pid, saved.sig = entry[0]
     with nogil:
         ret = fio_sigio_restore(fd, &saved)
     if ret < 0:
         raise_errno(-ret)
+    return True
+
+
+cdef int warn_strangers(str where, list fds) except -1:
+    """The RuntimeWarning for fds that restore_entry() left alone."""
+    for fd in fds:
+        _warnings.warn(
+            f"{where}: fd {fd} now names another open file than the one add() armed (closed, and the "
+            "number reused): left untouched and forgotten; the armed file may live on in a dup",
+            RuntimeWarning, stacklevel=1)
     return 0
 
 
@@ -275,7 +245,7 @@ cdef class SignalIO:
     @property
     def overflowed(self):
         """True if the last ``wait()`` met a real-time queue overflow (and so
-        polled every added fd); see the module docstring for the rule."""
+        polled every added fd); see ``docs/sigio.md`` for the rule."""
         return self._overflowed
 
     @property
@@ -312,17 +282,20 @@ cdef class SignalIO:
             raise FileExistsError(EEXIST, f"fd {cfd} is already added")
         ident = file_id(cfd, True)
         refuse_if_armed(cfd)
-        saved = arm(cfd, self.tid, self._signum)
-        self.fds[cfd] = (saved, ident)
+        saved, async_on = arm(cfd, self.tid, self._signum)
+        self.fds[cfd] = (saved, ident, async_on)
         for rfd, revents in poll_now((cfd,), POLL_ASK):
             self.pending[rfd] = self.pending.get(rfd, 0) | revents
 
     def remove(self, fd):
-        """Disarm ``fd`` and restore its flags, owner and signal exactly.
+        """Disarm ``fd`` and restore its flags, owner and signal exactly. An
+        fd closed since ``add()`` is forgotten: ``OSError`` ``EBADF`` if it is
+        not open now; if another open file has the number (even the same
+        FIFO), that file is left untouched with a ``RuntimeWarning``. Either
+        way the signals stay blocked after ``close()`` (``docs/sigio.md``).
 
         :raises FileNotFoundError: ``fd`` was not added.
-        :raises OSError: ``EBADF`` if ``fd`` was closed first (it is forgotten;
-            see the module docstring for what that means at ``close()``).
+        :raises OSError: ``EBADF``, as above.
         """
         cdef int cfd = as_fd(fd)
         self.check()
@@ -330,16 +303,20 @@ cdef class SignalIO:
         if entry is None:
             raise FileNotFoundError(ENOENT, f"fd {cfd} was not added")
         self.pending.pop(cfd, None)
-        self.restore_one(cfd, entry, True)
+        if self.restore_one(cfd, entry, True):
+            warn_strangers("SignalIO.remove()", [cfd])
 
-    cdef int restore_one(self, int fd, tuple entry, bint raise_errors) except -1:
+    cdef bint restore_one(self, int fd, tuple entry, bint raise_errors) except -1:
+        """restore_entry(); True if fd names another open file now."""
         try:
-            restore_entry(fd, entry)
+            restored = restore_entry(fd, entry, self.tid, self._signum)
         except OSError:
             self.unrestored = True
             if raise_errors:
                 raise
-        return 0
+            return False
+        self.unrestored = self.unrestored or not restored
+        return not restored
 
     cdef int read_wait(self, int limit, int64_t timeout_ns) except -1:
         """Read up to limit signals into self.buf, waiting up to timeout_ns
@@ -507,7 +484,9 @@ cdef class SignalIO:
         still queued, close the signalfds, and unblock the signal (and, with
         the thread's last ``SignalIO``, ``SIGIO``) unless it was blocked before
         or an fd could not be restored. Closing twice is fine. In a forked
-        child only the signalfds are closed."""
+        child only the signalfds are closed. An fd closed since ``add()`` is
+        treated as ``remove()`` does, without the ``OSError``; a
+        ``RuntimeWarning`` for each one reopened comes once all is done."""
         cdef int i, j, n
         if self.sfd < 0:
             return
@@ -522,8 +501,7 @@ cdef class SignalIO:
             return
         fds = self.fds
         self.fds = {}
-        for fd, entry in fds.items():
-            self.restore_one(fd, entry, False)
+        strangers = [fd for fd, entry in fds.items() if self.restore_one(fd, entry, False)]
         self.pending.clear()
         if pthread_equal(pthread_self(), self.owner):
             # Read what is queued (ours and SIGIO) before the signal is
@@ -538,6 +516,7 @@ cdef class SignalIO:
                         self.state.overflow_gen += 1
         self.close_fds()
         release_signal(self.state, self._signum, self.was_blocked, self.unrestored)
+        warn_strangers("SignalIO.close()", strangers)
 
     def __enter__(self):
         if self.sfd < 0:
@@ -574,6 +553,9 @@ cdef class TextbookSignalIO:
     in one thread: both want ``SIGIO``. The fds are aimed at the main thread
     (``F_OWNER_TID``) rather than the process, so that no other thread takes
     the signal. ``close()`` restores the fds, the mask and the old handler.
+    While ``wait()`` runs, ``add()``, ``remove()`` and ``close()`` from
+    another thread raise ``RuntimeError``; from the main thread (a signal
+    handler during the wait) they work, and the wait polls what is added.
     """
 
     def __cinit__(self):
@@ -628,15 +610,25 @@ cdef class TextbookSignalIO:
         check_fork(self.fork_gen, "TextbookSignalIO")
         return 0
 
+    cdef int refuse_during_wait(self, str call) except -1:
+        """RuntimeError if wait() runs in another thread: it may be polling
+        the array a rebuild would free, or asleep on what close() undoes."""
+        if self.waiting and not pthread_equal(pthread_self(), self.owner):
+            raise RuntimeError(
+                f"TextbookSignalIO.{call}() while wait() runs in another thread; "
+                "call it between waits, or from the main thread")
+        return 0
+
     cdef int rebuild(self) except -1:
-        """The pollfd array from self.fds."""
+        """The pollfd array from self.fds (a wait() polling the old one took
+        it, and frees it when done)."""
         cdef Py_ssize_t n = len(self.fds), i = 0
         cdef pollfd *p = <pollfd *>PyMem_Malloc((n if n else 1) * sizeof(pollfd))
         if p == NULL:
             raise MemoryError()
         for fd, entry in self.fds.items():
             p[i].fd = fd
-            p[i].events = <short>entry[2]
+            p[i].events = <short>entry[3]
             p[i].revents = 0
             i += 1
         PyMem_Free(self.pfds)
@@ -644,14 +636,17 @@ cdef class TextbookSignalIO:
         self.nfds = n
         return 0
 
-    cdef int restore_one(self, int fd, tuple entry, bint raise_errors) except -1:
+    cdef bint restore_one(self, int fd, tuple entry, bint raise_errors) except -1:
+        """restore_entry(); True if fd names another open file now."""
         try:
-            restore_entry(fd, entry)
+            restored = restore_entry(fd, entry, self.tid, 0)
         except OSError:
             self.unrestored = True
             if raise_errors:
                 raise
-        return 0
+            return False
+        self.unrestored = self.unrestored or not restored
+        return not restored
 
     def add(self, fd, events=POLLIN | POLLPRI):
         """Arm ``fd`` for plain ``SIGIO`` at the main thread; ``events`` is
@@ -659,30 +654,39 @@ cdef class TextbookSignalIO:
 
         :raises FileExistsError: ``fd`` was already added.
         :raises PermissionError: a regular file or a directory.
+        :raises RuntimeError: ``wait()`` runs in another thread.
         """
         cdef int cfd = as_fd(fd)
         cdef int mask = as_c_int(events)
         if not 0 <= mask <= 0xFFFF:
             raise ValueError(f"events must be poll(2) bits in 0..0xFFFF, got {mask:#x}")
         self.check()
+        self.refuse_during_wait("add")
         if cfd in self.fds:
             raise FileExistsError(EEXIST, f"fd {cfd} is already added")
         ident = file_id(cfd, True)
         refuse_if_armed(cfd)
-        saved = arm(cfd, self.tid, 0)
-        self.fds[cfd] = (saved, ident, mask)
+        saved, async_on = arm(cfd, self.tid, 0)
+        self.fds[cfd] = (saved, ident, async_on, mask)
         self.rebuild()
         self.need_poll = True
 
     def remove(self, fd):
-        """Disarm ``fd`` and restore its flags, owner and signal."""
+        """Disarm ``fd`` and restore its flags, owner and signal; for an fd
+        closed since ``add()`` as ``SignalIO.remove()`` says (``EBADF``, or a
+        ``RuntimeWarning`` and the new open file untouched).
+
+        :raises RuntimeError: ``wait()`` runs in another thread.
+        """
         cdef int cfd = as_fd(fd)
         self.check()
+        self.refuse_during_wait("remove")
         entry = self.fds.pop(cfd, None)
         if entry is None:
             raise FileNotFoundError(ENOENT, f"fd {cfd} was not added")
         self.rebuild()
-        self.restore_one(cfd, entry, True)
+        if self.restore_one(cfd, entry, True):
+            warn_strangers("TextbookSignalIO.remove()", [cfd])
 
     def wait(self, timeout=None):
         """Sleep until the SIGIO handler has run (or ``timeout`` seconds pass;
@@ -692,18 +696,26 @@ cdef class TextbookSignalIO:
         :raises RuntimeError: called from another thread, or in a forked child.
         """
         cdef int64_t timeout_ns = timeout_to_ns(timeout, 1000000000)
-        cdef int64_t deadline
-        cdef timespec ts
-        cdef int ret
-        cdef Py_ssize_t i
-        cdef list out
         self.check()
         if not pthread_equal(pthread_self(), self.owner):
             raise RuntimeError("TextbookSignalIO.wait() called from a thread other than the main thread")
-        deadline = deadline_for(timeout_ns)
+        self.waiting += 1
+        try:
+            if not self.sleep(timeout_ns):
+                return []
+            return self.poll()
+        finally:
+            self.waiting -= 1
+
+    cdef bint sleep(self, int64_t timeout_ns) except -1:
+        """Wait with SIGIO unblocked until the counter moved (True) or
+        timeout_ns passed (False); True at once after an add()."""
+        cdef int64_t deadline = deadline_for(timeout_ns)
+        cdef timespec ts
+        cdef int ret
         while self.counter.count == self.seen and not self.need_poll:
             if timeout_ns == 0:
-                return []
+                return False
             ts = fio_ns_to_timespec(timeout_ns)
             with nogil:
                 ret = fio_sigsuspend_timeout(&self.wait_mask, &ts if timeout_ns > 0 else NULL)
@@ -717,30 +729,55 @@ cdef class TextbookSignalIO:
             self.check()
         self.seen = self.counter.count
         self.need_poll = False
-        with nogil:
-            ret = fio_poll_now(self.pfds, <unsigned long>self.nfds)
-        if ret < 0:
-            raise_errno(-ret)
-        out = []
-        for i in range(self.nfds):
-            if self.pfds[i].revents:
-                out.append((self.pfds[i].fd, <unsigned short>self.pfds[i].revents))
-        return out
+        return True
+
+    cdef list poll(self):
+        """[(fd, revents)] of the added fds ready now. The array polled is
+        taken from self while in use: a finalizer run by an allocation here,
+        or a nested wait(), may rebuild self.pfds, never free this one."""
+        cdef pollfd *p
+        cdef Py_ssize_t n, i
+        cdef int ret
+        cdef list out = []
+        if self.pfds == NULL:
+            self.rebuild()
+        p, n = self.pfds, self.nfds
+        self.pfds = NULL
+        try:
+            with nogil:
+                ret = fio_poll_now(p, <unsigned long>n)
+            if ret < 0:
+                raise_errno(-ret)
+            for i in range(n):
+                if p[i].revents:
+                    out.append((p[i].fd, <unsigned short>p[i].revents))
+            return out
+        finally:
+            if self.pfds == NULL:
+                self.pfds = p
+            else:
+                PyMem_Free(p)
 
     def close(self):
-        """Restore every fd, the SIGIO mask and the old handler."""
+        """Restore every fd, the SIGIO mask and the old handler. Closed fds
+        as ``SignalIO.close()`` says: while one could not be restored,
+        ``SIGIO`` stays blocked and the counting handler installed.
+
+        :raises RuntimeError: ``wait()`` runs in another thread.
+        """
         cdef sigset_t unblock
         cdef int ret
         if self._closed:
             return
+        self.refuse_during_wait("close")
         self._closed = True
         if self.fork_gen != fio_fork_generation():
             return
         fds = self.fds
         self.fds = {}
-        for fd, entry in fds.items():
-            self.restore_one(fd, entry, False)
+        strangers = [fd for fd, entry in fds.items() if self.restore_one(fd, entry, False)]
         if self.unrestored:
+            warn_strangers("TextbookSignalIO.close()", strangers)
             return
         if pthread_equal(pthread_self(), self.owner) and not self.sigio_was_blocked:
             sigemptyset(&unblock)

@@ -1,6 +1,6 @@
 """Signal-driven IO through ctypes and the stdlib: the pure twin of ``fastio._c.sigio``.
 
-The kernel facts are those in ``fastio/_c/sigio.pyx``'s docstring. ``signalfd(2)``
+The kernel facts are in ``docs/sigio.md``. ``signalfd(2)``
 and ``sigaction(2)`` go through ctypes; ``fcntl(2)`` through the stdlib ``fcntl``
 module; the thread's signal mask through ``signal.pthread_sigmask``.
 
@@ -19,6 +19,7 @@ import signal
 import stat
 import struct
 import threading
+import warnings
 
 from fastio._consts import (
     POLLIN,
@@ -112,10 +113,11 @@ def check_signalable(fd: int) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def arm(fd: int, tid: int, signum: int) -> tuple[int, bytes, int]:
+def arm(fd: int, tid: int, signum: int) -> tuple[tuple[int, bytes, int], bool]:
     """fio_sigio_arm: save flags, owner and signal; aim signum at thread tid;
     turn on O_ASYNC | O_NONBLOCK; re-aim if a tty reset the owner. Returns
-    what was saved; on an error restores fd and raises the OSError."""
+    what was saved and whether O_ASYNC took (a file without a fasync hook
+    keeps it off); on an error restores fd and raises the OSError."""
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     owner = fcntl.fcntl(fd, F_GETOWN_EX, bytes(_OWNER.size))
     sig = fcntl.fcntl(fd, F_GETSIG)
@@ -127,13 +129,26 @@ def arm(fd: int, tid: int, signum: int) -> tuple[int, bytes, int]:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_ASYNC | os.O_NONBLOCK)
         if fcntl.fcntl(fd, F_GETOWN_EX, bytes(_OWNER.size)) != mine:
             fcntl.fcntl(fd, F_SETOWN_EX, mine)  # tty_fasync reset it
+        async_on = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ASYNC)
     except OSError:
         try:
             restore(fd, saved)
         except OSError:
             pass
         raise
-    return saved
+    return saved, async_on
+
+
+def is_armed(fd: int, tid: int, signum: int, async_on: bool) -> bool:
+    """fio_sigio_is_armed: whether fd's open file is as arm() left it (owner
+    thread tid, signal signum, O_ASYNC if it took); a file opened anew at the
+    same number is not. OSError if fd is not open."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    sig = fcntl.fcntl(fd, F_GETSIG)
+    owner = fcntl.fcntl(fd, F_GETOWN_EX, bytes(_OWNER.size))
+    if async_on and not flags & os.O_ASYNC:
+        return False
+    return sig == signum and owner == _OWNER.pack(F_OWNER_TID, tid)
 
 
 def restore(fd: int, saved: tuple[int, bytes, int]) -> None:
@@ -155,17 +170,30 @@ def restore(fd: int, saved: tuple[int, bytes, int]) -> None:
         raise first
 
 
-def restore_entry(fd: int, entry) -> None:
-    """Restore an added fd from its (saved, file id) entry; EBADF if the fd was
-    closed or its number now names another file (which must not be touched)."""
-    saved, ident = entry
+def restore_entry(fd: int, entry, tid: int, signum: int) -> bool:
+    """Restore an added fd from its (saved, file id, O_ASYNC took) entry and
+    return True. OSError(EBADF) if fd is not open. False, fd untouched, if its
+    number now names another open file than the one add() armed: another
+    (st_dev, st_ino), or not as arming left it (owner, signal, O_ASYNC), which
+    tells a FIFO or tty opened again (same st_dev, st_ino) from the old one."""
+    saved, ident, async_on = entry
     try:
         same = file_id(fd) == ident
     except OSError:
-        same = False
-    if not same:
-        raise OSError(errno.EBADF, f"fd {fd} was closed before remove(): its flags cannot be restored")
+        raise OSError(errno.EBADF, f"fd {fd} was closed before remove(): its flags cannot be restored") from None
+    if not same or not is_armed(fd, tid, signum, async_on):
+        return False
     restore(fd, saved)
+    return True
+
+
+def warn_strangers(where: str, fds) -> None:
+    """The RuntimeWarning for fds that restore_entry() left alone."""
+    for fd in fds:
+        warnings.warn(
+            f"{where}: fd {fd} now names another open file than the one add() armed (closed, and the "
+            "number reused): left untouched and forgotten; the armed file may live on in a dup",
+            RuntimeWarning, stacklevel=3)
 
 
 def poll_now(fds, events: int) -> list[tuple[int, int]]:
@@ -259,8 +287,8 @@ class SignalIO:
             raise FileExistsError(errno.EEXIST, f"fd {cfd} is already added")
         ident = check_signalable(cfd)
         refuse_if_armed(cfd)
-        saved = arm(cfd, self._tid, self._signum)
-        self._fds[cfd] = (saved, ident)
+        saved, async_on = arm(cfd, self._tid, self._signum)
+        self._fds[cfd] = (saved, ident, async_on)
         ready = poll_now([cfd], POLL_ASK)
         if ready and ready[0][1]:
             self._pending[cfd] = self._pending.get(cfd, 0) | ready[0][1]
@@ -273,15 +301,20 @@ class SignalIO:
         if entry is None:
             raise FileNotFoundError(errno.ENOENT, f"fd {cfd} was not added")
         self._pending.pop(cfd, None)
-        self._restore_one(cfd, entry, raise_errors=True)
+        if self._restore_one(cfd, entry, raise_errors=True):
+            warn_strangers("SignalIO.remove()", [cfd])
 
-    def _restore_one(self, fd: int, entry, raise_errors: bool) -> None:
+    def _restore_one(self, fd: int, entry, raise_errors: bool) -> bool:
+        """restore_entry(); True if fd names another open file now."""
         try:
-            restore_entry(fd, entry)
+            restored = restore_entry(fd, entry, self._tid, self._signum)
         except OSError:
             self._unrestored = True
             if raise_errors:
                 raise
+            return False
+        self._unrestored = self._unrestored or not restored
+        return not restored
 
     def _read(self, fd: int, limit: int) -> int:
         """One read of at most limit signals into self._buf; 0 on EAGAIN."""
@@ -421,13 +454,13 @@ class SignalIO:
             self._close_fds()
             return
         fds, self._fds = self._fds, {}
-        for fd, entry in fds.items():
-            self._restore_one(fd, entry, raise_errors=False)
+        strangers = [fd for fd, entry in fds.items() if self._restore_one(fd, entry, raise_errors=False)]
         self._pending.clear()
         if threading.get_ident() == self._owner:
             self._drain()
         self._close_fds()
         release_signal(self._state, self._signum, self._was_blocked, self._unrestored)
+        warn_strangers("SignalIO.close()", strangers)
 
     def __enter__(self):
         if self._sfd < 0:
@@ -476,6 +509,7 @@ class TextbookSignalIO:
         self._counter = _Counter()
         self._seen = 0
         self._need_poll = False
+        self._waiting = 0
         old = signal.signal(signal.SIGIO, self._counter)
         self._old_handler = signal.SIG_DFL if old is None else old
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGIO])
@@ -497,6 +531,12 @@ class TextbookSignalIO:
             raise ValueError("I/O operation on closed TextbookSignalIO object")
         check_fork(self._fork_gen, "TextbookSignalIO")
 
+    def _refuse_during_wait(self, call: str) -> None:
+        if self._waiting and threading.get_ident() != self._owner:
+            raise RuntimeError(
+                f"TextbookSignalIO.{call}() while wait() runs in another thread; "
+                "call it between waits, or from the main thread")
+
     def add(self, fd, events=POLLIN | POLLPRI):
         """Arm ``fd`` for plain SIGIO; see ``fastio._c.sigio.TextbookSignalIO.add``."""
         cfd = as_fd(fd)
@@ -504,24 +544,27 @@ class TextbookSignalIO:
         if not 0 <= mask <= 0xFFFF:
             raise ValueError(f"events must be poll(2) bits in 0..0xFFFF, got {mask:#x}")
         self._check()
+        self._refuse_during_wait("add")
         if cfd in self._fds:
             raise FileExistsError(errno.EEXIST, f"fd {cfd} is already added")
         ident = check_signalable(cfd)
         refuse_if_armed(cfd)
-        saved = arm(cfd, self._tid, 0)
-        self._fds[cfd] = (saved, ident)
+        saved, async_on = arm(cfd, self._tid, 0)
+        self._fds[cfd] = (saved, ident, async_on)
         self._poll.register(cfd, mask)
         self._need_poll = True
 
     def remove(self, fd):
-        """Disarm ``fd`` and restore it."""
+        """Disarm ``fd`` and restore it; see ``fastio._c.sigio.TextbookSignalIO.remove``."""
         cfd = as_fd(fd)
         self._check()
+        self._refuse_during_wait("remove")
         entry = self._fds.pop(cfd, None)
         if entry is None:
             raise FileNotFoundError(errno.ENOENT, f"fd {cfd} was not added")
         self._poll.unregister(cfd)
-        self._restore_one(cfd, entry, raise_errors=True)
+        if self._restore_one(cfd, entry, raise_errors=True):
+            warn_strangers("TextbookSignalIO.remove()", [cfd])
 
     def wait(self, timeout=None):
         """Sleep until SIGIO's handler ran, then poll every fd; see
@@ -530,10 +573,19 @@ class TextbookSignalIO:
         self._check()
         if threading.get_ident() != self._owner:
             raise RuntimeError("TextbookSignalIO.wait() called from a thread other than the main thread")
+        self._waiting += 1
+        try:
+            return self._poll.poll(0) if self._sleep(timeout_ns) else []
+        finally:
+            self._waiting -= 1
+
+    def _sleep(self, timeout_ns: int) -> bool:
+        """Wait with SIGIO unblocked until the counter moved (True) or the
+        time passed (False); True at once after an add()."""
         deadline = deadline_for(timeout_ns)
         while self._counter.count == self._seen and not self._need_poll:
             if timeout_ns == 0:
-                return []
+                return False
             ts = None if timeout_ns < 0 else _libc.Timespec(*divmod(timeout_ns, 1_000_000_000))
             # sigsuspend with a timeout: SIGIO unblocked only while asleep.
             ret = _ppoll(None, 0, None if ts is None else ctypes.byref(ts), self._wait_mask)
@@ -545,30 +597,36 @@ class TextbookSignalIO:
             timeout_ns = remaining(deadline)
         self._seen = self._counter.count
         self._need_poll = False
-        return self._poll.poll(0)
+        return True
 
-    def _restore_one(self, fd: int, entry, raise_errors: bool) -> None:
+    def _restore_one(self, fd: int, entry, raise_errors: bool) -> bool:
+        """restore_entry(); True if fd names another open file now."""
         try:
-            restore_entry(fd, entry)
+            restored = restore_entry(fd, entry, self._tid, 0)
         except OSError:
             self._unrestored = True
             if raise_errors:
                 raise
+            return False
+        self._unrestored = self._unrestored or not restored
+        return not restored
 
     def close(self) -> None:
-        """Restore every fd, the SIGIO mask and the old handler."""
+        """Restore every fd, the SIGIO mask and the old handler; see
+        ``fastio._c.sigio.TextbookSignalIO.close``."""
         if self._closed:
             return
+        self._refuse_during_wait("close")
         self._closed = True
         if self._fork_gen != fork_generation():
             return
         fds, self._fds = self._fds, {}
-        for fd, entry in fds.items():
-            self._restore_one(fd, entry, raise_errors=False)
+        strangers = [fd for fd, entry in fds.items() if self._restore_one(fd, entry, raise_errors=False)]
         if threading.get_ident() == self._owner and not self._sigio_was_blocked and not self._unrestored:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGIO])
         if not self._unrestored:
             signal.signal(signal.SIGIO, self._old_handler)
+        warn_strangers("TextbookSignalIO.close()", strangers)
 
     def __enter__(self):
         if self._closed:
