@@ -85,3 +85,14 @@ def wait_all(ring, n, timeout=10.0):
         out += ring.wait(n - len(out), timeout=max(deadline - time.monotonic(), 0.001))
     assert len(out) == n, out
     return out
+
+
+def reap(ctx, n, timeout=10.0):
+    """Exactly n completions from an aio Context, within timeout (bounded loop)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        out += ctx.getevents(0, n - len(out), timeout=0.05) if ctx.inflight == 0 else \
+            ctx.getevents(1, min(n - len(out), ctx.maxevents), timeout=max(deadline - time.monotonic(), 0.001))
+    assert len(out) == n, out
+    return out

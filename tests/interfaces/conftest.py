@@ -1,7 +1,10 @@
 """The fixtures test files here share: a 64-entry ``ring`` on each backend
-and a 1 MiB ``datafile`` (test_uring.py, test_uring_safety.py), and
-``pairs``, a socketpair factory (the selectors tests). A module that needs
-another ring or file defines its own, which takes precedence."""
+and a 1 MiB ``datafile`` as (fd, bytes) (test_uring.py, test_uring_safety.py);
+for Linux AIO (test_aio.py, test_aio_safety.py) ``impl`` (the backend's aio
+module), a 64-event ``ctx``, a 1 MiB ``aio_datafile`` as (path, bytes) and
+``direct_fd``, that file opened O_DIRECT; and ``pairs``, a socketpair factory
+(the selectors tests). A module that needs another ring or file defines its
+own, which takes precedence."""
 
 from __future__ import annotations
 
@@ -26,6 +29,40 @@ def datafile(tmp_path):
     path = tmp_path / "data"
     path.write_bytes(data)
     fd = os.open(path, os.O_RDONLY)
+    yield fd, data
+    os.close(fd)
+
+
+@pytest.fixture
+def impl(backend):
+    """fastio._<backend>.aio itself (its Completion/available share names with io_uring's)."""
+    return backend.aio
+
+
+@pytest.fixture
+def ctx(backend):
+    c = backend.Context(64)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def aio_datafile(tmp_path):
+    """A 1 MiB file of random bytes on disk; yields (path, bytes)."""
+    data = random.Random(4).randbytes(1 << 20)
+    path = tmp_path / "data"
+    path.write_bytes(data)
+    return path, data
+
+
+@pytest.fixture
+def direct_fd(aio_datafile):
+    """aio_datafile opened O_RDONLY | O_DIRECT; yields (fd, bytes)."""
+    path, data = aio_datafile
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    except OSError as exc:
+        pytest.skip(f"the filesystem of {path.parent} refuses O_DIRECT: {exc}")
     yield fd, data
     os.close(fd)
 
