@@ -5,7 +5,7 @@ complete when it returns).
 
 Techniques from the issue: finalizers that act at an allocation
 (``gc.set_threshold(1, 1, 1)`` and an unreachable cycle with ``__del__``),
-signal handlers that raise inside a call (tests/support.py), a second thread
+signal handlers that raise inside a call (tests/helpers/support.py), a second thread
 to find out whether a call would hang."""
 
 from __future__ import annotations

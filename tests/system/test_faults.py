@@ -12,14 +12,14 @@ buffers are released). Cases already covered elsewhere are not repeated:
 * the real-time signal queue full (RLIMIT_SIGPENDING):
   test_sigio_safety.py::test_queue_overflow_loses_no_readiness, ::test_a_lone_sigio_triggers_the_poll_rule.
 * a single signal / a handler exception in each wait: test_eintr.py,
-  test_uring.py::test_one_signal_during_a_submitting_wait_runs_its_handler,
+  test_uring_safety.py::test_one_signal_during_a_submitting_wait_runs_its_handler,
   test_aio_safety.py::test_eintr_retried_and_handler_exception_propagates, test_sigio_safety.py.
-* fork, use in the child: test_fork.py, test_uring.py/test_aio_safety.py::test_fork_child_refuses_and_parent_unharmed,
+* fork, use in the child: test_fork.py, test_uring_safety.py/test_aio_safety.py::test_fork_child_refuses_and_parent_unharmed,
   test_sigio_safety.py::test_use_in_forked_child_is_refused.
 * close() while another thread waits in a Ring / Context / SignalIO (RuntimeError):
-  test_uring.py::test_close_while_another_thread_waits_is_refused,
+  test_uring_safety.py::test_close_while_another_thread_waits_is_refused,
   test_aio_safety.py::test_close_while_another_thread_waits_is_refused, test_sigio_safety.py::test_close_while_waiting_is_refused.
-* a small full SQ and a small CQ overflow with nops: test_uring.py::test_full_sq_flushes_and_loses_nothing,
+* a small full SQ and a small CQ overflow with nops: test_uring_safety.py::test_full_sq_flushes_and_loses_nothing,
   ::test_cq_overflow_loses_nothing.
 
 What this file adds: full SQ with pinned buffers and link chains, CQ
