@@ -67,17 +67,10 @@ _release_buffer.restype = None
 
 
 def pin(obj, writable: bool) -> _PyBuffer:
-    """A pinned view of obj's buffer (C-contiguous). A read-only buffer where
-    the kernel must write is a TypeError, as CPython's "w*" converter says."""
-    view = _PyBuffer()
-    if writable:
-        try:
-            _get_buffer(obj, ctypes.byref(view), _PYBUF_WRITABLE)
-        except BufferError:
-            raise TypeError(f"a writable bytes-like object is required, not '{type(obj).__name__}'") from None
-    else:
-        _get_buffer(obj, ctypes.byref(view), _PYBUF_SIMPLE)
-    return view
+    """A pinned view of obj's buffer (C-contiguous), held by no slot (a
+    registered buffer's). A read-only buffer where the kernel must write is a
+    TypeError, as CPython's "w*" converter says."""
+    return Slot(None).pin(obj, writable)
 
 
 def unpin(view: _PyBuffer) -> None:
@@ -128,9 +121,19 @@ class Slot:
         self.payload = payload    # the owner's per-slot object (Context: its iocb)
 
     def pin(self, obj, writable: bool) -> _PyBuffer:
-        """Pin obj's buffer with the slot; returns the view (buf, len)."""
-        view = pin(obj, writable)
+        """Pin obj's buffer with the slot; returns the view (buf, len). The
+        view joins the slot before it is filled, so a raise anywhere here
+        leaves no pin outside the slot (an unfilled view gives back nothing:
+        PyBuffer_Release ignores a view without obj)."""
+        view = _PyBuffer()
         self.views.append(view)
+        if not writable:
+            _get_buffer(obj, ctypes.byref(view), _PYBUF_SIMPLE)
+            return view
+        try:
+            _get_buffer(obj, ctypes.byref(view), _PYBUF_WRITABLE)
+        except BufferError:
+            raise TypeError(f"a writable bytes-like object is required, not '{type(obj).__name__}'") from None
         return view
 
     def pin_vector(self, buffers, writable: bool):
@@ -270,7 +273,7 @@ class InflightTable:
             self._unpinning = True
             unpins = self._unpins
             while unpins:
-                unpin(unpins[-1])
+                _release_buffer(ctypes.byref(unpins[-1]))   # unpin(), inlined: once per request
                 unpins.pop()
         finally:
             self._unpinning = False
