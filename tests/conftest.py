@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import pathlib
+import signal
 import socket
 import sys
 import types
@@ -18,6 +19,17 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "helpers"))
 
 from fastio._api import PUBLIC_API
 from fastio._backend import BACKENDS
+
+
+def pytest_configure(config):
+    """Ctrl-C as a user's Python has it, whatever started pytest. A shell
+    starts a background job (`cmd &` without job control) with SIGINT
+    ignored, and Python then leaves it ignored: no KeyboardInterrupt in this
+    process, and none in the Python subprocesses the tests start (SIG_IGN
+    survives exec, a handler does not). The tests that stop a loop or a
+    server with SIGINT would wait for ever."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):
