@@ -227,8 +227,10 @@ class TestNothingTakenIsLost:
         armed = [True]
         hits = [0]
 
-        def handler(*args):
-            if armed[0]:
+        driver = sys._getframe().f_code   # the loop below: its back-edges are outside any try
+
+        def handler(signum, frame):
+            if armed[0] and frame.f_code is not driver:
                 hits[0] += 1
                 raise Interrupted
 
