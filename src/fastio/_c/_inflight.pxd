@@ -19,6 +19,8 @@ cdef extern from *:
 
 cdef enum:
     MAX_VIEWS = 1024            # buffers per vectored request (the kernel's UIO_MAXIOV)
+    CHUNK_SHIFT = 8             # slots come in chunks of CHUNK, never moved
+    CHUNK = 256
 
 
 # One request. The kernel's id for it is (gen << 32) | index (Ring and Context
@@ -56,19 +58,38 @@ cdef class InflightTable:
     cdef list uds               # user_data of slot i at [i] (None when free); traversed by the GC
     cdef bint leaked            # given up on: every slot and buffer is kept for ever
 
-    cdef Slot *at(self, uint32_t idx) noexcept
-    cdef void *payload(self, uint32_t idx) noexcept
     cdef uint32_t alloc(self) except? 0xFFFFFFFF
     cdef void release(self, uint32_t idx) noexcept
     cdef void release_all(self) noexcept
     cdef object user_data(self, uint32_t idx)
     cdef void set_user_data(self, uint32_t idx, object user_data) noexcept
-    cdef uint64_t ident(self, uint32_t idx) noexcept
-    cdef Slot *lookup(self, uint64_t ident) noexcept
     cdef int pin(self, uint32_t idx, object obj, bint writable) except -1
     cdef iovec *pin_vector(self, uint32_t idx, object buffers, bint writable, size_t extra) except NULL
     cdef int keep(self, uint32_t idx, object obj) except -1
     cdef int pin_results(self, uint32_t idx, object results, Py_ssize_t n) except -1
+
+    # The lookups every request makes, inline here so that the modules that
+    # cimport the table compile them into their own code (no vtable call).
+    cdef inline Slot *at(self, uint32_t idx) noexcept:
+        """Slot idx, or NULL beyond the table."""
+        if (idx >> CHUNK_SHIFT) >= self.nchunks:
+            return NULL
+        return <Slot *>(self.chunks[idx >> CHUNK_SHIFT] + (idx & (CHUNK - 1)) * self.stride)
+
+    cdef inline void *payload(self, uint32_t idx) noexcept:
+        """The owner's bytes after slot idx's struct (idx must be in the table)."""
+        return <char *>self.at(idx) + sizeof(Slot)
+
+    cdef inline uint64_t ident(self, uint32_t idx) noexcept:
+        """The id the kernel carries for slot idx: (gen << 32) | idx."""
+        return (<uint64_t>self.at(idx).gen << 32) | idx
+
+    cdef inline Slot *lookup(self, uint64_t ident) noexcept:
+        """The taken slot an id (gen << 32 | idx, top bit ignored) names, or NULL."""
+        cdef Slot *s = self.at(<uint32_t>(ident & 0xFFFFFFFF))
+        if s == NULL or not s.pending or s.gen != <uint32_t>((ident >> 32) & 0x7FFFFFFF):
+            return NULL
+        return s
 
 
 cdef InflightTable new_table(size_t payload)

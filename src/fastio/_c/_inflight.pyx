@@ -27,11 +27,6 @@ cdef extern from "Python.h":
     Py_ssize_t PyList_GET_SIZE(object l)
     PyObject *PyList_GET_ITEM(object l, Py_ssize_t i)
 
-cdef enum:
-    CHUNK_SHIFT = 8
-    CHUNK = 256
-
-
 cdef int get_buffer(object obj, Py_buffer *view, bint writable) except -1:
     """Pin obj's buffer (C-contiguous). A read-only buffer where the kernel
     must write is a TypeError, as CPython's "w*" argument converter says."""
@@ -88,15 +83,6 @@ cdef class InflightTable:
         for i in range(self.nchunks):
             free(self.chunks[i])
         free(self.chunks)
-
-    cdef Slot *at(self, uint32_t idx) noexcept:
-        """Slot idx, or NULL beyond the table."""
-        if (idx >> CHUNK_SHIFT) >= self.nchunks:
-            return NULL
-        return <Slot *>(self.chunks[idx >> CHUNK_SHIFT] + (idx & (CHUNK - 1)) * self.stride)
-
-    cdef void *payload(self, uint32_t idx) noexcept:
-        return <char *>self.at(idx) + sizeof(Slot)
 
     cdef uint32_t alloc(self) except? 0xFFFFFFFF:
         """A free slot (pending = 1, everything else cleared, gen kept),
@@ -196,17 +182,6 @@ cdef class InflightTable:
     cdef void set_user_data(self, uint32_t idx, object user_data) noexcept:
         if idx < <uint32_t>PyList_GET_SIZE(self.uds):
             self.uds[idx] = user_data   # (replaces None: no finalizer runs)
-
-    cdef uint64_t ident(self, uint32_t idx) noexcept:
-        """The id the kernel carries for slot idx: (gen << 32) | idx."""
-        return (<uint64_t>self.at(idx).gen << 32) | idx
-
-    cdef Slot *lookup(self, uint64_t ident) noexcept:
-        """The taken slot an id (gen << 32 | idx, top bit ignored) names, or NULL."""
-        cdef Slot *s = self.at(<uint32_t>(ident & 0xFFFFFFFF))
-        if s == NULL or not s.pending or s.gen != <uint32_t>((ident >> 32) & 0x7FFFFFFF):
-            return NULL
-        return s
 
     cdef int pin(self, uint32_t idx, object obj, bint writable) except -1:
         """Pin obj's buffer into the slot's first view."""
