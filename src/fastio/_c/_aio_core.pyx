@@ -493,7 +493,7 @@ cdef class ContextCore:
         an id that names no request), its slot released. For -EINVAL, detail
         holds (fd, opcode, addrs, lengths, offset) for handle_events."""
         cdef uint64_t ud = ev.data
-        cdef uint32_t idx = <uint32_t>(ud & 0xFFFFFFFF)
+        cdef uint32_t idx = <uint32_t>ud
         cdef Slot *s = self.table.at(idx)
         cdef fio_iocb *cb
         cdef Completion c
@@ -628,7 +628,7 @@ cdef class ContextCore:
         See ``io_cancel(2)``.
         """
         cdef unsigned long long ud = as_request_id(request_id)
-        cdef uint32_t idx = <uint32_t>(ud & 0xFFFFFFFF), i
+        cdef uint32_t idx = <uint32_t>ud, i
         cdef Slot *s
         cdef fio_io_event ev
         cdef int ret

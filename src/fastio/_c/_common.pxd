@@ -5,7 +5,7 @@
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
 from libc.math cimport ceil
-from libc.stdint cimport int64_t, INT64_MAX, uint32_t, uint64_t
+from libc.stdint cimport int64_t, INT64_MAX, uint32_t, UINT32_MAX, uint64_t
 from libc.string cimport strerror
 
 from fastio._c._sys cimport fio_fork_generation, fio_monotonic_ns
@@ -92,7 +92,7 @@ cdef inline int64_t deadline_for(int64_t timeout_ns) noexcept nogil:
 cdef inline uint32_t len32(Py_ssize_t n) except? 0xFFFFFFFF:
     if n < 0:
         raise ValueError(f"a length must be >= 0, got {n}")
-    if n > 0xFFFFFFFF:
+    if <size_t>n > UINT32_MAX:   # (a literal 0xFFFFFFFF would make this a Python comparison)
         raise ValueError("a single request moves at most 4 GiB - 1 bytes")
     return <uint32_t>n
 

@@ -86,7 +86,7 @@ cdef class InflightTable:
 
     cdef inline Slot *lookup(self, uint64_t ident) noexcept:
         """The taken slot an id (gen << 32 | idx, top bit ignored) names, or NULL."""
-        cdef Slot *s = self.at(<uint32_t>(ident & 0xFFFFFFFF))
+        cdef Slot *s = self.at(<uint32_t>ident)   # (the low 32 bits: a literal 0xFFFFFFFF would be a Python int)
         if s == NULL or not s.pending or s.gen != <uint32_t>((ident >> 32) & 0x7FFFFFFF):
             return NULL
         return s

@@ -305,12 +305,12 @@ cdef class RingCore:
         cdef Slot *s
         if ud == UD_INTERNAL or ud == UD_SKIP:
             return
-        s = self.table.at(<uint32_t>(ud & 0xFFFFFFFF))
+        s = self.table.at(<uint32_t>ud)
         if s == NULL or not s.pending:
             return
         s.pending -= 1
         if not s.pending and not s.batch_owned:
-            self.slot_release(<uint32_t>(ud & 0xFFFFFFFF))
+            self.slot_release(<uint32_t>ud)
 
     # ---- the in-flight table ----------------------------------------------
 
@@ -554,7 +554,7 @@ cdef class RingCore:
             c.flags = cqe.flags
             out.append(c)
             return 0
-        idx = <uint32_t>(ud & 0xFFFFFFFF)
+        idx = <uint32_t>ud
         s = self.table.at(idx)
         if s == NULL or not s.pending:
             return 0   # cannot happen: every id we issue names a held slot
