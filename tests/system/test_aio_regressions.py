@@ -213,6 +213,10 @@ class TestNothingTakenIsLost:
             os.close(w)
 
     def test_pure_lock_survives_interrupted_calls(self, backend, datafile):
+        if backend.name == "pure" and sys.version_info < (3, 10):
+            pytest.skip("CPython 3.9 runs a signal handler between a with block's end and its "
+                        "__exit__ call (bpo-29988, fixed in 3.10): a raise there leaves the pure "
+                        "Context's lock held, which no pure-Python code can prevent")
         """Bug (A5): the pure Context's lock took itself in Python code
         (acquire, then note the owner); a signal handler raising in between
         (or in its __exit__) left it held: the next call hung for ever, or
