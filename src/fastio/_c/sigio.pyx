@@ -115,14 +115,28 @@ cdef int warn_strangers(str where, list fds) except -1:
     return 0
 
 
+cdef list poll_array(pollfd *p, Py_ssize_t n):
+    """[(fd, revents)] of the n entries of p ready right now (revents != 0);
+    the GIL is released around the poll, so p must not be freed meanwhile."""
+    cdef Py_ssize_t i
+    cdef int ret
+    cdef list out = []
+    with nogil:
+        ret = fio_poll_now(p, <unsigned long>n)
+    if ret < 0:
+        raise_errno(-ret)
+    for i in range(n):
+        if p[i].revents:
+            out.append((p[i].fd, <unsigned short>p[i].revents))
+    return out
+
+
 cdef list poll_now(object fds, int events):
     """[(fd, revents)] of the fds ready right now (revents != 0)."""
     cdef Py_ssize_t n = len(fds), i = 0
     cdef pollfd *p
-    cdef int ret
-    cdef list out = []
     if n == 0:
-        return out
+        return []
     p = <pollfd *>PyMem_Malloc(n * sizeof(pollfd))
     if p == NULL:
         raise MemoryError()
@@ -132,14 +146,7 @@ cdef list poll_now(object fds, int events):
             p[i].events = <short>events
             p[i].revents = 0
             i += 1
-        with nogil:
-            ret = fio_poll_now(p, <unsigned long>n)
-        if ret < 0:
-            raise_errno(-ret)
-        for i in range(n):
-            if p[i].revents:
-                out.append((p[i].fd, <unsigned short>p[i].revents))
-        return out
+        return poll_array(p, n)
     finally:
         PyMem_Free(p)
 
@@ -736,22 +743,13 @@ cdef class TextbookSignalIO:
         taken from self while in use: a finalizer run by an allocation here,
         or a nested wait(), may rebuild self.pfds, never free this one."""
         cdef pollfd *p
-        cdef Py_ssize_t n, i
-        cdef int ret
-        cdef list out = []
+        cdef Py_ssize_t n
         if self.pfds == NULL:
             self.rebuild()
         p, n = self.pfds, self.nfds
         self.pfds = NULL
         try:
-            with nogil:
-                ret = fio_poll_now(p, <unsigned long>n)
-            if ret < 0:
-                raise_errno(-ret)
-            for i in range(n):
-                if p[i].revents:
-                    out.append((p[i].fd, <unsigned short>p[i].revents))
-            return out
+            return poll_array(p, n)
         finally:
             if self.pfds == NULL:
                 self.pfds = p
