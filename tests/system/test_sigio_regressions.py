@@ -18,28 +18,15 @@ import gc
 import os
 import select
 import signal
-import struct
 import threading
 import time
 import warnings
 
 import pytest
 
+from sigio_support import F_OWNER_PID, F_OWNER_TID, F_SETOWN_EX, F_SETSIG, OWNER, fd_state
+
 from fastio import _sigclaim
-
-F_SETSIG = 10
-F_GETSIG = 11
-F_SETOWN_EX = 15
-F_GETOWN_EX = 16
-F_OWNER_TID = 0
-F_OWNER_PID = 1
-OWNER = struct.Struct("ii")
-
-
-def fd_state(fd: int) -> tuple[int, tuple[int, int], int]:
-    """(flags, (owner type, owner id), signal) of fd's open file."""
-    owner = OWNER.unpack(fcntl.fcntl(fd, F_GETOWN_EX, bytes(8)))
-    return fcntl.fcntl(fd, fcntl.F_GETFL), owner, fcntl.fcntl(fd, F_GETSIG)
 
 
 @pytest.fixture(autouse=True)
