@@ -205,10 +205,6 @@ class InflightTable:
         """Slot idx, or None beyond the table."""
         return self.slots[idx] if 0 <= idx < len(self.slots) else None
 
-    def ident(self, idx: int) -> int:
-        """The id the kernel carries for slot idx: (gen << 32) | idx."""
-        return (self.slots[idx].gen << 32) | idx
-
     def lookup(self, ident: int):
         """The taken slot an id names, or None: beyond the table, free, or of
         another generation (a stale id, or one with the batch bit set)."""

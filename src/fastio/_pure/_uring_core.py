@@ -587,7 +587,8 @@ class RingCore:
             return
         idx = ud & 0xFFFFFFFF
         if ud & abi.UD_BATCH:
-            slot = self._table.at(idx)
+            slots = self._table.slots      # (the table's at(), inlined: once per CQE)
+            slot = slots[idx] if idx < len(slots) else None
             if slot is None or not slot.pending:
                 return
             slot.results[(ud >> 32) & 0x7FFFFFFF] = res

@@ -328,9 +328,10 @@ class Context:
         return idx
 
     def _fill(self, idx: int, op: int, fd: int, rw_flags: int, prio: int) -> abi.Iocb:
-        cb = self._table.slots[idx].payload
+        slot = self._table.slots[idx]
+        cb = slot.payload
         ctypes.memset(ctypes.byref(cb), 0, ctypes.sizeof(cb))
-        cb.aio_data = self._table.ident(idx)
+        cb.aio_data = (slot.gen << 32) | idx      # the table's ident(), inlined: once per request
         cb.aio_lio_opcode = op
         cb.aio_fildes = fd
         cb.aio_rw_flags = rw_flags
@@ -529,9 +530,11 @@ class Context:
         table's ``due`` for _handle_block to release."""
         ud = ev.data
         idx = ud & 0xFFFFFFFF
-        slot = self._table.at(idx)
+        slots = self._table.slots          # (the table's at(), inlined: once per event)
+        slot = slots[idx] if idx < len(slots) else None
         if ud & _UD_BATCH and slot is not None and slot.pending:
-            res = min(max(ev.res, -2**31), 2**31 - 1)
+            res = ev.res
+            res = -2**31 if res < -2**31 else 2**31 - 1 if res > 2**31 - 1 else res
             done = ((idx, slot.gen),)
             # One call-free run: the event handled, its result stored and
             # counted off its slot (no count_done(): a call is where a
