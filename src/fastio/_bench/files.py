@@ -41,7 +41,7 @@ perf_counter_ns = time.perf_counter_ns
 
 def make_file(path: str, size: int) -> None:
     """Write ``size`` bytes (a multiple of 1 MiB) of random data to ``path`` and fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         fill_fd(fd, size)
     finally:
