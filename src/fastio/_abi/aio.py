@@ -36,6 +36,10 @@ IOCB_CMD_NOOP = 6
 IOCB_CMD_PREADV = 7
 IOCB_CMD_PWRITEV = 8
 
+# io_submit plugs the block layer for more iocbs than this (AIO_PLUG_THRESHOLD
+# in fs/aio.c); read_batch on an O_DIRECT file submits this many at a time.
+AIO_PLUG_THRESHOLD = 2
+
 IOCB_FLAG_RESFD = 1 << 0
 IOCB_FLAG_IOPRIO = 1 << 1
 

@@ -244,6 +244,10 @@ globals().update(OPCODES)
 UD_BATCH = 1 << 63
 UD_INTERNAL = 0xFFFFFFFFFFFFFFFF
 UD_SKIP = 0xFFFFFFFFFFFFFFFE
+# io_uring_enter plugs the block layer (requests reach the device at the end
+# of the call) when it submits more SQEs than this (IO_PLUG_THRESHOLD in
+# io_uring/io_uring.c); read_batch hands a device its reads this many at a time.
+IO_PLUG_THRESHOLD = 2
 STATX_SIZE = 256
 PAGE_SIZE = os.sysconf("SC_PAGESIZE")
 

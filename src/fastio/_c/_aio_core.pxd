@@ -7,6 +7,7 @@ from fastio._c._inflight cimport InflightTable
 cdef enum:
     STACK_EVENTS = 128      # io_events read per io_getevents on the stack
     SUBMIT_BATCH = 256      # iocb pointers per io_submit
+    AIO_PLUG_THRESHOLD = 2  # io_submit plugs the block layer for more iocbs than this
     ST_QUEUED = 1           # Slot.tag: the submit state of a request
     ST_SUBMITTING = 2
     ST_SUBMITTED = 3

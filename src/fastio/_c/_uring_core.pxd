@@ -13,6 +13,7 @@ cdef enum:
     IOSQE_FIXED_FILE = 1
     IOSQE_BUFFER_SELECT = 1 << 5
     IOSQE_CQE_SKIP_SUCCESS = 1 << 6
+    IO_PLUG_THRESHOLD = 2       # io_uring plugs the block layer for submits of more SQEs than this
 
 cdef extern from *:
     """

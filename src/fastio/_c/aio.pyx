@@ -10,6 +10,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.number cimport PyNumber_Index
 
 from libc.errno cimport EAGAIN, EINTR, EINVAL
+from posix.fcntl cimport F_GETFL, O_DIRECT, fcntl
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, strlen
@@ -19,7 +20,7 @@ from fastio._c._aio cimport (
     FIO_IOCB_CMD_PWRITE, FIO_IOCB_CMD_PWRITEV, fio_aio_context_t, fio_io_event, fio_iocb, fio_sys_io_submit,
 )
 from fastio._c._common cimport as_c_int, as_fd, raise_errno
-from fastio._c._aio_core cimport ST_SUBMITTED, STACK_EVENTS, SUBMIT_BATCH, UD_BATCH, ContextCore
+from fastio._c._aio_core cimport AIO_PLUG_THRESHOLD, ST_SUBMITTED, STACK_EVENTS, SUBMIT_BATCH, UD_BATCH, ContextCore
 from fastio._c._inflight cimport MAX_VIEWS, Slot, iovec
 
 from fastio._abi import aio as _abi
@@ -196,7 +197,9 @@ cdef class Context(ContextCore):
         sequence of ints or an int64 buffer (``array('q')``). Reads the kernel
         cannot take because the context is full of other requests (and none
         of this batch is in flight) get ``-EAGAIN``: the call never waits on
-        requests it did not make."""
+        requests it did not make. On an O_DIRECT fd the reads go two per
+        ``io_submit``, so that the device starts on the first while the rest
+        are issued."""
         return self.batch(FIO_IOCB_CMD_PREAD, fd, buf, offsets, size, results, depth)
 
     def write_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
@@ -218,6 +221,7 @@ cdef class Context(ContextCore):
         cdef void *ptrs[SUBMIT_BATCH]
         cdef fio_io_event events[STACK_EVENTS]
         cdef long ret, taken
+        cdef uint32_t per_submit = SUBMIT_BATCH
         cdef fio_aio_context_t ctx
         cdef list stray
         self.check()
@@ -257,6 +261,14 @@ cdef class Context(ContextCore):
                 raise ValueError("too many offsets for one batch")
             if cdepth <= 0:
                 cdepth = self.maxevents
+            ret = fcntl(cfd, F_GETFL)     # (-1 for a bad fd: io_submit reports it)
+            if ret != -1 and ret & O_DIRECT:
+                # The device serves every request: hand them over a few at
+                # a time, unplugged, so it starts on the first while the
+                # kernel issues the rest (see Ring.read_batch; issue 12 in
+                # bench/RESULTS.md). Buffered AIO is synchronous: no device
+                # to keep busy, one io_submit per refill.
+                per_submit = AIO_PLUG_THRESHOLD
             idx = self.new_slot(None)   # checks the context again, after its allocation
             ctx = self.ctx
             s = self.table.at(idx)
@@ -285,7 +297,7 @@ cdef class Context(ContextCore):
                     cbs[i].aio_offset = offs[i]
                 while True:
                     k = 0
-                    while next_i + k < n and <long>(s.pending + k) < cdepth and k < SUBMIT_BATCH:
+                    while next_i + k < n and <long>(s.pending + k) < cdepth and k < per_submit:
                         ptrs[k] = &cbs[next_i + k]
                         k += 1
                     if k:
@@ -302,6 +314,8 @@ cdef class Context(ContextCore):
                             next_i += 1
                         elif ret == -EINTR:
                             PyErr_CheckSignals()
+                        elif ret == k and next_i < n and <long>s.pending < cdepth:
+                            continue    # the next few before waiting
                         elif ret == -EAGAIN and s.pending == 0:
                             # The context is full of other requests, none of
                             # ours is in flight to make room: waiting could be

@@ -19,7 +19,7 @@ from fastio._c._common cimport (
 )
 from fastio._c._inflight cimport NO_SLOT, Slot, iovec
 from fastio._c._uring cimport *
-from fastio._c._uring_core cimport IOSQE_CQE_SKIP_SUCCESS, UD_BATCH
+from fastio._c._uring_core cimport IO_PLUG_THRESHOLD, IOSQE_CQE_SKIP_SUCCESS, UD_BATCH
 from fastio._c._uring_register cimport RingRegistry
 from fastio._c cimport _uring_types
 
@@ -500,7 +500,11 @@ cdef class Ring(RingRegistry):
         filled in (a writable buffer of int32, e.g. ``array('i')``). The GIL is
         released while the kernel works; other completions that arrive
         meanwhile are kept for the next :meth:`peek`/:meth:`wait`.
-        ``offsets`` is a sequence of ints or an int64 buffer (``array('q')``)."""
+        ``offsets`` is a sequence of ints or an int64 buffer (``array('q')``).
+        Reads that wait on a device go to the kernel two per submit, so that
+        the device starts on the first while the rest are issued; reads the
+        kernel finishes inside the submit (the page cache) go a refill at a
+        time."""
         return self.batch(FIO_OP_READ, fd, buf, offsets, size, results, depth)
 
     def write_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
@@ -521,7 +525,7 @@ cdef class Ring(RingRegistry):
         cdef fio_io_uring_sqe *sqe
         cdef Py_ssize_t next_i = 0
         cdef int ret
-        cdef uint32_t pending
+        cdef uint32_t pending, own, sent
         cdef list stray = []
         self.check()
         if bsize <= 0 or bsize > 0xFFFFFFFF:
@@ -575,6 +579,7 @@ cdef class Ring(RingRegistry):
                     raise ValueError(f"buf holds {s.view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
                 self.table.pin_results(idx, results, n)
                 while True:
+                    own = 0
                     while next_i < n and <int>s.pending < cdepth:
                         sqe = fio_ring_get_sqe(&self.ring)
                         if sqe == NULL:
@@ -584,11 +589,33 @@ cdef class Ring(RingRegistry):
                         sqe.user_data = UD_BATCH | (<uint64_t>next_i << 32) | idx
                         s.pending += 1
                         next_i += 1
+                        own += 1
                     if next_i >= n and s.pending == 0:
                         break
                     pending = fio_ring_flush_sq(&self.ring)
                     if self.ring.flags & FIO_IORING_SETUP_SQPOLL:
                         pending = 0
+                    # Requests a device serves: hand them over a few at a
+                    # time, unplugged, so the device starts on the first while
+                    # the kernel issues the rest (a plugged submit of the
+                    # whole refill reaches the device only at its end, and
+                    # after a burst of completions the device idles for all
+                    # of it: bench/RESULTS.md, issue 12). Only our own SQEs
+                    # (no links among them) are split. When all those sent
+                    # so far are already done (the page cache: the kernel
+                    # finished them inside the submit), there is no device to
+                    # keep busy and the rest goes at once.
+                    sent = 0
+                    while (pending == own and pending > IO_PLUG_THRESHOLD
+                           and fio_ring_cq_ready(&self.ring) == 0):
+                        ret = self.enter(IO_PLUG_THRESHOLD, 0, 0, -1)
+                        if ret <= 0:
+                            break       # the wait below submits the rest and reports its error
+                        pending -= <uint32_t>ret
+                        own -= <uint32_t>ret
+                        sent += <uint32_t>ret
+                        if fio_ring_cq_ready(&self.ring) >= sent:
+                            break
                     if s.pending:
                         ret = self.enter(pending, 1, FIO_IORING_ENTER_GETEVENTS, -1)
                     else:

@@ -736,6 +736,9 @@ class RingCore:
     def cq_ready(self):
         """Completions in the CQ ring not yet reaped."""
         self._check()
+        return self._cq_count()
+
+    def _cq_count(self) -> int:
         return (self._cq_tail.value - self._cq_head.value) & 0xFFFFFFFF
 
     def _peek_sqe(self, i):

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import operator
+import os
 import threading
 import warnings
 import time
@@ -729,10 +731,16 @@ class Context:
                 cb.aio_offset = offs[i]
             base = ctypes.addressof(cbs)
             ptrs = (ctypes.c_void_p * _SUBMIT_BATCH)()
+            per_submit = _SUBMIT_BATCH
+            try:
+                if fcntl.fcntl(cfd, fcntl.F_GETFL) & os.O_DIRECT:
+                    per_submit = abi.AIO_PLUG_THRESHOLD   # a device's reads a few at a time (see the C twin)
+            except OSError:
+                pass                                      # a bad fd: io_submit reports it
             next_i = 0
             while True:
                 k = 0
-                while next_i + k < n and slot.pending + k < cdepth and k < _SUBMIT_BATCH:
+                while next_i + k < n and slot.pending + k < cdepth and k < per_submit:
                     ptrs[k] = base + (next_i + k) * 64
                     k += 1
                 if k:
@@ -747,6 +755,8 @@ class Context:
                     if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
                         slot.results[next_i] = ret
                         next_i += 1
+                    elif ret == k and next_i < n and slot.pending < cdepth:
+                        continue      # the next few before waiting
                     elif ret == -errno.EAGAIN and slot.pending == 0:
                         # full of other requests, none of ours to wait for
                         # (see the C twin): the rest gets -EAGAIN

@@ -443,6 +443,7 @@ class Ring(RingRegistry):
             while True:
                 self._acquire()
                 try:
+                    own = 0
                     while next_i < n and slot.pending < cdepth:
                         sqe = self._get_sqe()
                         if sqe is None:
@@ -451,6 +452,7 @@ class Ring(RingRegistry):
                         sqe.user_data = abi.UD_BATCH | (next_i << 32) | idx
                         slot.pending += 1
                         next_i += 1
+                        own += 1
                     if next_i >= n and slot.pending == 0:
                         break
                     pending = 0 if sqpoll else self._tail_publish()
@@ -458,6 +460,17 @@ class Ring(RingRegistry):
                         self._tail_publish()
                 finally:
                     self._release()
+                # A device's reads a few at a time, unplugged (see the C twin).
+                sent = 0
+                while pending == own and pending > abi.IO_PLUG_THRESHOLD and self._cq_count() == 0:
+                    ret = self._enter_raw(abi.IO_PLUG_THRESHOLD, 0, 0, -1)
+                    if ret <= 0:
+                        break
+                    pending -= ret
+                    own -= ret
+                    sent += ret
+                    if self._cq_count() >= sent:
+                        break
                 if slot.pending:
                     ret = self._enter_raw(pending, 1, abi.ENTER_GETEVENTS, -1)
                 else:
