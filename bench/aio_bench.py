@@ -13,8 +13,8 @@ tmpfs), opened O_RDONLY | O_DIRECT; for each depth every method reads random
 method, and the median IOPS is reported. Depth means requests in flight: the
 per-request fastio loop keeps that many prepared and submitted (refilling
 each slot as its completion is reaped with getevents), read_batch is called
-with depth=, fio gets --iodepth with its batching options (submit depth/4,
-complete 1..depth), one job, --thread. The os.pread loop (os.preadv into one
+with depth=, fio gets --iodepth (fastio._bench.fio: one job, its defaults
+otherwise). The os.pread loop (os.preadv into one
 aligned buffer) is depth 1 by nature. A benchmark, not a test: nothing here
 asserts a speed.
 """
@@ -27,11 +27,11 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
+from fastio._bench import fio
 from fastio._bench.files import (  # the measuring functions, shared with `python -m fastio bench`
     BS,
     aio_batch,
@@ -57,20 +57,13 @@ METHODS = {
 
 
 def run_fio(path: str, depth: int, seconds: float) -> float | None:
-    if not shutil.which("fio"):
+    if not fio.available():
         return None
-    cmd = [
-        "fio", "--name=libaio", f"--filename={path}", "--rw=randread", f"--bs={BS}", "--ioengine=libaio",
-        f"--iodepth={depth}", f"--iodepth_batch_submit={max(1, depth // 4)}", "--iodepth_batch_complete_min=1",
-        f"--iodepth_batch_complete_max={depth}", "--direct=1", f"--runtime={seconds}", "--time_based",
-        "--thread", "--norandommap", "--randrepeat=0", "--output-format=json", "--invalidate=0",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        print(f"fio failed: {proc.stderr.strip()[:200]}", file=sys.stderr)
+    try:
+        return fio.sample(path, "libaio", depth, True, seconds).iops
+    except OSError as exc:
+        print(exc, file=sys.stderr)
         return None
-    text = proc.stdout[proc.stdout.index("{"):]
-    return json.loads(text)["jobs"][0]["read"]["iops"]
 
 
 def main(argv=None) -> int:
@@ -93,11 +86,10 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         make_file(path, size)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-        fio = shutil.which("fio") and subprocess.run(["fio", "--version"], capture_output=True,
-                                                     text=True).stdout.strip()
+        fio_version = fio.version()
         print(f"# {size >> 20} MiB file in {args.dir} (O_DIRECT alignment {dio_alignment(fd)}) written in "
               f"{time.perf_counter() - t0:.1f}s; Linux {platform.release()} {platform.machine()}, "
-              f"{os.cpu_count()} CPUs, Python {platform.python_version()}, fio: {fio}", flush=True)
+              f"{os.cpu_count()} CPUs, Python {platform.python_version()}, fio: {fio_version}", flush=True)
         offs = offsets(1 << 20, size // BS, 7)
         try:
             for depth in depths:

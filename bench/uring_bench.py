@@ -14,8 +14,8 @@ requests in flight: a fastio ring keeps that many queued (refilling as
 completions arrive), read_batch is called with depth=, the thread pool has
 that many threads, fio gets --iodepth. The os.pread loop is depth 1 by
 nature (shown on every row); the thread pool's tasks are loops of 16
-preads each (fastio._bench.files.thread_pool). fio runs with its batching options,
-fixedbufs and registerfiles (its best io_uring setup here), --thread, one job.
+preads each (fastio._bench.files.thread_pool). fio runs as fastio._bench.fio
+sets it up: one job, its defaults for the engine otherwise.
 A benchmark, not a test: nothing here asserts a speed.
 """
 
@@ -27,11 +27,11 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
+from fastio._bench import fio
 from fastio._bench.files import (  # the measuring functions, shared with `python -m fastio bench`
     BS,
     make_file,
@@ -59,22 +59,13 @@ METHODS = {
 
 
 def run_fio(path: str, depth: int, direct: bool, seconds: float) -> float | None:
-    if not shutil.which("fio"):
+    if not fio.available():
         return None
-    batch = max(1, depth // 4)
-    cmd = [
-        "fio", "--name=uring", f"--filename={path}", "--rw=randread", f"--bs={BS}", "--ioengine=io_uring",
-        f"--iodepth={depth}", f"--iodepth_batch_submit={batch}", f"--iodepth_batch_complete_min=1",
-        f"--iodepth_batch_complete_max={depth}", "--fixedbufs", "--registerfiles", "--hipri=0",
-        f"--direct={1 if direct else 0}", f"--runtime={seconds}", "--time_based", "--thread",
-        "--norandommap", "--randrepeat=0", "--output-format=json", "--invalidate=0",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        print(f"fio failed: {proc.stderr.strip()[:200]}", file=sys.stderr)
+    try:
+        return fio.sample(path, "io_uring", depth, direct, seconds).iops
+    except OSError as exc:
+        print(exc, file=sys.stderr)
         return None
-    text = proc.stdout[proc.stdout.index("{"):]
-    return json.loads(text)["jobs"][0]["read"]["iops"]
 
 
 def main(argv=None) -> int:
@@ -100,7 +91,7 @@ def main(argv=None) -> int:
         warm(path)
         print(f"# {size >> 20} MiB file in {args.dir} written+warmed in {time.perf_counter() - t0:.1f}s; "
               f"Linux {platform.release()} {platform.machine()}, {os.cpu_count()} CPUs, "
-              f"Python {platform.python_version()}, fio: {shutil.which('fio') and subprocess.run(['fio', '--version'], capture_output=True, text=True).stdout.strip()}",
+              f"Python {platform.python_version()}, fio: {fio.version()}",
               flush=True)
         offs = offsets(1 << 20, size // BS, 7)
         for mode in args.modes.split(","):

@@ -21,13 +21,13 @@ import pytest
 
 import fastio
 from fastio import _bench
-from fastio._bench import echo, files, report, syscount
+from fastio._bench import echo, fio, files, report, syscount
 from fastio._bench._types import Options, Part, Row
 
 ROW_KEYS = {"name", "kind", "value", "unit", "p99_us", "cpu_s", "syscalls_per_op", "ratio", "skipped", "extra"}
 PART_KEYS = {"name", "title", "baseline", "rows", "method", "extra"}
 FILES_ROWS = {"os.pread", "thread pool", "uring buffered (c)", "uring buffered (pure)", "aio O_DIRECT (c)",
-              "aio O_DIRECT (pure)", "uring O_DIRECT (c)", "uring O_DIRECT (pure)"}
+              "aio O_DIRECT (pure)", "uring O_DIRECT (c)", "uring O_DIRECT (pure)", "fio io_uring", "fio libaio"}
 PROGRESS = re.compile(r"^\[\d+(/\d+)?\] (echo|files|selectors): (.+ \.\.\.|.*skipped.*)$")
 
 
@@ -115,6 +115,16 @@ def test_quick_json_is_complete(tmp_path):
     if not f["extra"]["o_direct"]:
         reason = f["extra"]["o_direct_skip_reason"]
         assert all(r["skipped"] == reason for r in f["rows"] if r["extra"]["group"] == files.DIRECT)
+    else:
+        # fio's figure beside fastio's: measured by fio when it is installed, else skipped saying so
+        for r in (r for r in f["rows"] if r["name"].startswith("fio ")):
+            if fio.available():
+                assert r["skipped"] is None and r["value"] > 0 and r["cpu_s"] > 0, r
+            else:
+                assert r["skipped"] == fio.MISSING, r
+        ring = next(r for r in f["rows"] if r["name"] == "uring O_DIRECT (c)")
+        if fio.available() and ring["skipped"] is None:
+            assert ring["extra"]["vs_fio_io_uring"] > 0
 
     s = parts["selectors"]
     groups = {r["extra"]["group"] for r in s["rows"]}

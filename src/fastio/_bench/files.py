@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from fastio._bench import fio
 from fastio._bench._types import Options, Part, Row
 from fastio._errors import UnsupportedError
 from fastio._abi.aio import aligned_buffer, dio_alignment
@@ -283,8 +284,8 @@ def _batch(obj, fd, offs, depth, chunk, latency):
 
 
 def ring_per_op(mod, fd: int, offs: array.array, depth: int, direct: bool = False):
-    """One ``prep_read`` per read and ``wait(1)`` per completion, refilling
-    each slot as its completion arrives: ``depth`` in flight."""
+    """One ``prep_read`` and ``submit`` per read, ``wait(1)`` for completions,
+    each refilling its slot: ``depth`` in flight (see ``_per_op``)."""
     ring = mod.Ring(max(depth, 8))
     buf = aligned_buffer(depth * BS)
     views = [buf[j * BS:(j + 1) * BS] for j in range(depth)]
@@ -292,8 +293,8 @@ def ring_per_op(mod, fd: int, offs: array.array, depth: int, direct: bool = Fals
 
 
 def aio_per_op(mod, fd: int, offs: array.array, depth: int, direct: bool = True):
-    """As ``ring_per_op`` with ``Context.prep_pread`` and ``getevents(1)``
-    (which submits what is queued, then reaps)."""
+    """As ``ring_per_op`` with ``Context.prep_pread``, ``submit`` and
+    ``getevents(1)``."""
     ctx = mod.Context(max(depth, 8))
     buf = aligned_buffer(depth * BS)
     views = [buf[j * BS:(j + 1) * BS] for j in range(depth)]
@@ -301,30 +302,39 @@ def aio_per_op(mod, fd: int, offs: array.array, depth: int, direct: bool = True)
 
 
 def _per_op(obj, prep, wait, views, fd, offs, depth):
+    """fio's loop (its default ``iodepth_batch_submit=1``): each read is
+    submitted as soon as it is prepared, so after a burst of completions the
+    device gets the first new read at once instead of after the whole
+    refill (bench/RESULTS.md, issue 12). ``depth`` reads stay in flight
+    from the first call to ``close()``, which reaps them: a chunk boundary
+    does not drain the queue."""
     n = len(offs)
     chunk = max(depth * 16, 256)
-    state = {"k": 0}
+    submit = obj.submit
+    state = {"k": 0, "filled": False}
 
     def run(i):
         k = state["k"]
-        for j in range(depth):
-            prep(fd, views[j], offs[k % n], user_data=j)
-            k += 1
-        done, issued = 0, depth
-        while done < issued:
+        if not state["filled"]:
+            state["filled"] = True
+            for j in range(depth):
+                prep(fd, views[j], offs[k % n], user_data=j)
+                submit()
+                k += 1
+        done = 0
+        while done < chunk:
             for c in wait(1):
                 done += 1
                 if c.res != BS:
                     raise OSError(-c.res if c.res < 0 else errno.EIO, f"read returned {c.res}")
-                if issued < chunk:
-                    prep(fd, views[c.user_data], offs[k % n], user_data=c.user_data)
-                    k += 1
-                    issued += 1
+                prep(fd, views[c.user_data], offs[k % n], user_data=c.user_data)
+                submit()
+                k += 1
         state["k"] = k
         return done
 
     def close():
-        obj.close()
+        obj.close()     # cancels and reaps what is still in flight
         del views[:]
 
     return run, close
@@ -415,7 +425,7 @@ class Config:
     threads: int = THREADS
     latency_seconds: float = 0.05  # per row, in the latency pass
     nofs: int = 1 << 16  # random offsets (reused in turn)
-    batch_chunk: int = 8 * DEPTH
+    batch_chunk: int = 32 * DEPTH  # reads per read_batch call (each call ends with its queue drained)
 
 
 def config(options: Options) -> Config:
@@ -455,6 +465,15 @@ class _Spec:
     make: Optional[Callable]  # (latency) -> (run, close)
     skipped: Optional[str] = None
     backend: Optional[str] = None
+    external: Optional[Callable] = None  # (seconds) -> fio.Sample: a row another program measures
+
+    @property
+    def runs(self) -> bool:
+        return self.make is not None or self.external is not None
+
+    def skip(self, why: str) -> None:
+        self.make = self.external = None
+        self.skipped = why
 
 
 def _specs(cfg: Config, options: Options, fd_buf: int, fd_dir: Optional[int], offs,
@@ -491,9 +510,15 @@ def _specs(cfg: Config, options: Options, fd_buf: int, fd_dir: Optional[int], of
                             None if why else (lambda lat, u=u: ring_batch(u, fd_dir, offs, cfg.depth, True,
                                                                           chunk=cfg.batch_chunk, latency=lat)),
                             skipped=why, backend=name))
+    path = f"/proc/{os.getpid()}/fd/{fd_dir}"   # the file has no name (see run())
+    for engine in ("io_uring", "libaio"):
+        direct.append(_Spec(DIRECT, f"fio {engine}", "asynchronous", None,
+                            skipped=None if fio.available() else fio.MISSING,
+                            external=(lambda secs, engine=engine: fio.sample(path, engine, cfg.depth, True, secs))
+                            if fio.available() else None))
     if why_not_direct:
         for s in direct:
-            s.make, s.skipped = None, why_not_direct
+            s.skip(why_not_direct)
     return specs + direct
 
 
@@ -503,7 +528,7 @@ def steps(options: Options) -> int:
 
     cfg = config(options)
     nback = 1 if options.backend else 2
-    rows = 4 + 3 * nback
+    rows = 6 + 3 * nback
     return 1 + rows + (cfg.rounds - 1) + 1 + (1 if syscount.available() else 0)
 
 
@@ -589,11 +614,20 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
     specs = _specs(cfg, options, fd_buf, fd_dir, offs, why_not_direct)
     data: dict[int, dict] = {i: {"iops": [], "cpu": [], "reads": [], "elapsed": [], "lat": []}
                              for i in range(len(specs))}
-    active = [i for i, s in enumerate(specs) if s.make is not None]
+    active = [i for i, s in enumerate(specs) if s.runs]
 
     def sample(i: int) -> None:
         s = specs[i]
         d = data[i]
+        if s.external is not None:
+            got = s.external(cfg.seconds)
+            d["cpu"].append(got.cpu_s)
+            d["iops"].append(got.iops)
+            d["reads"].append(got.reads)
+            d["elapsed"].append(got.elapsed)
+            d.setdefault("p99", []).append(got.p99_us)
+            d.setdefault("mean", []).append(got.mean_us)
+            return
         run_, close = s.make(None)
         try:
             c0 = _cpu()
@@ -618,14 +652,14 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
         if r == 0:
             order = list(range(len(specs)))  # every row once, in order, skipped ones too
         else:
-            active = [i for i in active if specs[i].make is not None]
+            active = [i for i in active if specs[i].runs]
             progress(f"round {r + 1}/{cfg.rounds} ({len(active)} rows)")
             shift = r % max(len(active), 1)
             order = active[shift:] + active[:shift]
         for i in order:
             s = specs[i]
             label = s.name + (" O_DIRECT" if s.group == DIRECT and "O_DIRECT" not in s.name else "")
-            if s.make is None:
+            if not s.runs:
                 if r == 0:
                     progress(f"{label}: skipped: {s.skipped}")
                 continue
@@ -634,10 +668,10 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
             try:
                 sample(i)
             except UnsupportedError as exc:
-                s.make, s.skipped = None, str(exc)
+                s.skip(str(exc))
             except Exception as exc:  # noqa: BLE001 - reported, the other rows go on
                 problems.append(f"{s.group} / {s.name}: {type(exc).__name__}: {exc}")
-                s.make, s.skipped = None, f"failed: {type(exc).__name__}: {exc}"
+                s.skip(f"failed: {type(exc).__name__}: {exc}")
 
     # Latency in a pass of its own: reading the clock per read slows a loop down.
     progress("latency")
@@ -647,17 +681,18 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
         try:
             latencies(i)
         except UnsupportedError as exc:
-            s.make, s.skipped = None, str(exc)
+            s.skip(str(exc))
         except Exception as exc:  # noqa: BLE001
             problems.append(f"{s.group} / {s.name} (latency pass): {type(exc).__name__}: {exc}")
-            s.make, s.skipped = None, f"failed: {type(exc).__name__}: {exc}"
+            s.skip(f"failed: {type(exc).__name__}: {exc}")
 
     counts = _count_syscalls(specs, progress)
     rows = []
     base = {s.group: i for i, s in enumerate(specs) if s.name == "os.pread" and s.make is not None}
+    ref = next((i for i, s in enumerate(specs) if s.name == "fio io_uring" and s.runs), None)
     for i, s in enumerate(specs):
         d = data[i]
-        if s.make is None or not d["iops"]:
+        if not s.runs or not d["iops"]:
             rows.append(Row.skip(s.name, s.kind, s.skipped or "not run", "IOPS", group=s.group,
                                  backend=s.backend))
             continue
@@ -667,10 +702,14 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
         b = base.get(s.group)
         if b is not None and len(data[b]["iops"]) == len(d["iops"]):
             ratio = _median([x / y for x, y in zip(d["iops"], data[b]["iops"]) if y])
+        vs_fio = None
+        if ref is not None and s.group == DIRECT and len(data[ref]["iops"]) == len(d["iops"]):
+            vs_fio = _median([x / y for x, y in zip(d["iops"], data[ref]["iops"]) if y])
         sc = counts.get(i)
+        p99 = _pct(lat, 0.99) if lat else (_median(d["p99"]) if d.get("p99") else None)
         row = Row(
             name=s.name, kind=s.kind, value=_median(d["iops"]), unit="IOPS",
-            p99_us=_pct(lat, 0.99) if lat else None,
+            p99_us=p99,
             cpu_s=sum(d["cpu"]),
             syscalls_per_op=sc[0] / sc[1] if sc else None,
             ratio=ratio,
@@ -679,7 +718,9 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
                 "iops_samples": d["iops"], "reads_samples": d["reads"], "elapsed_samples": d["elapsed"],
                 "cpu_s_samples": d["cpu"],
                 "cpu_us_per_read": sum(d["cpu"]) / sum(d["reads"]) * 1e6,
-                "mean_us": sum(lat) / len(lat) / 1000.0 if lat else None,
+                "vs_fio_io_uring": vs_fio,
+                "mean_us": (sum(lat) / len(lat) / 1000.0 if lat
+                            else _median(d["mean"]) if d.get("mean") else None),
                 "latency": None if not lat else {
                     "per": per, "n": len(lat), "mean_us": sum(lat) / len(lat) / 1000.0,
                     "p50_us": _pct(lat, 0.5), "p90_us": _pct(lat, 0.9), "p99_us": _pct(lat, 0.99),
@@ -738,6 +779,11 @@ def _method(cfg: Config) -> str:
         f"{cfg.batch_chunk} reads per call, {cfg.depth} in flight; latency per call by Little's "
         f"law (call time x {cfg.depth} / {cfg.batch_chunk}: the mean time a read spent in flight "
         f"in that call); p99 over calls. "
+        f"fio io_uring / fio libaio (when fio is installed): fio reading the same file O_DIRECT, "
+        f"one job, depth {cfg.depth}, its defaults otherwise (each request submitted as soon as it "
+        f"is queued), for the same time per sample; IOPS, CPU and p99 (completion latency) as fio "
+        f"reports them; vs_fio_io_uring in a row's extra: the median over the rounds of row / fio "
+        f"io_uring. "
         f"CPU s: user+system time of this process (every thread) over the row's samples. "
         f"syscalls/op: raw_syscalls:sys_enter events of this process per read, counted over two "
         f"chunks in a separate pass (perf_event_open)."
