@@ -295,7 +295,9 @@ def test_register_twice(sels, pairs):
     assert same(fast, std, names, lambda s: s.select(0)) == []
 
 
-@pytest.mark.parametrize("events", [0, 4, 8, -1, -2, 7, 1.0, "x", None, 1 << 31])
+# (1 << 64 and beyond: no C long holds them; False: an int subclass)
+@pytest.mark.parametrize("events", [0, 4, 8, -1, -2, 7, 1.0, "x", None, 1 << 31, 1 << 64, (1 << 70) | 1,
+                                    -(1 << 70), False])
 def test_register_invalid_events(sels, pairs, events):
     fast, std = sels
     a, _ = pairs()
@@ -308,7 +310,18 @@ def test_register_invalid_events(sels, pairs, events):
     assert same(fast, std, names, lambda s: s.select(0)) == [(fast.get_key(a), EVENT_WRITE)]
 
 
-@pytest.mark.parametrize("events", [0, 4, -1, 7, 1.5, "x", None])
+@pytest.mark.parametrize("events", [True, 3, EVENT_WRITE])
+def test_register_events_of_any_int_type(sels, pairs, events):
+    """bool is an int: the stdlib takes True as EVENT_READ and keeps it as given."""
+    fast, std = sels
+    a, b = pairs()
+    names = Names(a=a)
+    assert same(fast, std, names, lambda s: s.register(a, events)).events is events
+    readable((a, b))
+    same(fast, std, names, lambda s: s.select(0))
+
+
+@pytest.mark.parametrize("events", [0, 4, -1, 7, 1.5, "x", None, (1 << 70) | 2, -(1 << 70) - 1, True])
 def test_modify_invalid_events(sels, pairs, events):
     """What modify does with events register would refuse: the stdlib's
     SelectSelector re-registers (ValueError/TypeError, key gone); its poll and

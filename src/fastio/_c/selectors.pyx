@@ -31,7 +31,8 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free
 from cpython.ref cimport PyObject
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.long cimport PyLong_AsLong
+from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.long cimport PyLong_AsLong, PyLong_AsLongAndOverflow
 from libc.errno cimport EINTR
 from libc.limits cimport INT_MAX
 from libc.math cimport isfinite
@@ -119,10 +120,37 @@ cdef object fileobj_to_fd(object fileobj):
     return fd
 
 
+cdef inline object key_item(object key, Py_ssize_t i):
+    """``key[i]`` of a SelectorKey. Every key is a 4-tuple made by
+    fio_selector_key; read as a tuple, not through the namedtuple type's
+    sequence slot, which looks ``__getitem__`` up by name on each call."""
+    if PyTuple_Check(key) and PyTuple_GET_SIZE(key) == 4:
+        return <object>PyTuple_GET_ITEM(key, i)
+    return key[i]
+
+
+cdef inline Py_ssize_t slot_index(object fd) except -2:
+    """fd (a registered Python int, >= 0) as an index into the fd-indexed
+    table, or -1 when it is too large to have a slot."""
+    cdef Py_ssize_t cfd
+    try:
+        cfd = fd
+    except OverflowError:
+        return -1
+    return cfd if cfd < SLOT_LIMIT else -1
+
+
 cdef inline int selector_mask(object events) except -1:
     """``events`` reduced to EVENT_READ|EVENT_WRITE with Python's ``&``, as the
     stdlib computes its poller events (so a non-int raises its TypeError and
-    any int, negative or huge, works)."""
+    any int, negative or huge, works). An int that fits a C long takes the
+    same bits in C (two's complement, as Python's ``&`` on negative ints)."""
+    cdef int overflow = 0
+    cdef long v
+    if type(events) is int:
+        v = PyLong_AsLongAndOverflow(events, &overflow)
+        if not overflow:
+            return <int>(v & (EVENT_READ | EVENT_WRITE))
     return (EVENT_READ if events & EVENT_READ else 0) | (EVENT_WRITE if events & EVENT_WRITE else 0)
 
 
@@ -183,19 +211,19 @@ cdef class _BaseSelector:
     # -- the fd-indexed table --------------------------------------------------
     cdef int _slot_set(self, object fd, object key, int mask) except -1:
         """Give fd its key and EVENT_* mask (dropping any cached pairs)."""
-        cdef Py_ssize_t cfd, size
-        if not fd < SLOT_LIMIT:
+        cdef Py_ssize_t cfd = slot_index(fd), size
+        if cfd < 0:
             return 0
-        cfd = fd
-        size = len(self._slots)
+        size = PyList_GET_SIZE(self._slots)
         if cfd >= size:
             self._slots.extend([None] * (max(cfd + 1, 2 * size) - size))
         self._slots[cfd] = [key, mask, None, None, None, None]
         return 0
 
     cdef int _slot_clear(self, object fd) except -1:
-        if fd < len(self._slots):
-            self._slots[fd] = None
+        cdef Py_ssize_t cfd = slot_index(fd)
+        if 0 <= cfd < PyList_GET_SIZE(self._slots):
+            self._slots[cfd] = None
         return 0
 
     cdef object _ready_pair(self, int fd, int ready):
@@ -224,7 +252,7 @@ cdef class _BaseSelector:
         if found == NULL:
             return None
         key = <object>found
-        return (key, ready & key[2])
+        return (key, ready & key_item(key, 2))
 
     # -- the kernel side, overridden by each selector ----------------------------
     # fd is the registered Python int; mask is EVENT_READ|EVENT_WRITE (0-3).
@@ -260,8 +288,13 @@ cdef class _BaseSelector:
             raise
 
     cdef object _register(self, object fileobj, object events, object data, uint32_t flags):
-        cdef int mask
-        if not events or events & ~(EVENT_READ | EVENT_WRITE):
+        cdef int mask, overflow = 0
+        cdef long v
+        if type(events) is int:     # the stdlib's test below, in C
+            v = PyLong_AsLongAndOverflow(events, &overflow)
+            if overflow or v == 0 or v & ~(EVENT_READ | EVENT_WRITE):
+                raise ValueError(f"Invalid events: {events!r}")
+        elif not events or events & ~(EVENT_READ | EVENT_WRITE):
             raise ValueError(f"Invalid events: {events!r}")
         fd = self._lookup_fd(fileobj)
         if PyDict_GetItem(self._fd_to_key, fd) != NULL:
@@ -299,7 +332,7 @@ cdef class _BaseSelector:
         """
         key = self._forget(fileobj)
         try:
-            self._kernel_remove(key[1])
+            self._kernel_remove(key_item(key, 1))
         except OSError:
             # The fd was closed since it was registered.
             pass
@@ -316,7 +349,7 @@ cdef class _BaseSelector:
         if found == NULL:
             raise KeyError(f"{fileobj!r} is not registered")
         key = <object>found
-        if self._kernel_modify_needed(fd, key[2], events, flags):
+        if self._kernel_modify_needed(fd, key_item(key, 2), events, flags):
             mask = selector_mask(events)
             try:
                 self._kernel_modify(fd, mask, flags)
@@ -325,11 +358,11 @@ cdef class _BaseSelector:
                 # class's here (super().unregister), never an override.
                 _BaseSelector.unregister(self, fileobj)
                 raise
-        elif data != key[3]:
+        elif data != key_item(key, 3):
             mask = selector_mask(events)
         else:
             return key
-        key = fio_selector_key(SelectorKey, key[0], fd, events, data)
+        key = fio_selector_key(SelectorKey, key_item(key, 0), fd, events, data)
         self._fd_to_key[fd] = key
         self._slot_set(fd, key, mask)
         return key
@@ -384,6 +417,12 @@ cdef int64_t select_timeout_ns(object timeout) except? -2:
 
 cdef uint32_t check_epoll_flags(object flags) except? 0xFFFFFFFF:
     """The extra epoll flags a selector registration may carry, or ValueError."""
+    cdef int overflow = 0
+    cdef long v
+    if type(flags) is int:
+        v = PyLong_AsLongAndOverflow(flags, &overflow)
+        if not overflow and v >= 0 and not (v & ~<long>EPOLL_FLAGS):
+            return <uint32_t>v
     if not isinstance(flags, int) or flags < 0 or flags & ~EPOLL_FLAGS:
         raise ValueError(f"invalid epoll flags: {flags!r} (allowed: EPOLLET, "
                          "EPOLLONESHOT, EPOLLEXCLUSIVE, EPOLLWAKEUP)")
