@@ -525,7 +525,7 @@ cdef class Ring(RingRegistry):
         cdef fio_io_uring_sqe *sqe
         cdef Py_ssize_t next_i = 0
         cdef int ret
-        cdef uint32_t pending, own, sent
+        cdef uint32_t pending, own, sent, seen
         cdef list stray = []
         self.check()
         if bsize <= 0 or bsize > 0xFFFFFFFF:
@@ -604,17 +604,20 @@ cdef class Ring(RingRegistry):
                     # (no links among them) are split. When all those sent
                     # so far are already done (the page cache: the kernel
                     # finished them inside the submit), there is no device to
-                    # keep busy and the rest goes at once.
+                    # keep busy and the rest goes at once. The split stops
+                    # too when the SQ holds anything but our own SQEs (another
+                    # thread queued or submitted while the GIL was released).
                     sent = 0
+                    seen = fio_ring_cq_ready(&self.ring)
                     while (pending == own and pending > IO_PLUG_THRESHOLD
-                           and fio_ring_cq_ready(&self.ring) == 0):
+                           and fio_ring_sq_ready(&self.ring) == own):
                         ret = self.enter(IO_PLUG_THRESHOLD, 0, 0, -1)
                         if ret <= 0:
                             break       # the wait below submits the rest and reports its error
                         pending -= <uint32_t>ret
                         own -= <uint32_t>ret
                         sent += <uint32_t>ret
-                        if fio_ring_cq_ready(&self.ring) >= sent:
+                        if fio_ring_cq_ready(&self.ring) - seen >= sent:
                             break
                     if s.pending:
                         ret = self.enter(pending, 1, FIO_IORING_ENTER_GETEVENTS, -1)

@@ -462,14 +462,15 @@ class Ring(RingRegistry):
                     self._release()
                 # A device's reads a few at a time, unplugged (see the C twin).
                 sent = 0
-                while pending == own and pending > abi.IO_PLUG_THRESHOLD and self._cq_count() == 0:
+                seen = self._cq_count()
+                while pending == own and pending > abi.IO_PLUG_THRESHOLD and self._sq_ready() == own:
                     ret = self._enter_raw(abi.IO_PLUG_THRESHOLD, 0, 0, -1)
                     if ret <= 0:
                         break
                     pending -= ret
                     own -= ret
                     sent += ret
-                    if self._cq_count() >= sent:
+                    if (self._cq_count() - seen) & 0xFFFFFFFF >= sent:
                         break
                 if slot.pending:
                     ret = self._enter_raw(pending, 1, abi.ENTER_GETEVENTS, -1)
