@@ -511,11 +511,15 @@ def _specs(cfg: Config, options: Options, fd_buf: int, fd_dir: Optional[int], of
                                                                           chunk=cfg.batch_chunk, latency=lat)),
                             skipped=why, backend=name))
     path = f"/proc/{os.getpid()}/fd/{fd_dir}"   # the file has no name (see run())
-    for engine in ("io_uring", "libaio"):
-        direct.append(_Spec(DIRECT, f"fio {engine}", "asynchronous", None,
-                            skipped=None if fio.available() else fio.MISSING,
-                            external=(lambda secs, engine=engine: fio.sample(path, engine, cfg.depth, True, secs))
-                            if fio.available() else None))
+    for engine, index in (("io_uring", 1), ("libaio", 2)):
+        # the kernel interface as fastio's own probe finds it (fio would only fail)
+        mods = [m[index] for m in backends if m[index] is not None]
+        why = (fio.MISSING if not fio.available()
+               else "the fastio backends do not import" if not mods
+               else None if mods[0].available() else mods[0].why_unavailable())
+        direct.append(_Spec(DIRECT, f"fio {engine}", "asynchronous", None, skipped=why,
+                            external=None if why else
+                            (lambda secs, engine=engine: fio.sample(path, engine, cfg.depth, True, secs))))
     if why_not_direct:
         for s in direct:
             s.skip(why_not_direct)
@@ -669,6 +673,12 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
                 sample(i)
             except UnsupportedError as exc:
                 s.skip(str(exc))
+            except OSError as exc:
+                if s.external is not None:
+                    s.skip(f"failed: {exc}")   # another program's failure: the row says so, no fastio problem
+                else:
+                    problems.append(f"{s.group} / {s.name}: {type(exc).__name__}: {exc}")
+                    s.skip(f"failed: {type(exc).__name__}: {exc}")
             except Exception as exc:  # noqa: BLE001 - reported, the other rows go on
                 problems.append(f"{s.group} / {s.name}: {type(exc).__name__}: {exc}")
                 s.skip(f"failed: {type(exc).__name__}: {exc}")

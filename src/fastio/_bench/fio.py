@@ -60,15 +60,23 @@ def command(path: str, engine: str, depth: int, direct: bool, seconds: float, bl
 def sample(path: str, engine: str, depth: int, direct: bool, seconds: float, block: int = 4096) -> Sample:
     """Run one fio job (``engine``: "io_uring" or "libaio") reading ``path``
     for ``seconds``. ``path`` may be ``/proc/<pid>/fd/<n>`` for a file that
-    has no name any more. Raises OSError when fio fails."""
-    proc = subprocess.run(command(path, engine, depth, direct, seconds, block), capture_output=True,
-                          text=True, timeout=max(60.0, seconds * 10))
+    has no name any more. Raises OSError when fio fails, hangs or prints no
+    result."""
+    try:
+        proc = subprocess.run(command(path, engine, depth, direct, seconds, block), capture_output=True,
+                              text=True, timeout=max(60.0, seconds * 10))
+    except subprocess.TimeoutExpired as exc:
+        raise OSError(f"fio ({engine}) did not finish in {exc.timeout:g} s") from None
     start = proc.stdout.find("{")
     if proc.returncode != 0 or start < 0:
         raise OSError(f"fio ({engine}) failed with status {proc.returncode}: "
                       f"{(proc.stderr or proc.stdout).strip()[:300]}")
-    job = json.loads(proc.stdout[start:])["jobs"][0]
-    read = job["read"]
+    try:
+        job, _ = json.JSONDecoder().raw_decode(proc.stdout[start:])   # (text may follow the JSON)
+        job = job["jobs"][0]
+        read = job["read"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise OSError(f"fio ({engine}) printed no job result: {exc!r}") from None
     elapsed = read["runtime"] / 1000.0
     if elapsed <= 0 or read["total_ios"] <= 0:
         raise OSError(f"fio ({engine}) read nothing: {(proc.stderr or '').strip()[:300]}")

@@ -197,9 +197,9 @@ cdef class Context(ContextCore):
         sequence of ints or an int64 buffer (``array('q')``). Reads the kernel
         cannot take because the context is full of other requests (and none
         of this batch is in flight) get ``-EAGAIN``: the call never waits on
-        requests it did not make. On an O_DIRECT fd the reads go two per
-        ``io_submit``, so that the device starts on the first while the rest
-        are issued."""
+        requests it did not make. On an O_DIRECT fd the requests (reads here,
+        writes in :meth:`write_batch`) go two per ``io_submit``, so that the
+        device starts on the first while the rest are issued."""
         return self.batch(FIO_IOCB_CMD_PREAD, fd, buf, offsets, size, results, depth)
 
     def write_batch(self, fd, buf, offsets, size, results=None, *, depth=0):
