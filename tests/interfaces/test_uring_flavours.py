@@ -4,6 +4,7 @@ waits interrupted by signals (PEP 475)."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 import signal
@@ -62,6 +63,29 @@ def test_reads_match_pread(ring, tmp_path):
         assert ring.read_batch(fd, bytearray(4 * 1000), [0, 1000, 2000, 199_500], 1000) == [1000, 1000, 1000, 500]
     finally:
         os.close(fd)
+
+
+def test_direct_read_batch(ring, tmp_path):
+    """read_batch of O_DIRECT blocks, where it hands the device its reads a
+    pair at a time (issue 12): on an SQPOLL ring the kernel thread takes the
+    SQEs itself and the batch must not submit them too."""
+    data = random.Random(5).randbytes(1 << 20)
+    (tmp_path / "d").write_bytes(data)
+    try:
+        fd = os.open(tmp_path / "d", os.O_RDONLY | os.O_DIRECT)
+    except OSError as exc:
+        pytest.skip(f"the filesystem of {tmp_path} refuses O_DIRECT: {exc}")
+    buf = mmap.mmap(-1, 64 * 4096)               # page aligned, as O_DIRECT needs
+    try:
+        for seed in range(4):
+            offs = [random.Random(seed * 64 + i).randrange(256) * 4096 for i in range(64)]
+            assert ring.read_batch(fd, buf, offs, 4096, depth=8) == [4096] * 64
+            for i, off in enumerate(offs):
+                assert buf[i * 4096:(i + 1) * 4096] == data[off:off + 4096], (seed, i)
+        assert ring.inflight == 0
+    finally:
+        os.close(fd)
+        buf.close()
 
 
 def test_close_with_pending_read(ring):
