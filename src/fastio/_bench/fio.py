@@ -72,8 +72,8 @@ def sample(path: str, engine: str, depth: int, direct: bool, seconds: float, blo
         raise OSError(f"fio ({engine}) failed with status {proc.returncode}: "
                       f"{(proc.stderr or proc.stdout).strip()[:300]}")
     try:
-        job, _ = json.JSONDecoder().raw_decode(proc.stdout[start:])   # (text may follow the JSON)
-        job = job["jobs"][0]
+        doc, _ = json.JSONDecoder().raw_decode(proc.stdout[start:])   # (text may follow the JSON)
+        job = doc["jobs"][0]
         read = job["read"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise OSError(f"fio ({engine}) printed no job result: {exc!r}") from None
