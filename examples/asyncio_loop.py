@@ -2,9 +2,9 @@
 
 A coroutine that awaits a read does not block: it is suspended, and the
 thread goes back to the event loop. The loop is one multiplexing wait over
-every socket it serves. fastio.asyncio.Loop is the stdlib SelectorEventLoop
-on fastio.selectors.DefaultSelector: epoll_ctl(2) registers each socket, and
-phase 1 is epoll_pwait2(2). When the socket is readable, the loop's transport
+every socket it serves. fastio.asyncio's loop (SelectorLoop) is the stdlib
+SelectorEventLoop on fastio.selectors.DefaultSelector: epoll_ctl(2) registers
+each socket, and phase 1 is epoll_pwait2(2). When the socket is readable, the loop's transport
 calls recvfrom(2) (phase 2, the copy) and hands the bytes to the waiting
 coroutine, which resumes. Stevens' model 3, with the wait and the copy hidden
 behind `await`.

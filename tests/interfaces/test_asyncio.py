@@ -1,5 +1,5 @@
 """asyncio on fastio's selectors: ``asyncio.SelectorEventLoop(<fastio selector>)``
-and ``fastio.asyncio`` (``Loop``, ``new_event_loop``, ``run``,
+and ``fastio.asyncio`` (``SelectorLoop``, ``new_event_loop``, ``run``,
 ``EventLoopPolicy``) run real asyncio programs on both backends: streams and
 protocols over TCP and Unix sockets, ``sock_*`` calls, timers, sleeps, signal
 handlers, ``add_reader``/``add_writer``, subprocesses. ``run``,
@@ -48,8 +48,8 @@ def selector(backend, selector_name):
 
 @pytest.fixture
 def loop(selector):
-    """A ``fastio.asyncio.Loop`` on ``selector``, closed after the test."""
-    lp = fastio.asyncio.Loop(selector)
+    """A ``fastio.asyncio.SelectorLoop`` on ``selector``, closed after the test."""
+    lp = fastio.asyncio.SelectorLoop(selector)
     yield lp
     if not lp.is_closed():
         try:
@@ -151,7 +151,7 @@ def test_loop_runs_on_the_given_fastio_selector(loop, selector, backend, selecto
 
 def test_closing_the_loop_closes_its_selector(backend, selector_name):
     sel = getattr(backend, selector_name)()
-    lp = fastio.asyncio.Loop(sel)
+    lp = fastio.asyncio.SelectorLoop(sel)
     # The loop's self-pipe is registered with the selector.
     assert len(sel.get_map()) == 1
     lp.close()

@@ -24,7 +24,7 @@ def fastio_default(backend, monkeypatch):
     """Make ``fastio.asyncio.new_event_loop()`` (and so ``run`` and the policy)
     build its loops on the fixture backend's EpollSelector, so that both
     backends are exercised whatever FASTIO_BACKEND chose."""
-    monkeypatch.setattr(fastio.asyncio, "DefaultSelector", backend.EpollSelector)
+    monkeypatch.setattr(fastio.asyncio._selector, "DefaultSelector", backend.EpollSelector)
     return backend
 
 
@@ -183,7 +183,7 @@ def test_new_event_loop_each_call_a_new_loop_and_selector(fastio_default):
 
 
 def test_loop_default_selector_when_none_given(fastio_default):
-    lp = fastio.asyncio.Loop()
+    lp = fastio.asyncio.SelectorLoop()
     try:
         assert isinstance(lp._selector, fastio_default.EpollSelector)
     finally:

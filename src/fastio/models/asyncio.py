@@ -22,7 +22,7 @@ hands over exact-size bytes, so it keeps the plain ``Protocol``
 (``data_received``), its fastest path.
 
 Servers: ``asyncio`` (the default ``SelectorEventLoop`` with the standard
-library's epoll selector), ``asyncio-fastio`` (``fastio.asyncio.Loop``: the
+library's epoll selector), ``asyncio-fastio`` (``fastio.asyncio.SelectorLoop``: the
 same loop on ``fastio.selectors.EpollSelector``), ``uvloop`` (libuv's loop,
 written in Cython; only when uvloop is installed, which fastio never needs).
 """
@@ -181,13 +181,13 @@ class AsyncioServer(EchoServer):
 
 class AsyncioFastioServer(AsyncioServer):
     name = "asyncio-fastio"
-    summary = "fastio.asyncio.Loop (SelectorEventLoop on fastio.selectors.EpollSelector), BufferedProtocol echo"
+    summary = "fastio.asyncio.SelectorLoop (SelectorEventLoop on fastio.selectors.EpollSelector), BufferedProtocol echo"
     requires = ("selectors",)
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
-        from fastio.asyncio import Loop
+        from fastio.asyncio import SelectorLoop
 
-        return Loop(self._load("selectors").EpollSelector())
+        return SelectorLoop(self._load("selectors").EpollSelector())
 
 
 class UvloopServer(AsyncioServer):

@@ -1,41 +1,20 @@
-"""asyncio on fastio's selector: ``new_event_loop()``, ``run(main)`` and
-``EventLoopPolicy``, used the way uvloop's are::
-
-    import fastio.asyncio
-    fastio.asyncio.run(main())
-
-or, for code that creates its loops through the policy::
-
-    asyncio.set_event_loop_policy(fastio.asyncio.EventLoopPolicy())
-
-The loop is the stdlib's ``asyncio.SelectorEventLoop`` with
-``fastio.selectors.DefaultSelector`` (epoll with its hot paths in C) in place
-of the stdlib selector, so everything asyncio offers (streams, protocols,
-``sock_*`` calls, timers, signal handlers, subprocesses) works unchanged.
-"""
+"""How fastio.asyncio makes its loops: ``new_event_loop`` (the one place
+the default loop is chosen; ``run`` and ``EventLoopPolicy`` both call it),
+``run`` and the policy."""
 
 import asyncio as _asyncio
 import sys
 
-from fastio.selectors import DefaultSelector
-
-__all__ = ["EventLoopPolicy", "Loop", "new_event_loop", "run"]
+from fastio.asyncio._selector import SelectorLoop
 
 
-class Loop(_asyncio.SelectorEventLoop):
-    """``asyncio.SelectorEventLoop`` on ``fastio.selectors.DefaultSelector``."""
-
-    def __init__(self, selector=None):
-        super().__init__(selector if selector is not None else DefaultSelector())
-
-
-def new_event_loop() -> Loop:
-    """A new event loop on fastio's selector."""
-    return Loop()
+def new_event_loop() -> _asyncio.AbstractEventLoop:
+    """A new event loop of fastio's default kind (today ``SelectorLoop``)."""
+    return SelectorLoop()
 
 
 class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
-    """An event loop policy whose loops run on fastio's selector."""
+    """An event loop policy whose loops are ``new_event_loop()``'s."""
 
     def _loop_factory(self):
         return new_event_loop()
