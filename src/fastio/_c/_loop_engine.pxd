@@ -1,0 +1,26 @@
+# cython: language_level=3
+# What the compiled loop's scheduler asks of a kernel engine: wait for fds,
+# change what is watched. Two engines implement it: _loop_epoll (readiness,
+# epoll) and _loop_uring (io_uring).
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+
+cdef class FdEntry:
+    cdef readonly int fd
+    cdef object reader          # Handle or None
+    cdef object writer
+    cdef uint32_t events        # wanted: EPOLLIN | EPOLLOUT (the POLLIN/POLLOUT bits)
+    cdef uint32_t revents       # what the last wait reported
+    # io_uring only: the one-shot poll in flight for this fd
+    cdef uint64_t armed_ud      # its request id, 0 for none
+    cdef uint32_t armed_events  # the events it waits for
+    cdef bint dirty             # to re-arm (or cancel) before the next wait
+
+
+cdef class Engine:
+    cdef readonly str name
+
+    cdef int wait(self, int64_t timeout_ns, list fired) except -1
+    cdef int watch(self, FdEntry entry, uint32_t events) except -1
+    cdef int rewatch(self, FdEntry entry) except -1
+    cdef int close_engine(self) except -1

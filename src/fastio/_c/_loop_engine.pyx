@@ -1,0 +1,29 @@
+# cython: language_level=3, embedsignature=True
+"""The interface between the compiled loop's scheduler and its kernel engines.
+
+The scheduler (``_loop_core``) keeps one ``FdEntry`` per watched fd, with its
+reader and writer callbacks. An engine is told what to watch (``watch``:
+``EPOLLIN``/``EPOLLOUT`` bits, 0 to stop) and, once per turn, waits
+(``wait``): it appends to ``fired`` every entry with events, its ``revents``
+set. Engines: ``_loop_epoll.EpollEngine`` and ``_loop_uring.UringEngine``.
+"""
+
+
+cdef class FdEntry:
+    """The callbacks and the watched events of one fd of the loop."""
+
+
+cdef class Engine:
+    """A kernel engine under the compiled loop (abstract)."""
+
+    cdef int wait(self, int64_t timeout_ns, list fired) except -1:
+        raise NotImplementedError
+
+    cdef int watch(self, FdEntry entry, uint32_t events) except -1:
+        raise NotImplementedError
+
+    cdef int rewatch(self, FdEntry entry) except -1:
+        raise NotImplementedError
+
+    cdef int close_engine(self) except -1:
+        raise NotImplementedError

@@ -1,0 +1,15 @@
+"""Stubs for fastio._c._loop_uring: the compiled loop's io_uring engine."""
+
+from typing_extensions import disjoint_base
+
+from fastio._c._loop_engine import Engine
+from fastio._c.uring import Ring
+
+@disjoint_base
+class LoopRing(Ring): ...
+
+@disjoint_base
+class UringEngine(Engine):
+    def __new__(cls, entries: int = 256) -> UringEngine: ...
+    @property
+    def ring(self) -> LoopRing: ...
