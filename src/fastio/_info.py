@@ -134,6 +134,23 @@ INTERFACES = {
 }
 
 
+def _probe_asyncio_loop() -> dict:
+    """Which loop, and which engine, ``fastio.asyncio.new_event_loop()`` gives
+    here and why (it makes one and closes it)."""
+    import fastio.asyncio
+
+    loop = fastio.asyncio.new_event_loop()
+    try:
+        name = f"fastio.asyncio.{type(loop).__qualname__}"
+        engine = getattr(loop, "engine", None)
+        if engine is None:
+            return {"loop": name, "engine": None,
+                    "reason": "the pure backend's loop: the stdlib's SelectorEventLoop on fastio's selector"}
+        return {"loop": name, "engine": engine, "reason": loop.engine_reason}
+    finally:
+        loop.close()
+
+
 def collect() -> dict:
     """The whole report as plain data (what ``--json`` prints)."""
     import fastio
@@ -147,6 +164,7 @@ def collect() -> dict:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "interfaces": {name: dict(module=mod, **probe()) for name, (mod, probe) in INTERFACES.items()},
+        "asyncio": _probe_asyncio_loop(),
     }
 
 
@@ -165,4 +183,7 @@ def format_text(report: dict) -> str:
             lines.append(f"           opcodes: {' '.join(info['opcodes'])}")
         if info.get("features"):
             lines.append(f"           features: {' '.join(info['features'])}")
+    loop = report["asyncio"]
+    engine = f", engine {loop['engine']}" if loop["engine"] else ""
+    lines.append(f"asyncio: new loops are {loop['loop']}{engine} ({loop['reason']})")
     return "\n".join(lines)

@@ -21,11 +21,26 @@ TIMEOUT = 5.0
 
 @pytest.fixture
 def fastio_default(backend, monkeypatch):
-    """Make ``fastio.asyncio.new_event_loop()`` (and so ``run`` and the policy)
-    build its loops on the fixture backend's EpollSelector, so that both
+    """Make ``fastio.asyncio.Loop`` (what ``new_event_loop``, ``run`` and the
+    policy build) the fixture backend's: the compiled loop on ``c``,
+    ``SelectorLoop`` on the pure EpollSelector on ``pure``, so that both
     backends are exercised whatever FASTIO_BACKEND chose."""
     monkeypatch.setattr(fastio.asyncio._selector, "DefaultSelector", backend.EpollSelector)
+    if backend.name == "c":
+        from fastio.asyncio._loop import Loop
+    else:
+        Loop = fastio.asyncio.SelectorLoop
+    monkeypatch.setattr(fastio.asyncio, "Loop", Loop)
     return backend
+
+
+def _kernel_side(lp, backend):
+    """What the loop waits on: its selector (pure) or its engine's name (c)."""
+    if backend.name == "c":
+        assert lp.engine in ("uring", "epoll")
+        return lp.engine
+    assert isinstance(lp._selector, backend.EpollSelector)
+    return lp._selector
 
 
 # -- fastio.asyncio.run --------------------------------------------------------
@@ -37,16 +52,16 @@ def test_run_returns_result_and_closes_loop(fastio_default):
     async def main():
         lp = asyncio.get_running_loop()
         seen["loop"] = lp
-        seen["selector"] = lp._selector
+        seen["kernel"] = _kernel_side(lp, fastio_default)
         await asyncio.sleep(0.001)
         return "result"
 
     assert fastio.asyncio.run(main()) == "result"
     lp = seen["loop"]
     assert isinstance(lp, fastio.asyncio.Loop)
-    assert isinstance(seen["selector"], fastio_default.EpollSelector)
     assert lp.is_closed()
-    assert seen["selector"].get_map() is None
+    if fastio_default.name == "pure":
+        assert seen["kernel"].get_map() is None
     assert asyncio._get_running_loop() is None
 
 
@@ -155,37 +170,42 @@ def test_run_from_a_running_stdlib_loop_raises_runtime_error(fastio_default):
 # -- new_event_loop and EventLoopPolicy -----------------------------------------
 
 
-def test_new_event_loop_uses_fastio_default_selector():
+def test_new_event_loop_is_the_backends_loop():
     lp = fastio.asyncio.new_event_loop()
     try:
         assert isinstance(lp, fastio.asyncio.Loop)
-        assert isinstance(lp, asyncio.SelectorEventLoop)
-        assert isinstance(lp._selector, fastio.selectors.DefaultSelector)
-        assert isinstance(lp._selector, fastio.selectors.EpollSelector)
-        assert isinstance(lp._selector, std_selectors.BaseSelector)
-        assert type(lp._selector).__module__.startswith("fastio.")
+        assert isinstance(lp, asyncio.AbstractEventLoop)
+        if fastio.asyncio.Loop is fastio.asyncio.SelectorLoop:
+            assert isinstance(lp._selector, fastio.selectors.DefaultSelector)
+        else:
+            # The compiled loop is not the stdlib's: no BaseEventLoop under it.
+            assert not isinstance(lp, asyncio.BaseEventLoop)
+            assert lp.engine in fastio.asyncio.ENGINES
         assert lp.run_until_complete(asyncio.wait_for(asyncio.sleep(0.001, result=5), TIMEOUT)) == 5
     finally:
         lp.close()
     assert lp.is_closed()
 
 
-def test_new_event_loop_each_call_a_new_loop_and_selector(fastio_default):
+def test_new_event_loop_each_call_a_new_loop(fastio_default):
     a = fastio.asyncio.new_event_loop()
     b = fastio.asyncio.new_event_loop()
     try:
         assert a is not b
-        assert a._selector is not b._selector
-        assert isinstance(a._selector, fastio_default.EpollSelector)
+        if fastio_default.name == "pure":
+            assert a._selector is not b._selector
+        _kernel_side(a, fastio_default)
     finally:
         a.close()
         b.close()
 
 
-def test_loop_default_selector_when_none_given(fastio_default):
+def test_selector_loop_default_selector_when_none_given(fastio_default):
     lp = fastio.asyncio.SelectorLoop()
     try:
         assert isinstance(lp._selector, fastio_default.EpollSelector)
+        assert isinstance(lp._selector, std_selectors.BaseSelector)
+        assert type(lp._selector).__module__.startswith("fastio.")
     finally:
         lp.close()
 
@@ -213,7 +233,7 @@ def test_event_loop_policy_makes_asyncio_loops_fastio_loops(fastio_default):
         lp = asyncio.new_event_loop()
         try:
             assert isinstance(lp, fastio.asyncio.Loop)
-            assert isinstance(lp._selector, fastio_default.EpollSelector)
+            _kernel_side(lp, fastio_default)
             assert lp.run_until_complete(asyncio.wait_for(asyncio.sleep(0, result="x"), TIMEOUT)) == "x"
         finally:
             lp.close()
@@ -222,9 +242,9 @@ def test_event_loop_policy_makes_asyncio_loops_fastio_loops(fastio_default):
         async def main():
             lp = asyncio.get_running_loop()
             await asyncio.sleep(0.001)
-            return type(lp), type(lp._selector)
+            return type(lp)
 
-        assert asyncio.run(main()) == (fastio.asyncio.Loop, fastio_default.EpollSelector)
+        assert asyncio.run(main()) is fastio.asyncio.Loop
     finally:
         _set_policy(previous)
     assert _get_policy() is previous

@@ -8,18 +8,34 @@ or, for code that creates its loops through the policy::
 
     asyncio.set_event_loop_policy(fastio.asyncio.EventLoopPolicy())
 
-All three make loops of one default kind, ``Loop``. Today that is
-``SelectorLoop``: the stdlib's ``asyncio.SelectorEventLoop`` with
-``fastio.selectors.DefaultSelector`` (epoll with its hot paths in C) in place
-of the stdlib selector, so everything asyncio offers (streams, protocols,
-``sock_*`` calls, timers, signal handlers, subprocesses) works unchanged.
-``SelectorLoop(selector)`` runs it on any other selector.
+or ``asyncio.run(main(), loop_factory=fastio.asyncio.Loop)`` (3.12+), or
+``asyncio.Runner(loop_factory=fastio.asyncio.Loop)`` (3.11+).
+
+All of them make loops of one default kind, ``Loop``. On the compiled
+backend that is a loop whose scheduler (ready queue, timer heap, handles,
+``call_soon``/``call_later``), fd dispatch and socket transport hot paths
+are C, on one of two kernel engines: ``uring`` (io_uring: one
+``io_uring_enter`` per turn submits and waits) or ``epoll``. A new loop gets
+``uring`` where io_uring can be used, else ``epoll``; ``loop.engine`` says
+which, ``loop.engine_reason`` why, ``FASTIO_LOOP_ENGINE=uring|epoll`` or
+``Loop(engine=...)`` forces one (forcing ``uring`` where it cannot be had
+raises ``fastio.UnsupportedError`` with the reason). On the pure backend
+``Loop`` is ``SelectorLoop``.
+
+``SelectorLoop`` is the stdlib's ``asyncio.SelectorEventLoop`` with
+``fastio.selectors.DefaultSelector`` in place of the stdlib selector (the
+comparison); ``SelectorLoop(selector)`` runs it on any other selector.
 """
 
-from fastio.asyncio._run import EventLoopPolicy, new_event_loop, run
+from fastio import _backend
 from fastio.asyncio._selector import SelectorLoop
 
-# The class of the loops new_event_loop() makes.
-Loop = SelectorLoop
+if _backend.name() == "c":
+    from fastio.asyncio._loop import ENGINES, Loop
+else:
+    Loop = SelectorLoop
+    ENGINES = ()
 
-__all__ = ["EventLoopPolicy", "Loop", "SelectorLoop", "new_event_loop", "run"]
+from fastio.asyncio._run import EventLoopPolicy, new_event_loop, run  # noqa: E402
+
+__all__ = ["ENGINES", "EventLoopPolicy", "Loop", "SelectorLoop", "new_event_loop", "run"]

@@ -5,12 +5,14 @@ the default loop is chosen; ``run`` and ``EventLoopPolicy`` both call it),
 import asyncio as _asyncio
 import sys
 
-from fastio.asyncio._selector import SelectorLoop
 
 
 def new_event_loop() -> _asyncio.AbstractEventLoop:
-    """A new event loop of fastio's default kind (today ``SelectorLoop``)."""
-    return SelectorLoop()
+    """A new ``fastio.asyncio.Loop``: the compiled loop on the compiled
+    backend, ``SelectorLoop`` on the pure one."""
+    from fastio.asyncio import Loop
+
+    return Loop()
 
 
 class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
