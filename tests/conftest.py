@@ -4,7 +4,6 @@ If the compiled backend does not import, its tests fail (they do not skip)."""
 
 from __future__ import annotations
 
-import importlib
 import pathlib
 import signal
 import socket
@@ -17,8 +16,8 @@ import pytest
 # out of the list of test files; every test module imports them by name.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "helpers"))
 
-from fastio._api import PUBLIC_API
-from fastio._backend import BACKENDS
+from backends import load_backend  # noqa: E402
+from fastio._backend import BACKENDS  # noqa: E402
 
 
 def pytest_configure(config):
@@ -47,24 +46,6 @@ def pytest_generate_tests(metafunc):
         names = BACKENDS if chosen == "both" else (chosen,)
         params = [pytest.param(n, marks=[pytest.mark.c_backend] if n == "c" else [], id=n) for n in names]
         metafunc.parametrize("backend", params, indirect=True, scope="session")
-
-
-def load_backend(name: str) -> types.SimpleNamespace:
-    """One backend: each implementation module by its name (``backend.aio``,
-    ``backend.uring`` ...), every public name that only one module has
-    (``backend.Epoll``, ``backend.Ring`` ...), and ``name``. A name two
-    modules share (``Completion``, ``available``) is reached through its
-    module only, so it can never resolve to the wrong one."""
-    ns = types.SimpleNamespace(name=name)
-    owners: dict[str, list[str]] = {}
-    for module, names in PUBLIC_API.items():
-        setattr(ns, module, importlib.import_module(f"fastio._{name}.{module}"))
-        for attr in names:
-            owners.setdefault(attr, []).append(module)
-    for attr, modules in owners.items():
-        if len(modules) == 1:
-            setattr(ns, attr, getattr(getattr(ns, modules[0]), attr))
-    return ns
 
 
 @pytest.fixture(scope="session")

@@ -42,8 +42,8 @@ from __future__ import annotations
 import tempfile
 import time
 import tracemalloc
-import types
 
+from backends import load_backend
 from soak_async import AioSoak, UringSoak
 from soak_base import Result, Soak, sample
 from soak_readiness import EpollSoak, PollSoak, SelectorsSoak, SigioSoak
@@ -69,24 +69,6 @@ def unavailable(name: str) -> str | None:
 
         return None if aio.available() else f"Linux AIO unusable: {aio.why_unavailable()}"
     return None
-
-
-def load_backend(name: str) -> types.SimpleNamespace:
-    """The backend's classes by name, as tests/conftest.py's fixture gives them."""
-    import importlib
-
-    from fastio._api import PUBLIC_API
-
-    ns = types.SimpleNamespace(name=name)
-    owners: dict[str, list[str]] = {}
-    for module, names in PUBLIC_API.items():
-        setattr(ns, module, importlib.import_module(f"fastio._{name}.{module}"))
-        for attr in names:
-            owners.setdefault(attr, []).append(module)
-    for attr, modules in owners.items():
-        if len(modules) == 1:
-            setattr(ns, attr, getattr(getattr(ns, modules[0]), attr))
-    return ns
 
 
 def run(name: str, backend: str, ops: int, *, warmup: int | None = None, trace: bool = True) -> Result:

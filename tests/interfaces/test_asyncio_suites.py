@@ -45,6 +45,7 @@ from typing import Any, Optional
 
 import pytest
 from asyncio_loops import LOOP_KINDS
+from backends import load_backend
 
 # Seconds one stdlib test may take before the watchdog fails it.
 WATCHDOG = 60.0
@@ -249,8 +250,24 @@ def _as_regrtest_runs_it(policy):
                 signal.signal(sig, handler)
 
 
-@pytest.mark.parametrize(("kind", "index", "method"), _test_ids())
-def test_stdlib(backend, kind, index, method, tmp_path, monkeypatch):
+def pytest_generate_tests(metafunc):
+    """Each case on each backend that has its loop kind (``--backend`` chooses
+    among them, as for every backend-parametrised test)."""
+    if metafunc.function is not test_stdlib:
+        return
+    chosen = metafunc.config.getoption("--backend")
+    params = []
+    for case in _test_ids():
+        kind = case.values[0]
+        for name in LOOP_KINDS[kind].backends:
+            if chosen in ("both", name):
+                marks = [*case.marks, *([pytest.mark.c_backend] if name == "c" else [])]
+                params.append(pytest.param(name, *case.values, id=f"{name}-{case.id}", marks=marks))
+    metafunc.parametrize(("backend_name", "kind", "index", "method"), params)
+
+
+def test_stdlib(backend_name, kind, index, method, tmp_path, monkeypatch):
+    backend = load_backend(backend_name)
     why = LOOP_KINDS[kind].skip_reason(backend)
     if why is not None:
         pytest.skip(why)
