@@ -23,6 +23,8 @@ cdef class LoopCore:
     cdef list fired             # the entries the last wait reported (kept to reuse the list)
     cdef unsigned long fork_gen
     cdef unsigned long long turns
+    cdef object recv_func       # a transport reader the engine replaces by its own recvs
+    cdef object recv_data_func  # ... when the transport's protocol is a plain Protocol
 
     cdef int run_ready(self) except -1
     cdef int64_t next_timeout_ns(self) except? -2
@@ -31,3 +33,4 @@ cdef class LoopCore:
     cdef int drop_cancelled_timers(self) except -1
     cdef object add_fd_handle(self, object fileobj, uint32_t event, object callback, tuple args)
     cdef bint remove_fd_handle(self, object fileobj, uint32_t event) except -1
+    cdef object recv_transport(self, uint32_t event, object callback, tuple args)

@@ -22,6 +22,8 @@ io_uring, with the GIL released.
 
 cimport cython
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_SIZE
+from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from libc.stdint cimport int64_t, uint32_t
 
 from fastio._c._common cimport check_fork
@@ -368,18 +370,29 @@ cdef class LoopCore:
         if self._closed:
             raise RuntimeError("Event loop is closed")
         cdef int fd = fd_of(fileobj)
-        cdef Handle h = new_handle(callback, args, self, None, self._debug)
+        cdef Handle h
         cdef FdEntry entry
-        cdef object old
+        cdef object old, transport = self.recv_transport(event, callback, args)
         if fd >= len(self.fds):
             self.fds.extend([None] * (fd + 1 - len(self.fds)))
         if self.fds[fd] is None:
             entry = FdEntry.__new__(FdEntry)
             entry.fd = fd
+        else:
+            entry = self.fds[fd]
+            if entry.recv is not None and event == EPOLLIN:
+                self.remove_fd_handle(fd, EPOLLIN)     # the reader changes hands
+                if self.fds[fd] is None:
+                    entry = FdEntry.__new__(FdEntry)
+                    entry.fd = fd
+        if transport is not None:
+            h = self.eng.recv_reader(entry, transport, self, self._debug)
+        else:
+            h = new_handle(callback, args, self, None, self._debug)
+        if self.fds[fd] is not entry:
             self.eng.watch(entry, event)
             self.fds[fd] = entry
         else:
-            entry = self.fds[fd]
             if entry.events & event:
                 # A callback replaced: the number may name a new file since
                 # (closed and reused without remove_reader): watch it afresh.
@@ -393,6 +406,24 @@ cdef class LoopCore:
         if old is not None:
             old.cancel()
         return h
+
+    cdef object recv_transport(self, uint32_t event, object callback, tuple args):
+        """The transport whose reader this is, when the engine does its reads."""
+        if (event != EPOLLIN or self.recv_func is None or PyTuple_GET_SIZE(args)
+                or not PyMethod_Check(callback)
+                or <object>PyMethod_GET_FUNCTION(callback) is not self.recv_func):
+            return None
+        transport = <object>PyMethod_GET_SELF(callback)
+        cb = transport._read_ready_cb
+        if not PyMethod_Check(cb) or <object>PyMethod_GET_FUNCTION(cb) is not self.recv_data_func:
+            return None     # a BufferedProtocol: its reads go into its get_buffer() memory
+        return transport
+
+    def _set_recv_reader(self, func, data_func):
+        """Let the engine do the reads of the transports whose reader is
+        ``func`` (bound) and whose protocol's path is ``data_func``."""
+        self.recv_func = func
+        self.recv_data_func = data_func
 
     cdef bint remove_fd_handle(self, object fileobj, uint32_t event) except -1:
         cdef int fd

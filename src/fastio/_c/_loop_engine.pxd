@@ -15,6 +15,7 @@ cdef class FdEntry:
     cdef uint64_t armed_ud      # its request id, 0 for none
     cdef uint32_t armed_events  # the events it waits for
     cdef bint dirty             # to re-arm (or cancel) before the next wait
+    cdef object recv            # io_uring: the transport's receive state when its reads are recvs
 
 
 cdef class Engine:
@@ -23,4 +24,5 @@ cdef class Engine:
     cdef int wait(self, int64_t timeout_ns, list fired) except -1
     cdef int watch(self, FdEntry entry, uint32_t events) except -1
     cdef int rewatch(self, FdEntry entry) except -1
+    cdef object recv_reader(self, FdEntry entry, object transport, object loop, bint debug)
     cdef int close_engine(self) except -1

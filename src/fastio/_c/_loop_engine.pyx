@@ -25,5 +25,8 @@ cdef class Engine:
     cdef int rewatch(self, FdEntry entry) except -1:
         raise NotImplementedError
 
+    cdef object recv_reader(self, FdEntry entry, object transport, object loop, bint debug):
+        raise NotImplementedError
+
     cdef int close_engine(self) except -1:
         raise NotImplementedError

@@ -93,6 +93,9 @@ cdef class EpollEngine(Engine):
         self.entries[entry.fd] = entry
         return 0
 
+    cdef object recv_reader(self, FdEntry entry, object transport, object loop, bint debug):
+        raise RuntimeError("the epoll engine reads through readiness (the loop never asks it this)")
+
     cdef int wait(self, int64_t timeout_ns, list fired) except -1:
         cdef epoll_event events[MAX_EVENTS]
         cdef int n, i, fd

@@ -31,27 +31,87 @@ Kernel facts it relies on:
 
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ETIME
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastio._c._common cimport raise_errno
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.string cimport strerror
+
 from fastio._c._inflight cimport Slot
 from fastio._c._loop_engine cimport Engine, FdEntry
+from fastio._c._loop_handles cimport new_handle
 from fastio._c._uring cimport (
-    FIO_IORING_ENTER_GETEVENTS, FIO_OP_POLL_ADD, FIO_OP_POLL_REMOVE, fio_io_uring_cqe,
-    fio_io_uring_sqe, fio_prep_poll_add, fio_prep_target, fio_ring_flush_sq_to, fio_ring_sq_ready,
+    FIO_IORING_CQE_BUFFER_SHIFT, FIO_IORING_CQE_F_BUFFER, FIO_IORING_CQE_F_MORE,
+    FIO_IORING_ENTER_GETEVENTS, FIO_OP_ASYNC_CANCEL, FIO_OP_POLL_ADD, FIO_OP_POLL_REMOVE, FIO_OP_RECV,
+    fio_io_uring_cqe, fio_io_uring_sqe, fio_prep_poll_add, fio_prep_recv_multishot, fio_prep_target,
+    fio_ring_flush_sq_to, fio_ring_sq_ready,
 )
 from fastio._c._uring_core cimport UD_INTERNAL, UD_SKIP
+from fastio._c._uring_types cimport BufRing
 from fastio._c.uring cimport Ring
+
+from collections import deque
 
 from fastio._abi import uring as _abi
 
 cdef extern from "<poll.h>":
-    uint32_t POLLERR
+    uint32_t POLLERR, POLLIN
+
+cdef extern from "<sys/epoll.h>":
+    uint32_t EPOLLIN
 
 cdef extern from "<errno.h>":
-    int ECANCELED
+    int ECANCELED, ENOBUFS
+
+cdef enum:
+    RECV_GROUP = 0          # the loop's provided-buffer group
+    RECV_BUFFERS = 256      # buffers in it (the kernel takes them in turn, the loop gives each back at once)
+    RECV_BUFFER_SIZE = 16384
 
 cdef uint32_t SETUP_FLAGS = _abi.SETUP_SUBMIT_ALL | _abi.SETUP_COOP_TASKRUN | _abi.SETUP_TASKRUN_FLAG
+
+
+cdef class RecvState:
+    """What the loop keeps for a socket transport whose reads are its
+    multishot recv: the bytes (and the end: 0 for EOF, -errno) that arrived
+    and are not delivered yet, kept across pause_reading/resume_reading."""
+
+    cdef object transport
+    cdef object backlog         # deque of bytes, then 0 (EOF) or -errno
+    cdef FdEntry entry          # the fd entry of the current reader
+    cdef uint64_t armed_ud      # the recv in flight, 0 for none
+    cdef bint reading           # the transport wants data now
+    cdef bint queued            # its delivery is in the ready queue
+    cdef bint ended             # EOF or an error came: never re-armed
+
+
+cdef object os_error(int err):
+    return OSError(err, strerror(err).decode("utf-8", "replace"))
+
+
+def deliver(RecvState st):
+    """The reader callback of a transport in recv mode: hand what arrived to
+    the protocol, in order, as the stdlib transport's read path does, until
+    the transport stops reading (a pause inside ``data_received``) or loses
+    its connection."""
+    st.queued = False
+    transport = st.transport
+    backlog = st.backlog
+    while backlog:
+        if not st.reading or transport._conn_lost:
+            return
+        item = backlog.popleft()
+        if type(item) is bytes:
+            try:
+                transport._protocol.data_received(item)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        elif item == 0:
+            transport._read_ready__on_eof()
+        else:
+            transport._fatal_error(os_error(-item), "Fatal read error on socket transport")
 
 
 cdef class LoopRing(Ring):
@@ -59,6 +119,8 @@ cdef class LoopRing(Ring):
     Python object made per completion."""
 
     cdef list fired     # where fired fd entries go during the engine's reap (None otherwise)
+    cdef list dirty     # the engine's: entries to re-arm
+    cdef BufRing bufs   # the recv buffers (None where the kernel has no buffer rings)
 
     cdef int handle_cqe(self, fio_io_uring_cqe *cqe, list out) except -1:
         cdef uint64_t ud = cqe.user_data
@@ -81,7 +143,42 @@ cdef class LoopRing(Ring):
                     entry.revents = <uint32_t>cqe.res if cqe.res > 0 else POLLERR
                     self.fired.append(entry)
                 entry.armed_ud = 0
+        elif s.tag == FIO_OP_RECV:
+            self.recv_done(<RecvState>obj, cqe)
+            if cqe.flags & FIO_IORING_CQE_F_MORE:
+                return 0
         self.slot_release(idx)
+        return 0
+
+    cdef int recv_done(self, RecvState st, fio_io_uring_cqe *cqe) except -1:
+        """A completion of a transport's multishot recv. What can raise comes
+        before any change, so reap() can hand the CQE in again."""
+        cdef uint32_t bid = 0
+        cdef object data = None
+        cdef int res = cqe.res
+        cdef FdEntry entry = st.entry
+        if cqe.flags & FIO_IORING_CQE_F_BUFFER:
+            bid = cqe.flags >> FIO_IORING_CQE_BUFFER_SHIFT
+            data = PyBytes_FromStringAndSize(self.bufs.bufs + <size_t>bid * self.bufs.size,
+                                             res if 0 < res <= <int>self.bufs.size else 0)
+        elif res == 0 or (res < 0 and res != -ENOBUFS and res != -ECANCELED):
+            data = res
+        if data is not None and st.reading and not st.queued and entry is not None and self.fired is not None:
+            self.fired.append(entry)
+            entry.revents = POLLIN
+            st.queued = True
+        if data is not None:
+            st.backlog.append(data)
+        # Nothing below raises.
+        if cqe.flags & FIO_IORING_CQE_F_BUFFER:
+            self.bufs.recycle(<uint16_t>bid)
+        if type(data) is int:
+            st.ended = True
+        if not (cqe.flags & FIO_IORING_CQE_F_MORE) and st.armed_ud == cqe.user_data:
+            st.armed_ud = 0
+            if st.reading and not st.ended and entry is not None and not entry.dirty:
+                entry.dirty = True
+                self.dirty.append(entry)   # ENOBUFS, or the kernel ended it: re-arm
         return 0
 
 
@@ -95,17 +192,42 @@ cdef class UringEngine(Engine):
     cdef LoopRing lring
     cdef list dirty             # entries whose poll must be (re-)armed or removed
     cdef list unused            # reap()'s list of Completion objects: stays empty
+    cdef list backlogged        # resumed transports with bytes waiting: delivered next turn
+    cdef readonly bint recv_mode    # socket transports read through multishot recv
 
-    def __cinit__(self, entries=256):
+    def __cinit__(self, entries=256, recv=True):
         self.name = "uring"
         self.dirty = []
         self.unused = []
+        self.backlogged = []
         try:
             self.lring = LoopRing(entries, flags=SETUP_FLAGS, cq_entries=4 * entries)
         except OSError as exc:
             if exc.errno != EINVAL:   # a kernel before 5.19 refuses a flag
                 raise
             self.lring = LoopRing(entries, cq_entries=4 * entries)
+        self.lring.dirty = self.dirty
+        if recv:
+            try:
+                self.lring.bufs = self.lring.register_buf_ring(RECV_GROUP, RECV_BUFFERS, RECV_BUFFER_SIZE)
+                self.recv_mode = True
+            except OSError:
+                pass    # no buffer rings (before 5.19): transports read on readiness
+
+    cdef object recv_reader(self, FdEntry entry, object transport, object loop, bint debug):
+        cdef RecvState st = getattr(transport, "_fastio_recv", None)
+        if st is None:
+            st = RecvState.__new__(RecvState)
+            st.transport = transport
+            st.backlog = deque()
+            transport._fastio_recv = st
+        st.entry = entry
+        entry.recv = st
+        if st.backlog and not st.queued:
+            st.queued = True
+            entry.revents = POLLIN
+            self.backlogged.append(entry)
+        return new_handle(deliver, (st,), loop, None, debug)
 
     @property
     def ring(self):
@@ -114,6 +236,8 @@ cdef class UringEngine(Engine):
 
     cdef int watch(self, FdEntry entry, uint32_t events) except -1:
         entry.events = events
+        if entry.recv is not None and (<RecvState>entry.recv).entry is entry:
+            (<RecvState>entry.recv).reading = bool(events & EPOLLIN)
         if not entry.dirty:
             self.dirty.append(entry)
             entry.dirty = True
@@ -126,32 +250,59 @@ cdef class UringEngine(Engine):
     cdef int arm(self) except -1:
         """Queue the poll changes of this turn."""
         cdef FdEntry entry
-        cdef uint32_t idx
+        cdef uint32_t idx, want
         cdef fio_io_uring_sqe *sqe
-        cdef list dirty = self.dirty
-        self.dirty = []
+        cdef RecvState st
+        cdef list dirty = list(self.dirty)
+        del self.dirty[:]       # (the same list object: the ring appends to it)
         for entry in dirty:
             entry.dirty = False
+            want = entry.events
+            if entry.recv is not None:
+                st = entry.recv
+                if st.entry is not entry:
+                    entry.recv = None       # a later entry of the fd has the reader now
+                else:
+                    want &= ~EPOLLIN        # reads are the recv's, not a poll's
+                    if st.reading and not st.armed_ud and not st.ended:
+                        idx = self.lring.new_slot(st, 0, False)
+                        self.lring.table.at(idx).group = RECV_GROUP
+                        self.lring.bufs.inflight += 1
+                        sqe = self.lring.sqe_for(idx)
+                        fio_prep_recv_multishot(sqe, entry.fd, RECV_GROUP, 0)
+                        st.armed_ud = self.lring.finish(idx, sqe, 0)
+                    elif not st.reading and st.armed_ud:
+                        self.cancel(FIO_OP_ASYNC_CANCEL, st.armed_ud)
+                        st.armed_ud = 0
             if entry.armed_ud:
-                if entry.events and entry.armed_events == entry.events:
+                if want and entry.armed_events == want:
                     continue        # armed with exactly these events
-                idx = self.lring.new_slot(None, 0, False)
-                sqe = self.lring.sqe_for(idx)
-                fio_prep_target(sqe, FIO_OP_POLL_REMOVE, -1, entry.armed_ud, 0)
-                self.lring.finish(idx, sqe, 0)
+                self.cancel(FIO_OP_POLL_REMOVE, entry.armed_ud)
                 entry.armed_ud = 0
-            if entry.events:
+            if want:
                 idx = self.lring.new_slot(entry, 0, False)
                 sqe = self.lring.sqe_for(idx)
-                fio_prep_poll_add(sqe, entry.fd, entry.events, 0)
+                fio_prep_poll_add(sqe, entry.fd, want, 0)
                 entry.armed_ud = self.lring.finish(idx, sqe, 0)
-                entry.armed_events = entry.events
+                entry.armed_events = want
+        return 0
+
+    cdef int cancel(self, uint8_t op, uint64_t target) except -1:
+        cdef uint32_t idx = self.lring.new_slot(None, 0, False)
+        cdef fio_io_uring_sqe *sqe = self.lring.sqe_for(idx)
+        fio_prep_target(sqe, op, -1, target, 0)
+        self.lring.finish(idx, sqe, 0)
         return 0
 
     cdef int wait(self, int64_t timeout_ns, list fired) except -1:
         cdef int ret
-        cdef uint32_t pending
+        cdef uint32_t pending, polled
+        cdef FdEntry e
         self.arm()
+        if self.backlogged:
+            fired.extend(self.backlogged)
+            del self.backlogged[:]
+            timeout_ns = 0
         fio_ring_flush_sq_to(&self.lring.ring, self.lring.ring.sq.sqe_tail)
         pending = fio_ring_sq_ready(&self.lring.ring)
         if pending or timeout_ns != 0:
@@ -167,13 +318,16 @@ cdef class UringEngine(Engine):
         finally:
             self.lring.fired = None
         # The loop re-arms, after their callbacks, the polls that completed.
-        for entry in fired:
-            if (<FdEntry>entry).events and not (<FdEntry>entry).dirty:
-                self.dirty.append(entry)
-                (<FdEntry>entry).dirty = True
+        for obj in fired:
+            e = <FdEntry>obj
+            polled = e.events & ~EPOLLIN if e.recv is not None else e.events
+            if polled and not e.dirty:
+                self.dirty.append(e)
+                e.dirty = True
         return 0
 
     cdef int close_engine(self) except -1:
-        self.dirty = []
+        del self.dirty[:]
+        del self.backlogged[:]
         self.lring.close()
         return 0

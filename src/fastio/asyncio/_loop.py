@@ -71,6 +71,19 @@ _StdlibLoopMethods = types.new_class(
 ENGINES = ("uring", "epoll")
 
 
+def _kernel_at_least(major: int, minor: int) -> bool:
+    release = os.uname().release.split(".")
+    try:
+        return (int(release[0]), int(release[1].split("-")[0])) >= (major, minor)
+    except (IndexError, ValueError):
+        return False
+
+
+# Multishot recv (IORING_RECV_MULTISHOT) is Linux 6.0; an older kernel
+# fails it with EINVAL, so the uring engine then reads on readiness.
+_HAS_MULTISHOT_RECV = _kernel_at_least(6, 0)
+
+
 def _new_engine(wanted):
     """(engine, why the loop has this one)."""
     source = "engine="
@@ -86,9 +99,9 @@ def _new_engine(wanted):
     if wanted == "epoll":
         return EpollEngine(), f"{source}=epoll"
     if wanted == "uring":
-        return UringEngine(), f"{source}=uring"
+        return UringEngine(recv=_HAS_MULTISHOT_RECV), f"{source}=uring"
     try:
-        return UringEngine(), "io_uring works here"
+        return UringEngine(recv=_HAS_MULTISHOT_RECV), "io_uring works here"
     except (UnsupportedError, OSError) as exc:
         return EpollEngine(), f"io_uring cannot be used here: {exc}"
 
@@ -140,6 +153,10 @@ class Loop(LoopCore, _StdlibLoopMethods, events.AbstractEventLoop):
         try:
             made, reason = _new_engine(engine)
             self._set_engine(made)
+            if getattr(made, "recv_mode", False):
+                # The engine reads the socket transports itself (multishot recv).
+                self._set_recv_reader(_loop_transport.read_ready,
+                                      _loop_transport.read_ready__data_received)
             #: Why the loop has its engine (forced, or why io_uring could not be used).
             self.engine_reason = reason
             base_events.BaseEventLoop.__init__(self)

@@ -1,0 +1,269 @@
+"""The io_uring engine's receive path: a socket transport whose protocol is a
+plain ``Protocol`` reads through one multishot recv into the loop's provided
+buffers, with no recv(2) per read. What it must keep from the stdlib
+transport: bytes in order and none lost or repeated, nothing delivered while
+reading is paused (what the kernel already received waits for the resume),
+EOF and errors after the bytes before them, no request left in the kernel
+once the transport is closed, and a BufferedProtocol still read into its own
+memory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+
+import pytest
+
+from fastio import uring
+from fastio.asyncio._loop import Loop
+
+pytestmark = [
+    pytest.mark.c_backend,
+    pytest.mark.skipif(not uring.available(), reason=f"io_uring unusable here: {uring.why_unavailable()}"),
+]
+
+TIMEOUT = 5.0
+
+
+@pytest.fixture
+def loop():
+    lp = Loop(engine="uring")
+    if not lp._engine.recv_mode:
+        lp.close()
+        pytest.skip("this kernel has no provided-buffer rings (Linux 5.19) or multishot recv (6.0)")
+    yield lp
+    lp.close()
+
+
+def run(loop, coro):
+    return loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT))
+
+
+class Recorder(asyncio.Protocol):
+    def __init__(self):
+        self.events = []
+        self.data = bytearray()
+        self.lost = asyncio.get_running_loop().create_future()
+        self.keep_open = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.events.append(("data", len(data)))
+        self.data += data
+
+    def eof_received(self):
+        self.events.append(("eof",))
+        return self.keep_open
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", exc))
+        self.lost.set_result(exc)
+
+
+async def accepted(loop, sock, protocol=Recorder):
+    return await loop.connect_accepted_socket(protocol, sock)
+
+
+def test_plain_protocol_reads_through_the_ring_and_buffered_does_not(loop, sockpair):
+    a, b = sockpair
+    c, d = socket.socketpair()
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(64)
+            self.got = bytearray()
+
+        def get_buffer(self, n):
+            return self.buf
+
+        def buffer_updated(self, n):
+            self.got += self.buf[:n]
+
+    async def main():
+        t1, p1 = await accepted(loop, a)
+        t2, p2 = await accepted(loop, c, Buffered)
+        b.send(b"plain")
+        d.send(b"buffered")
+        for _ in range(200):
+            if p1.data == b"plain" and p2.got == b"buffered":
+                break
+            await asyncio.sleep(0.005)
+        assert hasattr(t1, "_fastio_recv") and not hasattr(t2, "_fastio_recv")
+        t1.close()
+        t2.close()
+        return bytes(p1.data), bytes(p2.got)
+
+    try:
+        assert run(loop, main()) == (b"plain", b"buffered")
+    finally:
+        c.close()
+        d.close()
+
+
+def test_every_byte_in_order_across_many_connections_and_buffer_shortage(loop):
+    # 40 connections x 256 KiB at once: more bytes in flight than the loop's
+    # 256 buffers of 16 KiB, so multishot recvs run dry (ENOBUFS) and re-arm.
+    n, size = 40, 256 * 1024
+    pairs = [socket.socketpair() for _ in range(n)]
+    payloads = [os.urandom(size) for _ in range(n)]
+
+    async def main():
+        protos = []
+        for (a, _), _payload in zip(pairs, payloads):
+            _, p = await accepted(loop, a)
+            protos.append(p)
+        senders = [threading.Thread(target=lambda s=b, data=data: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+                   for (_, b), data in zip(pairs, payloads)]
+        for t in senders:
+            t.start()
+        await asyncio.gather(*(p.lost for p in protos))
+        for t in senders:
+            t.join()
+        return protos
+
+    try:
+        protos = run(loop, main())
+        for p, data in zip(protos, payloads):
+            assert bytes(p.data) == data
+            assert p.events[-2:] == [("eof",), ("lost", None)]
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_nothing_is_delivered_while_paused_and_all_of_it_after(loop, sockpair):
+    a, b = sockpair
+
+    async def main():
+        transport, p = await accepted(loop, a)
+        b.send(b"first")
+        while not p.data:
+            await asyncio.sleep(0.001)
+        transport.pause_reading()
+        b.send(b"-while-paused-1")
+        b.send(b"-while-paused-2")
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert bytes(p.data) == b"first"
+        transport.resume_reading()
+        b.send(b"-after")
+        want = b"first-while-paused-1-while-paused-2-after"
+        for _ in range(400):
+            if len(p.data) >= len(want):
+                break
+            await asyncio.sleep(0.005)
+        transport.close()
+        return bytes(p.data)
+
+    assert run(loop, main()) == b"first-while-paused-1-while-paused-2-after"
+
+
+def test_pause_inside_data_received_stops_delivery_at_once(loop, sockpair):
+    a, b = sockpair
+
+    class PausesAtOnce(Recorder):
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.pause_reading()
+
+    async def main():
+        transport, p = await accepted(loop, a, PausesAtOnce)
+        for i in range(5):
+            b.send(b"%d" % i)
+            await asyncio.sleep(0.01)          # (separate arrivals: separate chunks)
+        calls = len(p.events)
+        await asyncio.sleep(0.05)
+        assert len(p.events) == calls == 1      # paused in the first call
+        got = []
+        while len(p.data) < 5:
+            transport.resume_reading()
+            await asyncio.sleep(0.01)
+            got.append(len(p.data))
+        transport.close()
+        return bytes(p.data)
+
+    assert run(loop, main()) == b"01234"
+
+
+def test_eof_comes_after_the_bytes_and_keep_open_still_writes(loop, sockpair):
+    a, b = sockpair
+
+    class KeepOpen(Recorder):
+        def eof_received(self):
+            super().eof_received()
+            self.transport.write(b"reply after eof")
+            return True
+
+    async def main():
+        transport, p = await accepted(loop, a, KeepOpen)
+        b.sendall(b"x" * 100000)
+        b.shutdown(socket.SHUT_WR)
+        while ("eof",) not in p.events:
+            await asyncio.sleep(0.005)
+        b.settimeout(TIMEOUT)
+        reply = b.recv(100)
+        transport.close()
+        await p.lost
+        return p, reply
+
+    p, reply = run(loop, main())
+    assert bytes(p.data) == b"x" * 100000
+    kinds = [e[0] for e in p.events]
+    assert kinds.index("eof") == len(kinds) - 2 and kinds[-1] == "lost"
+    assert reply == b"reply after eof"
+
+
+def test_a_reset_is_connection_lost_with_the_error(loop):
+    async def main():
+        made = loop.create_future()
+
+        class Keep(Recorder):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                made.set_result(self)
+
+        server = await loop.create_server(Keep, "127.0.0.1", 0)
+        client = socket.create_connection(server.sockets[0].getsockname())
+        p = await made
+        client.send(b"before the reset")
+        while not p.data:
+            await asyncio.sleep(0.001)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        client.close()
+        exc = await p.lost
+        server.close()
+        await server.wait_closed()
+        return p, exc
+
+    p, exc = run(loop, main())
+    assert bytes(p.data) == b"before the reset"
+    assert isinstance(exc, ConnectionResetError)
+
+
+def test_closing_the_transport_leaves_no_request_in_the_kernel(loop):
+    ring = loop._engine.ring
+
+    async def main():
+        run_base = ring.inflight
+        pairs = [socket.socketpair() for _ in range(20)]
+        transports = [(await accepted(loop, a))[0] for a, _ in pairs]
+        await asyncio.sleep(0.01)
+        assert ring.inflight >= run_base + 20          # a recv armed per transport
+        for t in transports:
+            t.close()
+        for _ in range(100):
+            await asyncio.sleep(0.005)
+            if ring.inflight == run_base:
+                break
+        for a, b in pairs:
+            a.close()
+            b.close()
+        return run_base, ring.inflight
+
+    base, after = run(loop, main())
+    assert after == base
