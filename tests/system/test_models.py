@@ -136,7 +136,8 @@ def short_dir():
 def test_registry():
     assert NAMES == [
         "blocking", "blocking-pool", "nonblocking", "select", "poll", "epoll", "selectors-stdlib",
-        "sigio", "uring", "uring-multishot", "aio", "asyncio", "asyncio-fastio", "uvloop",
+        "sigio", "uring", "uring-multishot", "aio", "asyncio", "asyncio-fastio", "asyncio-fastio-uring",
+        "asyncio-fastio-epoll", "uvloop",
     ]
     allowed = {"blocking", "non-blocking", "multiplexing", "signal-driven", "asynchronous", "asyncio",
                "reference"}

@@ -51,7 +51,8 @@ def test_model_serves_the_load_generator(name, backend):
     assert set(threading.enumerate()) <= threads, "stop() left a thread running"
 
 
-@pytest.mark.parametrize("name", ["blocking", "epoll", "sigio", "uring-multishot", "aio", "asyncio-fastio"])
+@pytest.mark.parametrize("name", ["blocking", "epoll", "sigio", "uring-multishot", "aio", "asyncio-fastio",
+                                  "asyncio-fastio-uring", "asyncio-fastio-epoll"])
 def test_model_serves_the_load_generator_on_a_unix_socket(name, backend, tmp_path):
     cls = models.get(name)
     why = cls.why_unavailable(backend.name)

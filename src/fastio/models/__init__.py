@@ -23,7 +23,13 @@ from typing import Dict, Type
 
 from fastio.models._base import Address, EchoServer
 from fastio.models.aio import AioServer
-from fastio.models.asyncio import AsyncioFastioServer, AsyncioServer, UvloopServer
+from fastio.models.asyncio import (
+    AsyncioCompiledEpollServer,
+    AsyncioCompiledServer,
+    AsyncioFastioServer,
+    AsyncioServer,
+    UvloopServer,
+)
 from fastio.models.blocking import BlockingPoolServer, BlockingServer
 from fastio.models.multiplexing import EpollServer, PollServer, SelectServer, StdlibSelectorsServer
 from fastio.models.nonblocking import NonBlockingServer
@@ -48,6 +54,8 @@ MODELS: Dict[str, Type[EchoServer]] = {
         AioServer,
         AsyncioServer,
         AsyncioFastioServer,
+        AsyncioCompiledServer,
+        AsyncioCompiledEpollServer,
         UvloopServer,
     )
 }

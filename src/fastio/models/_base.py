@@ -119,6 +119,8 @@ class EchoServer:
     summary: ClassVar[str] = ""
     #: fastio modules the model is built on (for why_unavailable()).
     requires: ClassVar[Tuple[str, ...]] = ()
+    #: the backends that have this server (the compiled loop's exist only on "c")
+    backends: ClassVar[Tuple[str, ...]] = ("c", "pure")
     #: Whether the loop waits on the wake-up pipe (``_wake_r``).
     uses_wake_pipe: ClassVar[bool] = True
 

@@ -23,7 +23,9 @@ hands over exact-size bytes, so it keeps the plain ``Protocol``
 
 Servers: ``asyncio`` (the default ``SelectorEventLoop`` with the standard
 library's epoll selector), ``asyncio-fastio`` (``fastio.asyncio.SelectorLoop``: the
-same loop on ``fastio.selectors.EpollSelector``), ``uvloop`` (libuv's loop,
+same loop on ``fastio.selectors.EpollSelector``), ``asyncio-fastio-uring`` and
+``asyncio-fastio-epoll`` (``fastio.asyncio.Loop``, the compiled loop, on each of
+its engines), ``uvloop`` (libuv's loop,
 written in Cython; only when uvloop is installed, which fastio never needs).
 """
 
@@ -35,7 +37,8 @@ from typing import Any, Optional, Set
 
 from fastio.models._base import BUFFER_SIZE, EchoServer
 
-__all__ = ["AsyncioServer", "AsyncioFastioServer", "UvloopServer"]
+__all__ = ["AsyncioServer", "AsyncioFastioServer", "AsyncioCompiledServer", "AsyncioCompiledEpollServer",
+           "UvloopServer"]
 
 
 class _Echo(asyncio.Protocol):
@@ -188,6 +191,43 @@ class AsyncioFastioServer(AsyncioServer):
         from fastio.asyncio import SelectorLoop
 
         return SelectorLoop(self._load("selectors").EpollSelector())
+
+
+class AsyncioCompiledServer(AsyncioServer):
+    """``fastio.asyncio.Loop``, the compiled loop, on one engine. Its transport
+    reads into the loop's own buffers (uring: provided buffers of a multishot
+    recv; epoll: one buffer of the loop's) and hands over exact-size bytes,
+    so the echo is the plain ``Protocol``, as for uvloop."""
+
+    name = "asyncio-fastio-uring"
+    summary = "fastio.asyncio.Loop (compiled scheduler) on its io_uring engine, Protocol echo"
+    buffered = False
+    engine = "uring"
+    backends = ("c",)
+
+    @classmethod
+    def why_unavailable(cls, backend: Optional[str] = None) -> Optional[str]:
+        from fastio import _backend
+
+        if (backend or _backend.name()) not in cls.backends:
+            return "the compiled loop is part of the compiled backend"
+        if cls.engine == "uring":
+            from fastio import uring
+
+            if not uring.available():
+                return uring.why_unavailable()
+        return None
+
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        from fastio.asyncio._loop import Loop
+
+        return Loop(engine=self.engine)
+
+
+class AsyncioCompiledEpollServer(AsyncioCompiledServer):
+    name = "asyncio-fastio-epoll"
+    summary = "fastio.asyncio.Loop (compiled scheduler) on its epoll engine, Protocol echo"
+    engine = "epoll"
 
 
 class UvloopServer(AsyncioServer):
