@@ -36,6 +36,8 @@ EXPECTED = {
     "uring.py": ["completion 'recv on a': res=12", COPIED],
     "aio.py": ["completion 'poll a'", COPIED],
     "asyncio_loop.py": ["event loop: fastio.asyncio.", "waiting: the coroutine is suspended", COPIED],
+    "asyncio_server.py": ["event loop: fastio.asyncio.", "serving on 127.0.0.1:",
+                          "echoed 3 messages to each of: client 0, client 1, client 2", "server closed"],
 }
 DIRECT_READ = ["completion 'pread file': res=4096", "copied 4096 bytes: b'hello, world' + 4084 zero bytes"]
 
