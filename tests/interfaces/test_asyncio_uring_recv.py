@@ -13,6 +13,7 @@ import asyncio
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -267,3 +268,39 @@ def test_closing_the_transport_leaves_no_request_in_the_kernel(loop):
 
     base, after = run(loop, main())
     assert after == base
+
+
+def test_keyboard_interrupt_in_data_received_loses_nothing(loop, sockpair):
+    a, b = sockpair
+
+    class InterruptsOnce(Recorder):
+        interrupted = False
+
+        def data_received(self, data):
+            super().data_received(data)
+            if not self.interrupted:
+                self.interrupted = True
+                raise KeyboardInterrupt
+
+    async def setup():
+        transport, p = await accepted(loop, a, InterruptsOnce)
+        return transport, p
+
+    transport, p = run(loop, setup())
+    # Several arrivals reaped in one turn: the first one's delivery raises.
+    for i in range(4):
+        b.send(b"<%d>" % i)
+    time.sleep(0.05)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    assert bytes(p.data).startswith(b"<0>")
+
+    async def rest():
+        for _ in range(200):
+            if bytes(p.data) == b"<0><1><2><3>":
+                break
+            await asyncio.sleep(0.005)
+        transport.close()
+        return bytes(p.data)
+
+    assert run(loop, rest()) == b"<0><1><2><3>"

@@ -71,6 +71,9 @@ cdef enum:
 cdef uint32_t SETUP_FLAGS = _abi.SETUP_SUBMIT_ALL | _abi.SETUP_COOP_TASKRUN | _abi.SETUP_TASKRUN_FLAG
 
 
+cdef class UringEngine
+
+
 cdef class RecvState:
     """What the loop keeps for a socket transport whose reads are its
     multishot recv: the bytes (and the end: 0 for EOF, -errno) that arrived
@@ -83,6 +86,7 @@ cdef class RecvState:
     cdef bint reading           # the transport wants data now
     cdef bint queued            # its delivery is in the ready queue
     cdef bint ended             # EOF or an error came: never re-armed
+    cdef UringEngine engine
 
 
 cdef object os_error(int err):
@@ -97,21 +101,29 @@ def deliver(RecvState st):
     st.queued = False
     transport = st.transport
     backlog = st.backlog
-    while backlog:
-        if not st.reading or transport._conn_lost:
-            return
-        item = backlog.popleft()
-        if type(item) is bytes:
-            try:
-                transport._protocol.data_received(item)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-        elif item == 0:
-            transport._read_ready__on_eof()
-        else:
-            transport._fatal_error(os_error(-item), "Fatal read error on socket transport")
+    try:
+        while backlog:
+            if not st.reading or transport._conn_lost:
+                return
+            item = backlog.popleft()
+            if type(item) is bytes:
+                try:
+                    transport._protocol.data_received(item)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            elif item == 0:
+                transport._read_ready__on_eof()
+            else:
+                transport._fatal_error(os_error(-item), "Fatal read error on socket transport")
+    finally:
+        # A KeyboardInterrupt in data_received leaves the loop: what is left
+        # is delivered in the next turn it runs, not only when more arrives.
+        if backlog and st.reading and not st.queued and st.entry is not None:
+            st.queued = True
+            st.entry.revents = POLLIN
+            st.engine.backlogged.append(st.entry)
 
 
 cdef class LoopRing(Ring):
@@ -220,6 +232,7 @@ cdef class UringEngine(Engine):
             st = RecvState.__new__(RecvState)
             st.transport = transport
             st.backlog = deque()
+            st.engine = self
             transport._fastio_recv = st
         st.entry = entry
         entry.recv = st
