@@ -45,6 +45,7 @@ import tracemalloc
 
 from backends import load_backend
 from soak_async import AioSoak, UringSoak
+from soak_asyncio import AsyncioSoak
 from soak_base import Result, Soak, sample
 from soak_readiness import EpollSoak, PollSoak, SelectorsSoak, SigioSoak
 
@@ -55,6 +56,7 @@ SOAKS: dict[str, type[Soak]] = {
     "uring": UringSoak,
     "aio": AioSoak,
     "sigio": SigioSoak,
+    "asyncio": AsyncioSoak,
 }
 
 
