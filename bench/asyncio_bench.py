@@ -24,6 +24,14 @@ order; reported: the median over rounds and the min-max, and the median of the p
 uvloop at the same server, connection count and size. After each run the server must be back to the
 fds it had before it (no leak); at the end it must exit cleanly when its stdin closes.
 
+Every server first serves one connection for 0.2 s that then closes (unless ``--cold``), so that
+what is measured is a server that has seen a connection end, as any long-running one has. It
+matters for the stdlib transports' ``Protocol`` path (protocol and streams on selector and stdlib):
+there every read allocates ``max_size`` (256 KiB) bytes, which glibc serves with mmap and shrinks
+with mremap, then munmap on free: three system calls and a page fault per read, until a whole
+256 KiB block is freed (the empty read at a connection's end), which raises glibc's dynamic mmap
+threshold above 256 KiB for the rest of the process. A fresh server is 2-3x slower until then.
+
     PYTHONPATH=src python bench/asyncio_bench.py                       # everything, 3 rounds of 2 s
     PYTHONPATH=src python bench/asyncio_bench.py --sizes 64 --conns 10,100 --rounds 5
     PYTHONPATH=src python bench/asyncio_bench.py --loops fastio-uring,uvloop --servers protocol --quick
@@ -232,6 +240,15 @@ class Server:
         return None
 
 
+def prewarm(server: Server) -> None:
+    """One connection for 0.2 s, closed (see the module docstring)."""
+    argv = [sys.executable, "-m", "fastio.loadgen", f"127.0.0.1:{server.port}", "--duration", "0.2",
+            "--warmup", "0", "--cpu", str(CLIENT_CPU), "--json"]
+    proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"warm-up run failed: exit {proc.returncode}, {proc.stderr.strip()!r}")
+
+
 def measure(server: Server, conns: int, size: int, duration: float, warmup: float) -> dict:
     """One load generator run against ``server``; its result with the CPU over its window."""
     argv = [sys.executable, "-m", "fastio.loadgen", f"127.0.0.1:{server.port}", "--connections", str(conns),
@@ -301,6 +318,15 @@ def run_rounds(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[li
                     break
                 try:
                     base = _fds(server.proc.pid)
+                    if not args.cold:
+                        try:
+                            prewarm(server)
+                        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                            problems.append(f"round {r + 1} {loop}/{kind}: {exc}")
+                            continue
+                        left = server.settle(base)
+                        if left > base:
+                            problems.append(f"round {r + 1} {loop}/{kind}: {left - base} fds open after warm-up")
                     for conns in args.conns:
                         for size in args.sizes:
                             where = f"round {r + 1} {loop}/{kind} {conns} conns {size} B"
@@ -376,6 +402,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=2.0)
     ap.add_argument("--warmup", type=float, default=0.2)
     ap.add_argument("--quick", action="store_true", help="1 round of 0.5 s at 10 connections, 64 B")
+    ap.add_argument("--cold", action="store_true", help="no warm-up connection before measuring")
     ap.add_argument("--no-rt", action="store_true", help="do not ask for SCHED_RR")
     ap.add_argument("--json", metavar="PATH", help="also write every sample here")
     args = ap.parse_args()
@@ -402,7 +429,8 @@ def main() -> int:
         uv = "uvloop: skipped: pip install uvloop"
     print(f"# {platform.python_implementation()} {platform.python_version()}, Linux {platform.release()}, "
           f"{os.cpu_count()} CPUs, {uv}; {priority}; server CPU {SERVER_CPU}, load generator CPU {CLIENT_CPU}; "
-          f"{args.rounds} rounds of {args.warmup:g} s warmup + {args.duration:g} s", flush=True)
+          f"{args.rounds} rounds of {args.warmup:g} s warmup + {args.duration:g} s"
+          f"{'; cold servers' if args.cold else ''}", flush=True)
     samples, problems, skipped = run_rounds(args, lambda text: print("  " + text, file=sys.stderr, flush=True))
     for loop, why in skipped.items():
         print(f"{loop}: skipped: {why}" + (" (pip install uvloop)" if loop == "uvloop" else ""))
