@@ -352,6 +352,29 @@ def test_a_loop_from_before_fork_refuses_to_run_in_the_child(loop):
     assert run(loop, asyncio.sleep(0.001, result=1)) == 1
 
 
+# -- the stdlib's code on the loop --------------------------------------------
+
+
+def _unix_server_file_left(lp, path) -> bool:
+    """Whether a closed unix server on ``lp`` leaves its socket file."""
+    async def serve_and_close():
+        server = await asyncio.start_unix_server(lambda r, w: None, path)
+        server.close()
+        await server.wait_closed()
+
+    try:
+        lp.run_until_complete(asyncio.wait_for(serve_and_close(), TIMEOUT))
+    finally:
+        lp.close()
+    return os.path.exists(path)
+
+
+def test_a_closed_unix_server_leaves_its_socket_file_as_the_stdlib_does(loop, tmp_path):
+    # 3.13's unix loop removes the file in a _stop_serving that calls super().
+    expected = _unix_server_file_left(asyncio.SelectorEventLoop(), str(tmp_path / "stdlib"))
+    assert _unix_server_file_left(loop, str(tmp_path / "fastio")) == expected
+
+
 # -- engines -------------------------------------------------------------------
 
 

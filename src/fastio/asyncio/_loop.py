@@ -33,38 +33,52 @@ from fastio._errors import UnsupportedError
 
 __all__ = ["ENGINES", "Loop"]
 
-# The stdlib classes whose methods the loop takes, most derived first.
+# The stdlib classes whose methods the loop takes, the most derived first.
 _SOURCES = (
     unix_events._UnixSelectorEventLoop,
     selector_events.BaseSelectorEventLoop,
     base_events.BaseEventLoop,
 )
-# Written here or in the core instead: they call super(), or they are the
-# selector machinery the core replaces.
+# Written here or in the core instead: they set up or tear down the selector
+# machinery the core replaces.
 _NOT_TAKEN = frozenset({"__init__", "close", "_process_events", "__dict__", "__weakref__",
                         "__module__", "__doc__", "__qualname__", "__slots__"})
 
 
-def _uses_super(value) -> bool:
-    code = getattr(value, "__code__", None)
-    return code is not None and "__class__" in code.co_freevars
+def _rebound(function, owner):
+    """``function`` with its ``super()`` resolved from ``owner``: the
+    ``__class__`` cell the compiler gave it names the stdlib class, of which
+    the loop is no instance."""
+    code = function.__code__
+    closure = tuple(types.CellType(owner) if name == "__class__" else cell
+                    for name, cell in zip(code.co_freevars, function.__closure__))
+    copy = types.FunctionType(code, function.__globals__, function.__name__,
+                              function.__defaults__, closure)
+    copy.__kwdefaults__ = function.__kwdefaults__
+    copy.__qualname__ = function.__qualname__
+    copy.__doc__ = function.__doc__
+    copy.__dict__.update(function.__dict__)
+    return copy
 
 
-def _stdlib_methods() -> dict:
-    taken = {}
-    for klass in _SOURCES:
-        for name, value in vars(klass).items():
-            if name in taken or name in _NOT_TAKEN or name in vars(LoopCore):
-                continue
-            if _uses_super(value):
-                raise ImportError(f"asyncio's {klass.__name__}.{name} calls super(): "
-                                  "fastio.asyncio.Loop must define it itself")
-            taken[name] = value
-    return taken
+def _stdlib_methods():
+    """One class per stdlib class in ``_SOURCES``, holding its own methods,
+    each deriving from the next one's, as the stdlib classes do: a method
+    that calls ``super()`` reaches the method the stdlib's would. What the
+    core defines is left out, so the core's comes next in the MRO."""
+    level = object
+    for klass in reversed(_SOURCES):
+        methods = {name: value for name, value in vars(klass).items()
+                   if name not in _NOT_TAKEN and name not in vars(LoopCore)}
+        level = types.new_class(f"_{klass.__name__.lstrip('_')}Methods", (level,), {},
+                                lambda ns: ns.update(methods))
+        for name, value in methods.items():
+            if "__class__" in getattr(getattr(value, "__code__", None), "co_freevars", ()):
+                setattr(level, name, _rebound(value, level))
+    return level
 
 
-_StdlibLoopMethods = types.new_class(
-    "_StdlibLoopMethods", (), {}, lambda ns: ns.update(_stdlib_methods()))
+_StdlibLoopMethods = _stdlib_methods()
 
 
 # The kernel engines of the compiled loop, the preferred first.
@@ -133,7 +147,7 @@ class _SocketTransport(selector_events._SelectorSocketTransport):
     write = _loop_transport.write
 
 
-class Loop(LoopCore, _StdlibLoopMethods, events.AbstractEventLoop):
+class Loop(_StdlibLoopMethods, LoopCore, events.AbstractEventLoop):
     """Loop(*, engine=None)
 
     An asyncio event loop with a compiled scheduler, on io_uring or epoll.
