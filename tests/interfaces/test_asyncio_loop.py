@@ -537,3 +537,21 @@ def test_transport_write_to_a_reset_peer_reports_connection_lost(loop):
         exc = run(loop, main())
     assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
     gc.collect()
+
+
+def test_call_soon_threadsafe_wakes_the_loop_once_per_turn(loop):
+    got = []
+    for i in range(1000):
+        loop.call_soon_threadsafe(got.append, i)
+    # One wake-up byte for all of them (the stdlib's loop writes 1000).
+    assert len(loop._ssock.recv(4096)) == 1
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert got == list(range(1000))
+    # A new turn, a new wake-up: a call from another thread still wakes a waiting loop.
+    threading.Timer(0.02, loop.call_soon_threadsafe, args=(loop.stop,)).start()
+    guard = loop.call_later(TIMEOUT, loop.stop)
+    started = time.monotonic()
+    loop.run_forever()
+    guard.cancel()
+    assert time.monotonic() - started < TIMEOUT / 2

@@ -23,6 +23,7 @@ cdef class LoopCore:
     cdef list fired             # the entries the last wait reported (kept to reuse the list)
     cdef unsigned long fork_gen
     cdef unsigned long long turns
+    cdef bint wake_pending      # a wake-up byte was written since this turn began
     cdef object recv_func       # a transport reader the engine replaces by its own recvs
     cdef object recv_data_func  # ... when the transport's protocol is a plain Protocol
 

@@ -18,6 +18,9 @@ io_uring, with the GIL released.
   turn at once; the callbacks of that turn that did not run stay queued, in
   order, for the next ``run_forever``.
 * A loop made before ``fork()`` raises ``RuntimeError`` when run in the child.
+* ``call_soon_threadsafe`` writes the wake-up byte once per turn, not once
+  per call: a call that finds one already written since the turn began only
+  queues its handle, which the turn sees before it computes its wait.
 """
 
 cimport cython
@@ -181,7 +184,11 @@ cdef class LoopCore:
             self._check_callback(callback, "call_soon_threadsafe")
         cdef Handle h = new_handle(callback, args, self, context, self._debug)
         self.ready.append(h)
-        self._write_to_self()
+        if not self.wake_pending:
+            # One wake-up per turn is enough: the loop looks at the ready
+            # queue after the turn's reset below, before it may block.
+            self.wake_pending = True
+            self._write_to_self()
         return h
 
     def call_at(self, when, callback, *args, context=None):
@@ -236,6 +243,9 @@ cdef class LoopCore:
         the callbacks queued when the turn began."""
         check_fork(self.fork_gen, "event loop")
         self.turns += 1
+        # From here on a call_soon_threadsafe writes a wake-up byte again:
+        # anything queued before this point is seen by this turn's timeout.
+        self.wake_pending = False
         self.drop_cancelled_timers()
         self.poll(self.next_timeout_ns())
         self.move_due_timers()
