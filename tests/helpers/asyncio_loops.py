@@ -16,9 +16,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import types
+import warnings
 from typing import Callable, Mapping, Optional
 
 import fastio.asyncio
+
+
+def get_policy() -> asyncio.AbstractEventLoopPolicy:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the policy API, 3.14+
+        return asyncio.get_event_loop_policy()
+
+
+def set_policy(policy: Optional[asyncio.AbstractEventLoopPolicy]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the policy API, 3.14+
+        asyncio.set_event_loop_policy(policy)
 
 
 def _always_available(backend: types.SimpleNamespace) -> Optional[str]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import selectors as std_selectors
-import warnings
 
 import pytest
+from asyncio_loops import get_policy, set_policy
 
 import fastio.asyncio
 import fastio.selectors
@@ -210,23 +210,11 @@ def test_selector_loop_default_selector_when_none_given(fastio_default):
         lp.close()
 
 
-def _get_policy():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the policy API, 3.14+
-        return asyncio.get_event_loop_policy()
-
-
-def _set_policy(policy):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the policy API, 3.14+
-        asyncio.set_event_loop_policy(policy)
-
-
 def test_event_loop_policy_makes_asyncio_loops_fastio_loops(fastio_default):
-    previous = _get_policy()
-    _set_policy(fastio.asyncio.EventLoopPolicy())
+    previous = get_policy()
+    set_policy(fastio.asyncio.EventLoopPolicy())
     try:
-        policy = _get_policy()
+        policy = get_policy()
         assert isinstance(policy, fastio.asyncio.EventLoopPolicy)
         assert isinstance(policy, asyncio.AbstractEventLoopPolicy)
 
@@ -246,5 +234,5 @@ def test_event_loop_policy_makes_asyncio_loops_fastio_loops(fastio_default):
 
         assert asyncio.run(main()) is fastio.asyncio.Loop
     finally:
-        _set_policy(previous)
-    assert _get_policy() is previous
+        set_policy(previous)
+    assert get_policy() is previous

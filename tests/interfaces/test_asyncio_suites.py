@@ -44,7 +44,7 @@ import warnings
 from typing import Any, Optional
 
 import pytest
-from asyncio_loops import LOOP_KINDS
+from asyncio_loops import LOOP_KINDS, get_policy, set_policy
 from backends import load_backend
 
 # Seconds one stdlib test may take before the watchdog fails it.
@@ -194,18 +194,6 @@ class _KindPolicy(asyncio.DefaultEventLoopPolicy):
         return self._make()
 
 
-def _get_policy():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the policy API, 3.14+
-        return asyncio.get_event_loop_policy()
-
-
-def _set_policy(policy):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the policy API, 3.14+
-        asyncio.set_event_loop_policy(policy)
-
-
 class CaseHung(Exception):
     """Raised by the watchdog into a stdlib test that runs too long."""
 
@@ -221,7 +209,7 @@ def _as_regrtest_runs_it(policy):
     handlers = {sig: signal.getsignal(sig) for sig in signal.valid_signals()}
     wakeup_fd = signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(wakeup_fd)
-    previous = _get_policy()
+    previous = get_policy()
     fired = 0
 
     def watchdog(signum, frame):
@@ -233,7 +221,7 @@ def _as_regrtest_runs_it(policy):
 
     signal.signal(signal.SIGALRM, watchdog)
     signal.setitimer(signal.ITIMER_REAL, WATCHDOG, REPEAT)
-    _set_policy(policy)
+    set_policy(policy)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -243,7 +231,7 @@ def _as_regrtest_runs_it(policy):
                 gc.collect()  # the case's unclosed resources warn here, not in a later test
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        _set_policy(previous)
+        set_policy(previous)
         signal.set_wakeup_fd(wakeup_fd)
         for sig, handler in handlers.items():
             if handler is not None and signal.getsignal(sig) != handler:

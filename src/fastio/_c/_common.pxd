@@ -115,3 +115,19 @@ cdef inline long long as_i64(object value) except? -1:
 cdef inline uint64_t as_u64(object value) except? 0xFFFFFFFFFFFFFFFF:
     """An int argument for an unsigned 64-bit field (OverflowError outside it)."""
     return PyNumber_Index(value)
+
+
+cdef inline object fileobj_to_fd(object fileobj):
+    """``selectors._fileobj_to_fd``: the fd (a Python int of any size, as the
+    stdlib keeps it), or ValueError with the stdlib's words."""
+    cdef object fd
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd

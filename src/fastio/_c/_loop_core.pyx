@@ -29,7 +29,7 @@ from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from libc.stdint cimport int64_t, uint32_t
 
-from fastio._c._common cimport check_fork
+from fastio._c._common cimport check_fork, fileobj_to_fd
 from fastio._c._loop_engine cimport Engine, FdEntry
 from fastio._c._loop_handles cimport Handle, TimerHandle, new_handle, new_timer
 from fastio._c._sys cimport fio_fork_generation, fio_fork_init, fio_monotonic_ns
@@ -97,19 +97,9 @@ cdef TimerHandle heap_pop(list heap):
     return top
 
 
-cdef int fd_of(object fileobj) except -1:
-    """selectors' rule: an int, or an object whose fileno() gives one."""
-    cdef int fd
-    if isinstance(fileobj, int):
-        fd = fileobj
-    else:
-        try:
-            fd = int(fileobj.fileno())
-        except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"Invalid file object: {fileobj!r}") from None
-    if fd < 0:
-        raise ValueError(f"Invalid file descriptor: {fd}")
-    return fd
+cdef inline int fd_of(object fileobj) except -1:
+    """selectors' rule (an int, or an object whose fileno() gives one), as a C int."""
+    return fileobj_to_fd(fileobj)
 
 
 cdef class LoopCore:

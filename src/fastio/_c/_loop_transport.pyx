@@ -78,13 +78,7 @@ def read_ready__data_received(self):
     if n == 0:
         self._read_ready__on_eof()
         return
-    data = PyBytes_FromStringAndSize(read_buffer, n)
-    try:
-        self._protocol.data_received(data)
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+    protocol_data(self, PyBytes_FromStringAndSize(read_buffer, n))
 
 
 def read_ready__get_buffer(self):

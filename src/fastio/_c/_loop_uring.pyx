@@ -40,6 +40,7 @@ from libc.string cimport strerror
 from fastio._c._inflight cimport Slot
 from fastio._c._loop_engine cimport Engine, FdEntry
 from fastio._c._loop_handles cimport new_handle
+from fastio._c._loop_transport cimport protocol_data
 from fastio._c._uring cimport (
     FIO_IORING_CQE_BUFFER_SHIFT, FIO_IORING_CQE_F_BUFFER, FIO_IORING_CQE_F_MORE,
     FIO_IORING_ENTER_GETEVENTS, FIO_OP_ASYNC_CANCEL, FIO_OP_POLL_ADD, FIO_OP_POLL_REMOVE, FIO_OP_RECV,
@@ -107,12 +108,7 @@ def deliver(RecvState st):
                 return
             item = backlog.popleft()
             if type(item) is bytes:
-                try:
-                    transport._protocol.data_received(item)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    transport._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                protocol_data(transport, item)
             elif item == 0:
                 transport._read_ready__on_eof()
             else:

@@ -39,7 +39,7 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 
-from fastio._c._common cimport deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns
+from fastio._c._common cimport fileobj_to_fd, deadline_for, raise_errno, remaining_after_eintr, timeout_to_ns
 from fastio._c._sys cimport (
     EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, FD_CLR, FD_ISSET, FD_SET, FD_SETSIZE, FD_ZERO,
     epoll_event, fd_set, fio_ns_to_timespec, fio_sys_pselect, pollfd, timespec,
@@ -102,22 +102,6 @@ cdef enum:
     SLOT_LIMIT = 1 << 20
 
 cdef uint32_t EPOLL_FLAGS = EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP
-
-
-cdef object fileobj_to_fd(object fileobj):
-    """``selectors._fileobj_to_fd``: the fd (a Python int of any size, as the
-    stdlib keeps it), or ValueError with the stdlib's words."""
-    cdef object fd
-    if isinstance(fileobj, int):
-        fd = fileobj
-    else:
-        try:
-            fd = int(fileobj.fileno())
-        except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"Invalid file object: {fileobj!r}") from None
-    if fd < 0:
-        raise ValueError(f"Invalid file descriptor: {fd}")
-    return fd
 
 
 cdef inline object key_item(object key, Py_ssize_t i):
