@@ -304,3 +304,84 @@ def test_keyboard_interrupt_in_data_received_loses_nothing(loop, sockpair):
         return bytes(p.data)
 
     assert run(loop, rest()) == b"<0><1><2><3>"
+
+
+def test_a_delivery_cancelled_by_a_pause_is_owed_at_the_resume(loop, sockpair):
+    a, b = sockpair
+
+    async def main():
+        transport, p = await accepted(loop, a)
+        b.send(b"hello")
+        time.sleep(0.02)                      # in the socket before the next wait
+        loop.call_soon(transport.pause_reading)   # runs before this turn's delivery
+        for _ in range(5):
+            await asyncio.sleep(0.005)
+        paused_with = bytes(p.data)
+        transport.resume_reading()
+        b.send(b"more")
+        for _ in range(200):
+            if bytes(p.data) == b"hellomore":
+                break
+            await asyncio.sleep(0.005)
+        transport.close()
+        return paused_with, bytes(p.data)
+
+    assert run(loop, main()) == (b"", b"hellomore")
+
+
+def test_set_protocol_to_a_buffered_protocol_keeps_every_byte(loop, sockpair):
+    a, b = sockpair
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(3)          # smaller than a chunk: fed in pieces
+            self.got = bytearray()
+
+        def get_buffer(self, n):
+            return self.buf
+
+        def buffer_updated(self, n):
+            self.got += self.buf[:n]
+
+    new = Buffered()
+
+    class Switches(Recorder):
+        def data_received(self, data):
+            super().data_received(data)
+            self.transport.pause_reading()
+            self.transport.set_protocol(new)
+            self.transport.resume_reading()
+
+    async def main():
+        transport, old = await accepted(loop, a, Switches)
+        b.send(b"one")
+        while not old.data:
+            await asyncio.sleep(0.001)
+        b.send(b"two")
+        b.send(b"three")
+        for _ in range(200):
+            if bytes(new.got) == b"twothree":
+                break
+            await asyncio.sleep(0.005)
+        transport.close()
+        return bytes(old.data), bytes(new.got)
+
+    assert run(loop, main()) == (b"one", b"twothree")
+
+
+def test_a_reader_on_a_closed_fd_is_not_called_every_turn(loop):
+    a, b = socket.socketpair()
+    calls = []
+    fd = a.fileno()
+    loop.add_reader(fd, calls.append, 1)
+    run(loop, asyncio.sleep(0.01))            # its poll is armed
+    a.detach()
+    os.close(fd)                              # closed under the loop (the poll keeps the file)
+    b.send(b"x")
+    run(loop, asyncio.sleep(0.1))
+    loop.remove_reader(fd)
+    b.close()
+    # epoll drops a closed file: never called. io_uring's poll still sees
+    # this wake-up; then the re-arm on the closed number fails (EBADF) and
+    # must not turn into a callback per turn.
+    assert len(calls) <= 1, len(calls)

@@ -380,11 +380,8 @@ cdef class LoopCore:
             entry.fd = fd
         else:
             entry = self.fds[fd]
-            if entry.recv is not None and event == EPOLLIN:
-                self.remove_fd_handle(fd, EPOLLIN)     # the reader changes hands
-                if self.fds[fd] is None:
-                    entry = FdEntry.__new__(FdEntry)
-                    entry.fd = fd
+            if entry.recv is not None and event == EPOLLIN and transport is None:
+                self.eng.detach_recv(entry)     # a readiness reader takes the fd over
         if transport is not None:
             h = self.eng.recv_reader(entry, transport, self, self._debug)
         else:
@@ -414,6 +411,10 @@ cdef class LoopCore:
                 or <object>PyMethod_GET_FUNCTION(callback) is not self.recv_func):
             return None
         transport = <object>PyMethod_GET_SELF(callback)
+        if getattr(transport, "_fastio_recv", None) is not None:
+            # Once read through the recv, always: its bytes in flight and its
+            # backlog stay in order (deliver() feeds a BufferedProtocol too).
+            return transport
         cb = transport._read_ready_cb
         if not PyMethod_Check(cb) or <object>PyMethod_GET_FUNCTION(cb) is not self.recv_data_func:
             return None     # a BufferedProtocol: its reads go into its get_buffer() memory

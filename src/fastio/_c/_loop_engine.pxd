@@ -25,4 +25,5 @@ cdef class Engine:
     cdef int watch(self, FdEntry entry, uint32_t events) except -1
     cdef int rewatch(self, FdEntry entry) except -1
     cdef object recv_reader(self, FdEntry entry, object transport, object loop, bint debug)
+    cdef int detach_recv(self, FdEntry entry) except -1
     cdef int close_engine(self) except -1

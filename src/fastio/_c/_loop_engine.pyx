@@ -28,5 +28,8 @@ cdef class Engine:
     cdef object recv_reader(self, FdEntry entry, object transport, object loop, bint debug):
         raise NotImplementedError
 
+    cdef int detach_recv(self, FdEntry entry) except -1:
+        return 0    # an engine without recv mode has nothing to stop
+
     cdef int close_engine(self) except -1:
         raise NotImplementedError

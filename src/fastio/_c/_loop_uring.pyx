@@ -29,8 +29,9 @@ Kernel facts it relies on:
   lets a loop be made in one thread and run in another.
 """
 
+cimport cython
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport EAGAIN, EBUSY, EINTR, EINVAL, ETIME
+from libc.errno cimport EAGAIN, EBADF, EBUSY, EINTR, EINVAL, ETIME
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastio._c._common cimport raise_errno
@@ -42,7 +43,7 @@ from fastio._c._loop_engine cimport Engine, FdEntry
 from fastio._c._loop_handles cimport new_handle
 from fastio._c._loop_transport cimport protocol_data
 from fastio._c._uring cimport (
-    FIO_IORING_CQE_BUFFER_SHIFT, FIO_IORING_CQE_F_BUFFER, FIO_IORING_CQE_F_MORE,
+    FIO_IORING_CQE_BUFFER_SHIFT, FIO_IORING_CQE_F_BUFFER, FIO_IORING_CQE_F_MORE, FIO_IORING_FEAT_EXT_ARG,
     FIO_IORING_ENTER_GETEVENTS, FIO_OP_ASYNC_CANCEL, FIO_OP_POLL_ADD, FIO_OP_POLL_REMOVE, FIO_OP_RECV,
     fio_io_uring_cqe, fio_io_uring_sqe, fio_prep_poll_add, fio_prep_recv_multishot, fio_prep_target,
     fio_ring_flush_sq_to, fio_ring_sq_ready,
@@ -51,7 +52,11 @@ from fastio._c._uring_core cimport UD_INTERNAL, UD_SKIP
 from fastio._c._uring_types cimport BufRing
 from fastio._c.uring cimport Ring
 
+from asyncio.protocols import BufferedProtocol as _BufferedProtocol
+from asyncio.protocols import _feed_data_to_buffered_proto
 from collections import deque
+
+from fastio._errors import UnsupportedError
 
 from fastio._abi import uring as _abi
 
@@ -94,6 +99,16 @@ cdef object os_error(int err):
     return OSError(err, strerror(err).decode("utf-8", "replace"))
 
 
+cdef int buffered_data(object transport, object data) except -1:
+    try:
+        _feed_data_to_buffered_proto(transport._protocol, data)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+    return 0
+
+
 def deliver(RecvState st):
     """The reader callback of a transport in recv mode: hand what arrived to
     the protocol, in order, as the stdlib transport's read path does, until
@@ -108,7 +123,12 @@ def deliver(RecvState st):
                 return
             item = backlog.popleft()
             if type(item) is bytes:
-                protocol_data(transport, item)
+                if isinstance(transport._protocol, _BufferedProtocol):
+                    # set_protocol() (start_tls, say) made it a BufferedProtocol
+                    # after its reads became the recv's: copied into its buffer.
+                    buffered_data(transport, item)
+                else:
+                    protocol_data(transport, item)
             elif item == 0:
                 transport._read_ready__on_eof()
             else:
@@ -116,12 +136,13 @@ def deliver(RecvState st):
     finally:
         # A KeyboardInterrupt in data_received leaves the loop: what is left
         # is delivered in the next turn it runs, not only when more arrives.
-        if backlog and st.reading and not st.queued and st.entry is not None:
+        if backlog and st.reading and not st.queued and st.entry is not None and not transport._conn_lost:
             st.queued = True
             st.entry.revents = POLLIN
             st.engine.backlogged.append(st.entry)
 
 
+@cython.no_gc_clear
 cdef class LoopRing(Ring):
     """The loop's ring: its completions go to the loop's fd entries, with no
     Python object made per completion."""
@@ -141,9 +162,14 @@ cdef class LoopRing(Ring):
         if s == NULL:
             return 0
         obj = self.table.user_data(idx)
-        if s.tag == FIO_OP_POLL_ADD:
+        if s.tag == FIO_OP_POLL_ADD and isinstance(obj, FdEntry):
             entry = <FdEntry>obj
-            if entry.armed_ud == ud:
+            if entry.armed_ud == ud and cqe.res == -EBADF:
+                # The fd was closed (its number not reused yet): as epoll
+                # drops a closed file, the poll is not re-armed.
+                entry.armed_ud = 0
+                entry.armed_events = 0
+            elif entry.armed_ud == ud:
                 # What can raise (the append) comes before the slot is
                 # released, so a CQE whose handling raised is kept by reap()
                 # and handled again, never lost.
@@ -151,7 +177,7 @@ cdef class LoopRing(Ring):
                     entry.revents = <uint32_t>cqe.res if cqe.res > 0 else POLLERR
                     self.fired.append(entry)
                 entry.armed_ud = 0
-        elif s.tag == FIO_OP_RECV:
+        elif s.tag == FIO_OP_RECV and isinstance(obj, RecvState):
             self.recv_done(<RecvState>obj, cqe)
             if cqe.flags & FIO_IORING_CQE_F_MORE:
                 return 0
@@ -215,6 +241,10 @@ cdef class UringEngine(Engine):
                 raise
             self.lring = LoopRing(entries, cq_entries=4 * entries)
         self.lring.dirty = self.dirty
+        if not (self.lring.features & FIO_IORING_FEAT_EXT_ARG):
+            self.lring.close()
+            raise UnsupportedError("the loop's waits need io_uring_enter with a timeout "
+                                   "(IORING_FEAT_EXT_ARG, Linux 5.11)")
         if recv:
             try:
                 self.lring.bufs = self.lring.register_buf_ring(RECV_GROUP, RECV_BUFFERS, RECV_BUFFER_SIZE)
@@ -230,9 +260,14 @@ cdef class UringEngine(Engine):
             st.backlog = deque()
             st.engine = self
             transport._fastio_recv = st
+        if entry.recv is not None and entry.recv is not st:
+            self.detach_recv(entry)     # another transport's recv on this fd
         st.entry = entry
         entry.recv = st
-        if st.backlog and not st.queued:
+        # The previous reader handle (cancelled by the loop) may have been
+        # queued and never run: its delivery is owed again.
+        st.queued = False
+        if st.backlog:
             st.queued = True
             entry.revents = POLLIN
             self.backlogged.append(entry)
@@ -256,44 +291,72 @@ cdef class UringEngine(Engine):
         entry.armed_events = 0      # the armed poll may be on another file: arm a new one
         return self.watch(entry, entry.events)
 
+    cdef int detach_recv(self, FdEntry entry) except -1:
+        """A reader that is not this recv's takes the fd: stop the recv now."""
+        cdef RecvState st = entry.recv
+        entry.recv = None
+        if st is not None and st.entry is entry:
+            st.entry = None
+            st.reading = False
+            if st.armed_ud:
+                self.cancel(FIO_OP_ASYNC_CANCEL, st.armed_ud)
+                st.armed_ud = 0
+        return 0
+
     cdef int arm(self) except -1:
-        """Queue the poll changes of this turn."""
+        """Queue the poll and recv changes of this turn."""
         cdef FdEntry entry
-        cdef uint32_t idx, want
+        cdef list dirty = list(self.dirty)
+        cdef Py_ssize_t i = 0
+        del self.dirty[:]       # (the same list object: the ring appends to it)
+        try:
+            for i in range(len(dirty)):
+                self.arm_one(<FdEntry>dirty[i])
+        except BaseException:
+            # Not lost: the entries from the one that raised on are armed next turn.
+            for entry in dirty[i:]:
+                if not entry.dirty:
+                    entry.dirty = True
+                    self.dirty.append(entry)
+            raise
+        return 0
+
+    cdef int arm_one(self, FdEntry entry) except -1:
+        cdef uint32_t idx, want = entry.events
         cdef fio_io_uring_sqe *sqe
         cdef RecvState st
-        cdef list dirty = list(self.dirty)
-        del self.dirty[:]       # (the same list object: the ring appends to it)
-        for entry in dirty:
-            entry.dirty = False
-            want = entry.events
-            if entry.recv is not None:
-                st = entry.recv
-                if st.entry is not entry:
-                    entry.recv = None       # a later entry of the fd has the reader now
-                else:
-                    want &= ~EPOLLIN        # reads are the recv's, not a poll's
-                    if st.reading and not st.armed_ud and not st.ended:
-                        idx = self.lring.new_slot(st, 0, False)
-                        self.lring.table.at(idx).group = RECV_GROUP
-                        self.lring.bufs.inflight += 1
-                        sqe = self.lring.sqe_for(idx)
-                        fio_prep_recv_multishot(sqe, entry.fd, RECV_GROUP, 0)
-                        st.armed_ud = self.lring.finish(idx, sqe, 0)
-                    elif not st.reading and st.armed_ud:
+        entry.dirty = False
+        if entry.recv is not None:
+            st = entry.recv
+            if st.entry is not entry:
+                entry.recv = None       # a later entry of the fd has the reader now
+            else:
+                want &= ~EPOLLIN        # reads are the recv's, not a poll's
+                if not st.reading:
+                    if st.armed_ud:
                         self.cancel(FIO_OP_ASYNC_CANCEL, st.armed_ud)
                         st.armed_ud = 0
-            if entry.armed_ud:
-                if want and entry.armed_events == want:
-                    continue        # armed with exactly these events
-                self.cancel(FIO_OP_POLL_REMOVE, entry.armed_ud)
-                entry.armed_ud = 0
-            if want:
-                idx = self.lring.new_slot(entry, 0, False)
-                sqe = self.lring.sqe_for(idx)
-                fio_prep_poll_add(sqe, entry.fd, want, 0)
-                entry.armed_ud = self.lring.finish(idx, sqe, 0)
-                entry.armed_events = want
+                elif (not st.armed_ud and not st.ended
+                        and st.transport._sock.fileno() == entry.fd):
+                    # (A socket closed under its transport gets no recv on
+                    # its number, which may name another file by now.)
+                    idx = self.lring.new_slot(st, 0, False)
+                    self.lring.table.at(idx).group = RECV_GROUP
+                    self.lring.bufs.inflight += 1
+                    sqe = self.lring.sqe_for(idx)
+                    fio_prep_recv_multishot(sqe, entry.fd, RECV_GROUP, 0)
+                    st.armed_ud = self.lring.finish(idx, sqe, 0)
+        if entry.armed_ud:
+            if want and entry.armed_events == want:
+                return 0        # armed with exactly these events
+            self.cancel(FIO_OP_POLL_REMOVE, entry.armed_ud)
+            entry.armed_ud = 0
+        if want:
+            idx = self.lring.new_slot(entry, 0, False)
+            sqe = self.lring.sqe_for(idx)
+            fio_prep_poll_add(sqe, entry.fd, want, 0)
+            entry.armed_ud = self.lring.finish(idx, sqe, 0)
+            entry.armed_events = want
         return 0
 
     cdef int cancel(self, uint8_t op, uint64_t target) except -1:
