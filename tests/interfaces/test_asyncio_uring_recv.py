@@ -137,6 +137,47 @@ def test_every_byte_in_order_across_many_connections_and_buffer_shortage(loop):
             b.close()
 
 
+def test_bytes_and_room_to_write_in_one_wait_both_run(loop, sockpair):
+    # One wait reaps, for one fd, a recv's bytes and then its writer poll's
+    # POLLOUT: both the delivery and the writer must run. (The poll's events
+    # once overwrote the recv's, and the bytes were never delivered.)
+    a, b = sockpair
+    b.setblocking(False)
+    received = bytearray()
+
+    def drain():
+        while True:
+            try:
+                got = b.recv(1 << 20)
+            except BlockingIOError:
+                return
+            received.extend(got)
+
+    async def main():
+        transport, p = await accepted(loop, a)
+        transport.set_write_buffer_limits(high=1 << 30)
+        sent = 0
+        while transport.get_write_buffer_size() == 0:
+            transport.write(b"w" * 65536)       # until the kernel takes no more
+            sent += 65536
+        await asyncio.sleep(0.02)               # the writer's poll is armed
+        # Within one step of this task, before the loop waits again: bytes
+        # for the transport, then room for its buffered writes.
+        b.send(b"ping")
+        drain()
+        for _ in range(400):
+            drain()
+            if bytes(p.data) == b"ping" and len(received) == sent:
+                break
+            await asyncio.sleep(0.005)
+        transport.close()
+        return bytes(p.data), len(received), sent
+
+    data, got, sent = run(loop, main())
+    assert data == b"ping"
+    assert got == sent
+
+
 def test_nothing_is_delivered_while_paused_and_all_of_it_after(loop, sockpair):
     a, b = sockpair
 

@@ -295,6 +295,8 @@ cdef class LoopCore:
                     else:
                         self.ready.append(entry.writer)
         finally:
+            for i in range(PyList_GET_SIZE(fired)):
+                (<FdEntry>PyList_GET_ITEM(fired, i)).revents = 0
             del fired[:]
         return 0
 

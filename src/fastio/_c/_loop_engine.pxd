@@ -10,12 +10,23 @@ cdef class FdEntry:
     cdef object reader          # Handle or None
     cdef object writer
     cdef uint32_t events        # wanted: EPOLLIN | EPOLLOUT (the POLLIN/POLLOUT bits)
-    cdef uint32_t revents       # what the last wait reported
+    cdef uint32_t revents       # what this wait reported so far (0: not in `fired`)
     # io_uring only: the one-shot poll in flight for this fd
     cdef uint64_t armed_ud      # its request id, 0 for none
     cdef uint32_t armed_events  # the events it waits for
     cdef bint dirty             # to re-arm (or cancel) before the next wait
     cdef object recv            # io_uring: the transport's receive state when its reads are recvs
+
+
+cdef inline int fire(list fired, FdEntry entry, uint32_t events) except -1:
+    # Report `events` (not 0) of `entry` in this wait: an entry is listed
+    # once however many completions name it (a poll's POLLOUT and a recv's
+    # data, say), with their events or-ed, so none is overwritten. The
+    # scheduler sets revents back to 0 once it has read them.
+    if entry.revents == 0:
+        fired.append(entry)
+    entry.revents |= events
+    return 0
 
 
 cdef class Engine:

@@ -4,8 +4,8 @@
 The scheduler (``_loop_core``) keeps one ``FdEntry`` per watched fd, with its
 reader and writer callbacks. An engine is told what to watch (``watch``:
 ``EPOLLIN``/``EPOLLOUT`` bits, 0 to stop) and, once per turn, waits
-(``wait``): it appends to ``fired`` every entry with events, its ``revents``
-set. Engines: ``_loop_epoll.EpollEngine`` and ``_loop_uring.UringEngine``.
+(``wait``): it lists in ``fired`` every entry with events, once, its
+``revents`` set (``fire``); the scheduler clears them after reading them. Engines: ``_loop_epoll.EpollEngine`` and ``_loop_uring.UringEngine``.
 """
 
 

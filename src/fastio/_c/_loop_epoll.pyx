@@ -20,7 +20,7 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from libc.errno cimport ENOENT
 from libc.stdint cimport int64_t, uint32_t
 
-from fastio._c._loop_engine cimport Engine, FdEntry
+from fastio._c._loop_engine cimport Engine, FdEntry, fire
 from fastio._c._sys cimport (
     EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, epoll_event, fio_fork_generation, fio_fork_init,
 )
@@ -109,8 +109,7 @@ cdef class EpollEngine(Engine):
             if obj is None:
                 continue
             entry = <FdEntry>obj
-            entry.revents = events[i].events
-            fired.append(entry)
+            fire(fired, entry, events[i].events)
         return 0
 
     cdef int close_engine(self) except -1:

@@ -39,7 +39,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.string cimport strerror
 
 from fastio._c._inflight cimport Slot
-from fastio._c._loop_engine cimport Engine, FdEntry
+from fastio._c._loop_engine cimport Engine, FdEntry, fire
 from fastio._c._loop_handles cimport new_handle
 from fastio._c._loop_transport cimport protocol_data
 from fastio._c._uring cimport (
@@ -138,7 +138,6 @@ def deliver(RecvState st):
         # is delivered in the next turn it runs, not only when more arrives.
         if backlog and st.reading and not st.queued and st.entry is not None and not transport._conn_lost:
             st.queued = True
-            st.entry.revents = POLLIN
             st.engine.backlogged.append(st.entry)
 
 
@@ -174,8 +173,7 @@ cdef class LoopRing(Ring):
                 # released, so a CQE whose handling raised is kept by reap()
                 # and handled again, never lost.
                 if cqe.res != -ECANCELED and self.fired is not None:
-                    entry.revents = <uint32_t>cqe.res if cqe.res > 0 else POLLERR
-                    self.fired.append(entry)
+                    fire(self.fired, entry, <uint32_t>cqe.res if cqe.res > 0 else POLLERR)
                 entry.armed_ud = 0
         elif s.tag == FIO_OP_RECV and isinstance(obj, RecvState):
             self.recv_done(<RecvState>obj, cqe)
@@ -198,8 +196,7 @@ cdef class LoopRing(Ring):
         elif res == 0 or (res < 0 and res != -ENOBUFS and res != -ECANCELED):
             data = res
         if data is not None and st.reading and not st.queued and entry is not None and self.fired is not None:
-            self.fired.append(entry)
-            entry.revents = POLLIN
+            fire(self.fired, entry, POLLIN)
             st.queued = True
         if data is not None:
             st.backlog.append(data)
@@ -269,7 +266,6 @@ cdef class UringEngine(Engine):
         st.queued = False
         if st.backlog:
             st.queued = True
-            entry.revents = POLLIN
             self.backlogged.append(entry)
         return new_handle(deliver, (st,), loop, None, debug)
 
@@ -372,7 +368,8 @@ cdef class UringEngine(Engine):
         cdef FdEntry e
         self.arm()
         if self.backlogged:
-            fired.extend(self.backlogged)
+            for obj in self.backlogged:
+                fire(fired, <FdEntry>obj, POLLIN)
             del self.backlogged[:]
             timeout_ns = 0
         fio_ring_flush_sq_to(&self.lring.ring, self.lring.ring.sq.sqe_tail)
