@@ -38,6 +38,12 @@ def pytest_addoption(parser):
         default="both",
         help="run the backend-parametrised tests on c, pure or both (default)",
     )
+    parser.addoption(
+        "--asyncio-kinds",
+        default="all",
+        help="the loop kinds CPython's asyncio suites run on (tests/helpers/asyncio_loops.py), "
+             "comma-separated, or all (default); tools/check-wheels gives the compiled loop's",
+    )
 
 
 def pytest_generate_tests(metafunc):

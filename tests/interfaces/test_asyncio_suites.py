@@ -240,13 +240,21 @@ def _as_regrtest_runs_it(policy):
 
 def pytest_generate_tests(metafunc):
     """Each case on each backend that has its loop kind (``--backend`` chooses
-    among them, as for every backend-parametrised test)."""
+    among them, as for every backend-parametrised test), for the loop kinds
+    ``--asyncio-kinds`` names."""
     if metafunc.function is not test_stdlib:
         return
     chosen = metafunc.config.getoption("--backend")
+    kinds = metafunc.config.getoption("--asyncio-kinds")
+    wanted = set(LOOP_KINDS) if kinds == "all" else set(kinds.split(","))
+    unknown = wanted - set(LOOP_KINDS)
+    if unknown:
+        raise pytest.UsageError(f"--asyncio-kinds: no loop kind {sorted(unknown)} (there are {sorted(LOOP_KINDS)})")
     params = []
     for case in _test_ids():
         kind = case.values[0]
+        if kind not in wanted:
+            continue
         for name in LOOP_KINDS[kind].backends:
             if chosen in ("both", name):
                 marks = [*case.marks, *([pytest.mark.c_backend] if name == "c" else [])]
