@@ -36,6 +36,9 @@ EXPECTED = {
     "uring.py": ["completion 'recv on a': res=12", COPIED],
     "aio.py": ["completion 'poll a'", COPIED],
     "asyncio_loop.py": ["event loop: fastio.asyncio.", "waiting: the coroutine is suspended", COPIED],
+    "asyncio_files.py": ["file engine: ", "read 2 lines: ['one\\n', 'two\\n']",
+                         "pread at 4096: b'at offset 4096'; 8 blocks of zeros: True",
+                         "size 4110, exists: True", "removed, exists: False"],
     "asyncio_server.py": ["event loop: fastio.asyncio.", "serving on 127.0.0.1:",
                           "echoed 3 messages to each of: client 0, client 1, client 2", "server closed"],
 }

@@ -22,6 +22,11 @@ which, ``loop.engine_reason`` why, ``FASTIO_LOOP_ENGINE=uring|epoll`` or
 raises ``fastio.UnsupportedError`` with the reason). On the pure backend
 ``Loop`` is ``SelectorLoop``.
 
+Files: ``await fastio.asyncio.open(...)`` (or ``async with``) gives aiofiles'
+file API with the built-in ``open``'s semantics, its reads and writes done
+by the kernel through io_uring on any running loop; ``fastio.asyncio.os``
+has aiofiles.os' functions.
+
 ``SelectorLoop`` is the stdlib's ``asyncio.SelectorEventLoop`` with
 ``fastio.selectors.DefaultSelector`` in place of the stdlib selector (the
 comparison); ``SelectorLoop(selector)`` runs it on any other selector.
@@ -37,5 +42,6 @@ else:
     ENGINES = ()
 
 from fastio.asyncio._run import EventLoopPolicy, new_event_loop, run  # noqa: E402
+from fastio.asyncio._files import open  # noqa: E402
 
-__all__ = ["ENGINES", "EventLoopPolicy", "Loop", "SelectorLoop", "new_event_loop", "run"]
+__all__ = ["ENGINES", "EventLoopPolicy", "Loop", "SelectorLoop", "new_event_loop", "open", "run"]

@@ -1,0 +1,330 @@
+"""Where the requests of ``fastio.asyncio.open`` and ``fastio.asyncio.os`` go.
+
+``UringFiles``: one ``fastio.uring.Ring`` per event loop, on any running
+loop (the stdlib's, uvloop, fastio's). A request is prepared on the ring
+(``prep_*``) with a future as ``user_data`` and submitted at once, in one
+``io_uring_enter``; what the kernel completed inside that call (a read or a
+write of cached pages, a stat: most file requests) is returned without the
+task being suspended, as a synchronous call would, but without the thread
+hand-off of a thread pool. What completes later is announced by the ring's
+own fd, which is readable while its completion queue holds entries: the
+loop watches it with ``add_reader`` while requests are out (an io_uring fd
+can be polled; no eventfd, and no read of one, is needed).
+
+Cancellation: cancelling an await cancels the kernel request
+(``ASYNC_CANCEL``), and the awaiting task sees ``CancelledError`` only once
+the request's completion has come back: until then the kernel may still write
+into the buffer, which the ring keeps pinned.
+
+``ThreadFiles``: the same calls as blocking system calls in the loop's
+default executor, for where io_uring cannot be used and for files whose
+reads the kernel cannot do asynchronously (pipes, ttys, character devices).
+
+``FASTIO_FILE_ENGINE=uring|thread`` forces one (forcing ``uring`` where it
+cannot be had raises ``fastio.UnsupportedError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import struct
+import weakref
+from typing import Any, Callable, Optional, Union
+
+from fastio._errors import UnsupportedError
+
+__all__ = ["ENGINES", "UringFiles", "ThreadFiles", "engine_for", "default_engine_name", "stat_result", "wrap"]
+
+ENGINES = ("uring", "thread")
+
+#: io_uring's FSYNC_DATASYNC (fsync_flags of IORING_OP_FSYNC)
+FSYNC_DATASYNC = 1
+#: statx(2)
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+STATX_BASIC_STATS = 0x7FF
+STATX_SIZE = 64
+
+# Bumped in a forked child: an engine made before the fork is the parent's.
+_fork_generation = 0
+
+
+def _forked() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+def default_engine_name() -> str:
+    """The engine a new file gets: ``FASTIO_FILE_ENGINE`` if set, else
+    ``uring`` where io_uring works, else ``thread``."""
+    forced = os.environ.get("FASTIO_FILE_ENGINE", "")
+    if forced:
+        if forced not in ENGINES:
+            raise ValueError(f"FASTIO_FILE_ENGINE={forced!r}: expected one of {', '.join(ENGINES)}")
+        return forced
+    from fastio import uring
+
+    return "uring" if uring.available() else "thread"
+
+
+def engine_for(loop: asyncio.AbstractEventLoop, name: Optional[str] = None, *,
+               ring_factory: Optional[Callable[..., Any]] = None) -> "UringFiles | ThreadFiles":
+    """The engine ``name`` (default: ``default_engine_name()``) of ``loop``,
+    made on first use and kept for the loop's life. ``ring_factory`` (a
+    ``Ring`` class of either backend) is used when the loop's uring engine
+    is made by this call."""
+    if name is None:
+        name = default_engine_name()
+    if name not in ENGINES:
+        raise ValueError(f"engine={name!r}: expected one of {', '.join(ENGINES)}")
+    per_loop = _engines.get(loop)
+    if per_loop is None:
+        per_loop = _engines[loop] = {}
+    eng = per_loop.get(name)
+    if eng is None or eng.closed:
+        if name == "uring":
+            eng = UringFiles(loop, ring_factory)
+        else:
+            eng = ThreadFiles(loop)
+        per_loop[name] = eng
+    return eng
+
+
+def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` as a coroutine function whose call runs in the running loop's
+    default executor (aiofiles.os.wrap)."""
+
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
+
+    run.__name__ = func.__name__
+    run.__qualname__ = func.__name__
+    run.__doc__ = f"``{func.__module__}.{func.__name__}``, in the loop's default executor."
+    return run
+
+
+def _os_error(res: int, filename: Any = None, filename2: Any = None) -> OSError:
+    err = -res
+    if filename2 is not None:
+        return OSError(err, os.strerror(err), filename, None, filename2)
+    if filename is not None:
+        return OSError(err, os.strerror(err), filename)
+    return OSError(err, os.strerror(err))
+
+
+class ThreadFiles:
+    """Blocking calls in the loop's default executor."""
+
+    name = "thread"
+    closed = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)     # (the engines of a loop die with it)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        if loop is None:
+            raise RuntimeError("the engine's event loop is gone")
+        return loop
+
+    async def call(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await self.loop.run_in_executor(None, func, *args)
+
+
+class UringFiles:
+    """One ring for the file requests of one event loop."""
+
+    name = "uring"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ring_factory: Optional[Callable[..., Any]] = None,
+                 entries: int = 256) -> None:
+        if ring_factory is None:
+            from fastio import uring
+
+            if not uring.available():
+                raise UnsupportedError(f"io_uring cannot be used here: {uring.why_unavailable()}")
+            ring_factory = uring.Ring
+        self._loop = weakref.ref(loop)     # (the engines of a loop die with it)
+        self.ring = ring_factory(entries, cq_entries=4 * entries)
+        self.fd = self.ring.fileno()
+        self.generation = _fork_generation
+        self.watching = False       # the loop watches the ring's fd
+        self.outstanding = 0        # submitted, completion not seen yet
+        # futures whose await was cancelled -> the future that their
+        # completion resolves (the cancelled task waits for it)
+        self.orphans: dict[asyncio.Future, asyncio.Future] = {}
+        # cancelled futures whose completion came before their task saw the
+        # cancellation (nothing left to wait for)
+        self.released: set[asyncio.Future] = set()
+        self.thread = ThreadFiles(loop)
+        # closed with the loop's last reference (a ring holds kernel memory)
+        self._finalizer = weakref.finalize(loop, _close_ring, self.ring)
+
+    @property
+    def closed(self) -> bool:
+        return self.ring.closed
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        if loop is None:
+            raise RuntimeError("the engine's event loop is gone")
+        return loop
+
+    # -- submission ----------------------------------------------------------
+
+    def check(self) -> None:
+        if self.generation != _fork_generation:
+            raise RuntimeError("fastio.asyncio file IO used in a forked child: the ring is the parent's")
+        if self.ring.closed:
+            raise RuntimeError("the loop's file ring is closed")
+        if asyncio.get_running_loop() is not self._loop():
+            raise RuntimeError("a fastio.asyncio file is used from another event loop than the one it was "
+                               "opened in")
+
+    async def complete(self, fut: asyncio.Future, ud: Any) -> int:
+        """Submit the request just prepared (``ud``, whose ``user_data`` is
+        ``fut``): its ``res``, at once if the kernel completed it during the
+        submit, else once its completion comes."""
+        self.outstanding += 1
+        self.ring.submit()
+        self.reap()
+        if fut.done():
+            return int(fut.result())
+        if not self.watching:
+            self.loop.add_reader(self.fd, self.reap)
+            self.watching = True
+        return await self.wait(fut, ud)
+
+    def reap(self) -> None:
+        """Hand every completion to its future (or, for a cancelled await, to
+        the future its task waits on)."""
+        if self.ring.closed:
+            return
+        orphans = self.orphans
+        for c in self.ring.peek():
+            fut = c.user_data
+            if fut is None:         # a cancel's own completion
+                continue
+            self.outstanding -= 1
+            if not fut.done():
+                fut.set_result(c.res)
+            else:
+                gone = orphans.pop(fut, None)
+                if gone is None:
+                    self.released.add(fut)
+                elif not gone.done():
+                    gone.set_result(c.res)
+        if not self.outstanding and self.watching:
+            self.loop.remove_reader(self.fd)
+            self.watching = False
+
+    async def wait(self, fut: asyncio.Future, ud: Any) -> int:
+        """The completion's ``res`` of request ``ud`` (whose ``user_data`` is
+        ``fut``). A cancelled await cancels the request and raises
+        ``CancelledError`` once the kernel has let go of its buffers."""
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if not fut.cancelled():
+                raise
+            if fut in self.released:
+                self.released.discard(fut)
+                raise
+            gone = self.loop.create_future()
+            self.orphans[fut] = gone
+            if not self.ring.closed:
+                self.ring.prep_async_cancel(ud)     # (its own completion is skipped by reap)
+                self.ring.submit()
+            else:
+                gone.set_result(None)   # closed: the ring drained its requests
+            while not gone.done():
+                try:
+                    await asyncio.shield(gone)
+                except asyncio.CancelledError:
+                    continue    # cancelled again: still wait for the kernel
+            raise
+
+    # -- operations (each returns the completion's res; < 0 is -errno) ------
+
+    async def read(self, fd: int, buf: Any, offset: int) -> int:
+        self.check()
+        fut = self.loop.create_future()
+        ud = self.ring.prep_read(fd, buf, offset, user_data=fut)
+        return await self.complete(fut, ud)
+
+    async def write(self, fd: int, buf: Any, offset: int) -> int:
+        self.check()
+        fut = self.loop.create_future()
+        ud = self.ring.prep_write(fd, buf, offset, user_data=fut)
+        return await self.complete(fut, ud)
+
+    async def fsync(self, fd: int, datasync: bool = False) -> int:
+        self.check()
+        fut = self.loop.create_future()
+        ud = self.ring.prep_fsync(fd, fsync_flags=FSYNC_DATASYNC if datasync else 0, user_data=fut)
+        return await self.complete(fut, ud)
+
+    async def openat(self, path: Any, flags: int, mode: int, dir_fd: int = AT_FDCWD) -> int:
+        self.check()
+        fut = self.loop.create_future()
+        ud = self.ring.prep_openat(dir_fd, path, flags, mode, user_data=fut)
+        return await self.complete(fut, ud)
+
+    async def close(self, fd: int) -> int:
+        self.check()
+        fut = self.loop.create_future()
+        ud = self.ring.prep_close(fd, user_data=fut)
+        return await self.complete(fut, ud)
+
+    async def statx(self, path: Any, flags: int, buf: bytearray, dir_fd: int = AT_FDCWD,
+                    mask: int = STATX_BASIC_STATS) -> int:
+        self.check()
+        fut = self.loop.create_future()
+        ud = self.ring.prep_statx(dir_fd, path, flags, mask, buf, user_data=fut)
+        return await self.complete(fut, ud)
+
+    async def statx_fd(self, fd: int, buf: bytearray, mask: int = STATX_BASIC_STATS) -> int:
+        """``fstat``: a statx of ``fd`` itself (``AT_EMPTY_PATH``)."""
+        return await self.statx("", AT_EMPTY_PATH, buf, dir_fd=fd, mask=mask)
+
+    async def fallocate(self, fd: int, mode: int, offset: int, length: int) -> int:
+        self.check()
+        fut = self.loop.create_future()
+        ud = self.ring.prep_fallocate(fd, mode, offset, length, user_data=fut)
+        return await self.complete(fut, ud)
+
+
+def _close_ring(ring: Any) -> None:
+    if not ring.closed:
+        ring.close()
+
+
+# struct statx (linux/stat.h): the fields os.stat_result has
+_STATX = struct.Struct("<IIQIIIH2xQQQ8x" + "qI4x" * 4 + "IIII")
+
+
+def stat_result(buf: Union[bytes, bytearray]) -> os.stat_result:
+    """``os.stat_result`` of a ``struct statx``, as ``os.stat`` makes it
+    (float times as ``sec + nsec * 1e-9``, to the same bit)."""
+    (_mask, blksize, _attrs, nlink, uid, gid, mode, ino, size, blocks,
+     a_s, a_ns, _b_s, _b_ns, c_s, c_ns, m_s, m_ns,
+     rdev_major, rdev_minor, dev_major, dev_minor) = _STATX.unpack_from(buf)
+    atime_ns = a_s * 1_000_000_000 + a_ns
+    mtime_ns = m_s * 1_000_000_000 + m_ns
+    ctime_ns = c_s * 1_000_000_000 + c_ns
+    return os.stat_result(
+        (mode, ino, os.makedev(dev_major, dev_minor), nlink, uid, gid, size, a_s, m_s, c_s),
+        {"st_atime": a_s + a_ns * 1e-9, "st_mtime": m_s + m_ns * 1e-9, "st_ctime": c_s + c_ns * 1e-9,
+         "st_atime_ns": atime_ns, "st_mtime_ns": mtime_ns, "st_ctime_ns": ctime_ns,
+         "st_blksize": blksize, "st_blocks": blocks, "st_rdev": os.makedev(rdev_major, rdev_minor)})

@@ -1,0 +1,952 @@
+"""``fastio.asyncio.open``: files for asyncio whose reads and writes the
+kernel does asynchronously (io_uring), with aiofiles' API and the built-in
+``open``'s semantics.
+
+On the ``uring`` engine a file is an fd and a position kept here: every read
+and write is an io_uring request at an explicit offset (``pread``/``pwrite``
+semantics, so concurrent awaits on one file each get their own range, in the
+order they were called), opened with ``IORING_OP_OPENAT``, closed with
+``IORING_OP_CLOSE``, synced with ``IORING_OP_FSYNC``, stat'ed with
+``IORING_OP_STATX``. Writes go to the kernel when awaited (nothing is held
+back for ``flush``). Appends (``"a"``) write at the file's end through the
+kernel's ``O_APPEND``. Text mode decodes and encodes here, with the built-in
+``open``'s ``encoding``, ``errors`` and ``newline`` rules; its ``tell()``
+gives a byte position (what the built-in's is for stateless encodings) and
+``seek()`` takes one back.
+
+On the ``thread`` engine (where io_uring cannot be used, and for pipes, ttys
+and character devices, whose reads io_uring would hand to a kernel thread
+anyway), the file is the built-in ``open``'s, each call run in the loop's
+default executor, as aiofiles does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import errno as _errno
+import io
+import locale
+import os
+import stat as _stat
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Generator, Iterable, List, Optional, Union
+
+from fastio.asyncio import _fileengine
+from fastio.asyncio._fileengine import AT_EMPTY_PATH, UringFiles, engine_for, stat_result
+
+__all__ = ["open", "AsyncFile", "AsyncBinaryFile", "AsyncTextFile", "AsyncThreadFile"]
+
+_READ_CHUNK = 64 * 1024      # readline()'s and text read()'s read size
+_NEWLINES = (None, "", "\n", "\r", "\r\n")
+
+
+def _parse_mode(mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
+                newline: Optional[str]) -> tuple[int, bool, bool, bool, bool]:
+    """(open flags, reading, writing, appending, binary) as the built-in open
+    decides them, with its errors for what it refuses."""
+    if not isinstance(mode, str):
+        raise TypeError(f"open() argument 'mode' must be str, not {type(mode).__name__}")
+    modes = set(mode)
+    if modes - set("axrwb+t") or len(mode) > len(modes):
+        raise ValueError(f"invalid mode: '{mode}'")
+    creating, reading, writing, appending = "x" in modes, "r" in modes, "w" in modes, "a" in modes
+    updating, text, binary = "+" in modes, "t" in modes, "b" in modes
+    if text and binary:
+        raise ValueError("can't have text and binary mode at once")
+    if creating + reading + writing + appending != 1:
+        raise ValueError("must have exactly one of create/read/write/append mode")
+    if binary and encoding is not None:
+        raise ValueError("binary mode doesn't take an encoding argument")
+    if binary and errors is not None:
+        raise ValueError("binary mode doesn't take an errors argument")
+    if binary and newline is not None:
+        raise ValueError("binary mode doesn't take a newline argument")
+    if not binary and buffering == 0:
+        raise ValueError("can't have unbuffered text I/O")
+    if newline not in _NEWLINES:
+        raise ValueError(f"illegal newline value: {newline!r}")
+    if updating:
+        flags = os.O_RDWR
+    elif reading:
+        flags = os.O_RDONLY
+    else:
+        flags = os.O_WRONLY
+    if writing:
+        flags |= os.O_CREAT | os.O_TRUNC
+    elif creating:
+        flags |= os.O_CREAT | os.O_EXCL
+    elif appending:
+        flags |= os.O_CREAT | os.O_APPEND
+    return flags, reading or updating, writing or creating or appending or updating, appending, binary
+
+
+def open(file: Union[str, bytes, os.PathLike, int], mode: str = "r", buffering: int = -1,
+         encoding: Optional[str] = None, errors: Optional[str] = None, newline: Optional[str] = None,
+         closefd: bool = True, opener: Optional[Callable[[str, int], int]] = None, *,
+         engine: Optional[str] = None) -> "_Opening":
+    """Open ``file`` for asyncio, with the built-in ``open``'s arguments and
+    rules; await it, or use ``async with fastio.asyncio.open(...) as f``.
+
+    ``engine``: ``"uring"`` (the kernel's asynchronous IO; the default where
+    io_uring works) or ``"thread"`` (the built-in file in the default
+    executor); ``FASTIO_FILE_ENGINE`` sets the default. A pipe, tty or
+    character device always gets ``thread``. ``f.engine`` says which a file
+    got."""
+    flags, readable, writable, appending, binary = _parse_mode(mode, buffering, encoding, errors, newline)
+    if isinstance(file, bool):
+        raise TypeError("open() argument 'file' must be str, bytes, os.PathLike or int, not bool")
+    if not isinstance(file, int):
+        file = os.fspath(file)
+    if isinstance(file, int) and file < 0:
+        raise ValueError("negative file descriptor")
+    if not closefd and not isinstance(file, int):
+        raise ValueError("Cannot use closefd=False with file name")
+    return _Opening(_open(file, mode, buffering, encoding, errors, newline, closefd, opener, engine,
+                          flags, readable, writable, appending, binary))
+
+
+class _Opening:
+    """What ``open()`` returns: an awaitable and an async context manager."""
+
+    __slots__ = ("_coro", "_file")
+
+    def __init__(self, coro: Any) -> None:
+        self._coro = coro
+        self._file: Optional[AsyncFile] = None
+
+    def __await__(self) -> Generator[Any, None, "AsyncFile"]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> "AsyncFile":
+        self._file = await self._coro
+        return self._file
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._file is not None:
+            await self._file.close()
+
+
+async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
+                newline: Optional[str], closefd: bool, opener: Any, engine: Optional[str], flags: int,
+                readable: bool, writable: bool, appending: bool, binary: bool) -> "AsyncFile":
+    loop = asyncio.get_running_loop()
+    eng = engine_for(loop, engine)
+    if not isinstance(eng, UringFiles):
+        return await AsyncThreadFile._open(eng, file, mode, buffering, encoding, errors, newline, closefd, opener)
+    if isinstance(file, int):
+        fd = file
+    elif opener is not None:
+        fd = opener(file, flags | os.O_CLOEXEC)
+        if not isinstance(fd, int):
+            raise TypeError("expected integer from opener")
+        if fd < 0:
+            raise ValueError(f"opener returned {fd}")
+    else:
+        res = await eng.openat(file, flags, 0o666)
+        if res < 0:
+            raise _fileengine._os_error(res, file)
+        fd = res
+    try:
+        # fstat(2) here, not IORING_OP_STATX: an fd's attributes are there
+        # without IO, and the kernel always hands a statx request to a
+        # worker thread (REQ_F_FORCE_ASYNC), 20 us and a loop turn here.
+        st = os.fstat(fd)
+        if _stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(_errno.EISDIR, os.strerror(_errno.EISDIR), file)
+        if not (_stat.S_ISREG(st.st_mode) or _stat.S_ISBLK(st.st_mode)):
+            # pipes, ttys, sockets, character devices: the built-in file, in a thread
+            thread_file = await AsyncThreadFile._open(eng.thread, fd, mode, buffering, encoding, errors, newline,
+                                                      closefd, None, name=file)
+            return thread_file
+        raw = AsyncBinaryFile(eng, fd, file, mode, readable, writable, appending, closefd,
+                              st.st_size if appending else 0, st.st_size)
+    except BaseException:
+        if closefd:
+            os.close(fd)
+        raise
+    if binary:
+        return raw
+    return AsyncTextFile(raw, encoding, errors, newline, mode)
+
+
+async def _fstat(eng: UringFiles, fd: int) -> os.stat_result:
+    buf = bytearray(256)
+    res = await eng.statx_fd(fd, buf)
+    if res < 0:
+        raise _fileengine._os_error(res)
+    return stat_result(buf)
+
+
+def _binary_mode(mode: str) -> str:
+    """The ``mode`` of the built-in's binary file for ``mode`` (``"w+b"`` is ``"rb+"``)."""
+    plus = "+" if "+" in mode else ""
+    if "x" in mode:
+        return "xb" + plus
+    if "a" in mode:
+        return "ab" + plus
+    if plus:
+        return "rb+"
+    return "wb" if "w" in mode else "rb"
+
+
+class AsyncFile:
+    """What every file of ``fastio.asyncio.open`` has."""
+
+    name: Any
+    mode: str
+    engine: str
+
+    if TYPE_CHECKING:   # (each kind of file defines them)
+        async def read(self, size: Optional[int] = -1) -> Any: ...
+        async def read1(self, size: int = -1) -> bytes: ...
+        async def readall(self) -> Any: ...
+        async def readinto(self, buffer: Any) -> int: ...
+        async def readline(self, size: Optional[int] = -1) -> Any: ...
+        async def write(self, data: Any) -> int: ...
+        async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int: ...
+        async def tell(self) -> int: ...
+        async def truncate(self, size: Optional[int] = None) -> int: ...
+        async def flush(self) -> None: ...
+        async def pread(self, size: int, offset: int) -> bytes: ...
+        async def preadinto(self, buffer: Any, offset: int) -> int: ...
+        async def pwrite(self, data: Any, offset: int) -> int: ...
+        async def fsync(self) -> None: ...
+        async def fdatasync(self) -> None: ...
+        async def stat(self) -> os.stat_result: ...
+        def fileno(self) -> int: ...
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        raise NotImplementedError
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    async def __aenter__(self) -> "AsyncFile":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def readlines(self, hint: int = -1) -> List[Any]:
+        """The lines until EOF (or until ``hint`` characters or bytes were read)."""
+        lines: List[Any] = []
+        total = 0
+        while True:
+            line = await self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                return lines
+
+    async def writelines(self, lines: Iterable[Any]) -> None:
+        """Write every item of ``lines`` (no line separators are added)."""
+        for line in lines:
+            await self.write(line)
+
+
+class AsyncBinaryFile(AsyncFile):
+    """A binary file on the ``uring`` engine (``open(..., "rb")`` and the
+    other binary modes)."""
+
+    def __init__(self, eng: UringFiles, fd: int, name: Any, mode: str, readable: bool, writable: bool,
+                 appending: bool, closefd: bool, pos: int, size_hint: int = 0) -> None:
+        self._eng = eng
+        self._fd = fd
+        self.name = name
+        self.mode = _binary_mode(mode)
+        self.engine = "uring"
+        self._readable = readable
+        self._writable = writable
+        self._appending = appending
+        self._closefd = closefd
+        self._closed = False
+        self._pos: Optional[int] = pos    # None: at the kernel's position (after an append)
+        self._rbuf = b""                  # read ahead by readline(), at _pos - len(_rbuf)
+        self._size_hint = size_hint       # the size at open: readall's first read
+
+    def __repr__(self) -> str:
+        return f"<fastio.asyncio file name={self.name!r} mode={self.mode!r} engine={self.engine!r}>"
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True) and self._closefd:
+            import warnings
+
+            warnings.warn(f"unclosed file {self!r}", ResourceWarning, source=self)
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def fileno(self) -> int:
+        self._check_open()
+        return self._fd
+
+    def readable(self) -> bool:
+        self._check_open()
+        return self._readable
+
+    def writable(self) -> bool:
+        self._check_open()
+        return self._writable
+
+    def seekable(self) -> bool:
+        self._check_open()
+        return True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on closed file.")
+
+    def _check_readable(self) -> None:
+        self._check_open()
+        if not self._readable:
+            raise io.UnsupportedOperation("read")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if not self._writable:
+            raise io.UnsupportedOperation("write")
+
+    def _position(self) -> int:
+        if self._pos is None:
+            self._pos = os.lseek(self._fd, 0, os.SEEK_CUR)
+        return self._pos
+
+    def _err(self, res: int) -> OSError:
+        return _fileengine._os_error(res)
+
+    # -- reads -----------------------------------------------------------------
+
+    async def _pread(self, n: int, offset: int) -> bytes:
+        buf = bytearray(n)
+        res = await self._eng.read(self._fd, buf, offset)
+        if res < 0:
+            raise self._err(res)
+        if res == n:
+            return bytes(buf)
+        del buf[res:]
+        return bytes(buf)
+
+    async def read(self, size: Optional[int] = -1) -> bytes:
+        """Up to ``size`` bytes (all until EOF when ``size`` is negative or
+        None); ``b""`` at EOF."""
+        self._check_readable()
+        if size is None or size < 0:
+            return await self.readall()
+        size = int(size)
+        rbuf = self._rbuf
+        if rbuf:
+            if len(rbuf) >= size:
+                self._rbuf = rbuf[size:]
+                return rbuf[:size]
+            self._rbuf = b""
+            size -= len(rbuf)
+        out = await self._read_at_pos(size, full=True)
+        return rbuf + out if rbuf else out
+
+    async def _read_at_pos(self, size: int, full: bool) -> bytes:
+        """``size`` bytes at the position (fewer only at EOF when ``full``),
+        the position reserved before the await, so concurrent reads each get
+        the next range."""
+        if size == 0:
+            return b""
+        off = self._position()
+        self._pos = off + size
+        data = await self._pread(size, off)
+        got = len(data)
+        while full and 0 < got < size:
+            more = await self._pread(size - got, off + got)
+            if not more:
+                break
+            data += more
+            got += len(more)
+        if got < size and self._pos == off + size:
+            self._pos = off + got       # short (EOF): the position is where it ended
+        return data
+
+    async def read1(self, size: int = -1) -> bytes:
+        """At most one kernel read: up to ``size`` bytes (64 KiB when negative)."""
+        self._check_readable()
+        if size is None or size < 0:
+            size = _READ_CHUNK
+        if self._rbuf:
+            out, self._rbuf = self._rbuf[:size], self._rbuf[size:]
+            return out
+        return await self._read_at_pos(int(size), full=False)
+
+    async def readall(self) -> bytes:
+        """Everything from the position to EOF."""
+        self._check_readable()
+        parts = [self._rbuf]
+        self._rbuf = b""
+        # The first read asks for the rest of the file as it was at open,
+        # plus one byte: a short read is the end (of a regular file), so a
+        # file read whole usually takes one request.
+        want = max(self._size_hint - self._position(), 0) + 1
+        while True:
+            data = await self._read_at_pos(max(want, _READ_CHUNK), full=False)
+            if data:
+                parts.append(data)
+            if len(data) < max(want, _READ_CHUNK):
+                return b"".join(parts)
+            want = _READ_CHUNK
+
+    async def readinto(self, buffer: Any) -> int:
+        """Read into the writable ``buffer``; the number of bytes read."""
+        self._check_readable()
+        view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError("readinto() argument must be read-write bytes-like object")
+        n = len(view)
+        done = 0
+        if self._rbuf:
+            done = min(n, len(self._rbuf))
+            view[:done] = self._rbuf[:done]
+            self._rbuf = self._rbuf[done:]
+            if done == n:
+                return n
+        off = self._position()
+        self._pos = off + (n - done)
+        res = await self._eng.read(self._fd, view[done:], off)
+        if res < 0:
+            raise self._err(res)
+        if res < n - done and self._pos == off + (n - done):
+            self._pos = off + res
+        return done + res
+
+    async def readline(self, size: Optional[int] = -1) -> bytes:
+        """One line, its ``b"\\n"`` included (or ``size`` bytes at most)."""
+        self._check_readable()
+        limit = -1 if size is None else int(size)
+        buf = self._rbuf
+        start = 0
+        while True:
+            i = buf.find(b"\n", start)
+            if i >= 0 and (limit < 0 or i < limit):
+                self._rbuf = buf[i + 1:]
+                return buf[:i + 1]
+            if 0 <= limit <= len(buf):
+                self._rbuf = buf[limit:]
+                return buf[:limit]
+            start = len(buf)
+            self._rbuf = b""
+            more = await self._read_at_pos(_READ_CHUNK, full=False)
+            if not more:
+                return buf
+            buf += more
+
+    # -- positional --------------------------------------------------------------
+
+    async def pread(self, size: int, offset: int) -> bytes:
+        """``size`` bytes at ``offset`` (fewer at EOF); the position is not used."""
+        self._check_readable()
+        if size < 0:
+            raise ValueError("negative size")
+        if offset < 0:
+            raise ValueError("negative offset")
+        return await self._pread(size, offset)
+
+    async def preadinto(self, buffer: Any, offset: int) -> int:
+        """Read into ``buffer`` at ``offset``; the number of bytes read."""
+        self._check_readable()
+        if offset < 0:
+            raise ValueError("negative offset")
+        view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError("preadinto() argument must be read-write bytes-like object")
+        res = await self._eng.read(self._fd, view, offset)
+        if res < 0:
+            raise self._err(res)
+        return res
+
+    async def pwrite(self, data: Any, offset: int) -> int:
+        """Write ``data`` at ``offset``; the number of bytes written."""
+        self._check_writable()
+        if offset < 0:
+            raise ValueError("negative offset")
+        self._rbuf = b""    # (what was read ahead may be what this overwrites)
+        return await self._write_all(memoryview(data).cast("B"), offset)
+
+    # -- writes ------------------------------------------------------------------
+
+    async def _write_all(self, view: memoryview, offset: int) -> int:
+        """Every byte of ``view`` at ``offset`` (-1: the file's end, append)."""
+        n = len(view)
+        done = 0
+        while done < n:
+            res = await self._eng.write(self._fd, view[done:], offset if offset < 0 else offset + done)
+            if res < 0:
+                raise self._err(res)
+            if res == 0:
+                raise OSError(_errno.EIO, "write returned 0")
+            done += res
+        return n
+
+    async def write(self, data: Any) -> int:
+        """Write ``data`` (bytes-like) at the position; its length."""
+        self._check_writable()
+        if isinstance(data, str):
+            raise TypeError("a bytes-like object is required, not 'str'")
+        view = memoryview(data).cast("B")
+        if self._rbuf:
+            self._pos = self._position() - len(self._rbuf)
+            self._rbuf = b""
+        if self._appending:
+            self._pos = None
+            return await self._write_all(view, -1)
+        off = self._position()
+        self._pos = off + len(view)
+        return await self._write_all(view, off)
+
+    async def flush(self) -> None:
+        """Nothing is held back: writes reach the kernel when awaited."""
+        self._check_open()
+
+    async def truncate(self, size: Optional[int] = None) -> int:
+        """Cut (or extend) the file to ``size`` bytes (default: the position)."""
+        self._check_writable()
+        if size is None:
+            size = self._position() - len(self._rbuf)
+        if size < 0:
+            raise OSError(_errno.EINVAL, os.strerror(_errno.EINVAL))
+        await self._eng.thread.call(os.ftruncate, self._fd, size)
+        return size
+
+    async def fsync(self) -> None:
+        """Data and metadata to the device (``IORING_OP_FSYNC``)."""
+        self._check_open()
+        res = await self._eng.fsync(self._fd)
+        if res < 0:
+            raise self._err(res)
+
+    async def fdatasync(self) -> None:
+        """Data to the device (``IORING_FSYNC_DATASYNC``)."""
+        self._check_open()
+        res = await self._eng.fsync(self._fd, datasync=True)
+        if res < 0:
+            raise self._err(res)
+
+    async def stat(self) -> os.stat_result:
+        """``os.fstat`` of the file (``IORING_OP_STATX``)."""
+        self._check_open()
+        return await _fstat(self._eng, self._fd)
+
+    # -- position ----------------------------------------------------------------
+
+    async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the position, as ``io`` files do; the new position."""
+        self._check_open()
+        offset = int(offset)
+        if whence == os.SEEK_SET:
+            if offset < 0:
+                raise ValueError(f"negative seek position {offset}")
+            pos = offset
+        elif whence == os.SEEK_CUR:
+            pos = self._position() - len(self._rbuf) + offset
+        elif whence == os.SEEK_END:
+            pos = (await self.stat()).st_size + offset
+        else:
+            # SEEK_DATA/SEEK_HOLE: the kernel's answer
+            pos = os.lseek(self._fd, offset, whence)
+        if pos < 0:
+            raise OSError(_errno.EINVAL, os.strerror(_errno.EINVAL))
+        self._rbuf = b""
+        self._pos = pos
+        if self._appending:
+            os.lseek(self._fd, pos, os.SEEK_SET)    # (the kernel's position: what tell() reads after appends)
+        return pos
+
+    async def tell(self) -> int:
+        """The position."""
+        self._check_open()
+        return self._position() - len(self._rbuf)
+
+    # -- end -------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the file (``IORING_OP_CLOSE``); closing twice is allowed."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._closefd:
+            res = await self._eng.close(self._fd)
+            if res < 0:
+                raise self._err(res)
+
+
+class AsyncTextFile(AsyncFile):
+    """A text file on the ``uring`` engine: the bytes of an
+    ``AsyncBinaryFile``, decoded and encoded here."""
+
+    def __init__(self, raw: AsyncBinaryFile, encoding: Optional[str], errors: Optional[str],
+                 newline: Optional[str], mode: str) -> None:
+        if encoding is None:
+            encoding = locale.getpreferredencoding(False)
+        codecs.lookup(encoding)     # LookupError for an unknown one, as the built-in
+        self.buffer = raw
+        self.name = raw.name
+        self.mode = mode
+        self.engine = raw.engine
+        self.encoding = encoding
+        self.errors = errors if errors is not None else "strict"
+        self.newlines_arg = newline
+        self._readnl = newline
+        self._writenl = newline if newline else (os.linesep if newline is None else None)
+        self._decoder: Any = None
+        self._encoder: Any = None
+        self._text = ""         # decoded, not returned yet
+        self._chunk_start = 0   # the byte position where _text's bytes began
+        self._chunk = b""       # the bytes decoded into what _text came from
+        self._state: Any = None # the decoder's state before _chunk
+        self._used = 0          # characters of the chunk's text returned already
+
+    def __repr__(self) -> str:
+        return (f"<fastio.asyncio text file name={self.name!r} mode={self.mode!r} "
+                f"encoding={self.encoding!r} engine={self.engine!r}>")
+
+    @property
+    def closed(self) -> bool:
+        return self.buffer.closed
+
+    def fileno(self) -> int:
+        return self.buffer.fileno()
+
+    def readable(self) -> bool:
+        return self.buffer.readable()
+
+    def writable(self) -> bool:
+        return self.buffer.writable()
+
+    def seekable(self) -> bool:
+        return self.buffer.seekable()
+
+    @property
+    def newlines(self) -> Any:
+        dec = self._decoder
+        return getattr(dec, "newlines", None) if dec is not None else None
+
+    def _get_decoder(self) -> Any:
+        if self._decoder is None:
+            dec: Any = codecs.getincrementaldecoder(self.encoding)(self.errors)
+            if self._readnl is None or self._readnl == "":
+                dec = io.IncrementalNewlineDecoder(dec, translate=self._readnl is None)
+            self._decoder = dec
+        return self._decoder
+
+    async def _fill(self) -> bool:
+        """Decode one more chunk into the text buffer; False at EOF."""
+        dec = self._get_decoder()
+        pos = self.buffer._position()
+        state = dec.getstate()
+        data = await self.buffer.read1(_READ_CHUNK)
+        final = not data
+        text = dec.decode(data, final)
+        # What tell() needs to find the byte of any character of this text.
+        if self._text:
+            self._chunk += data
+            self._text += text
+        else:
+            self._chunk_start, self._chunk, self._state, self._used = pos, data, state, 0
+            self._text = text
+        return not final
+
+    def _take(self, n: int) -> str:
+        out, self._text = self._text[:n], self._text[n:]
+        self._used += len(out)
+        return out
+
+    async def read(self, size: Optional[int] = -1) -> str:
+        """Up to ``size`` characters (all until EOF when negative or None)."""
+        self.buffer._check_readable()
+        if size is None or size < 0:
+            while await self._fill():
+                pass
+            return self._take(len(self._text))
+        while len(self._text) < size:
+            if not await self._fill():
+                break
+        return self._take(size)
+
+    def _line_end(self, start: int) -> int:
+        """The index just past the first line end in the text buffer at or
+        after ``start``, or -1 (a line end that may go on in bytes not read
+        yet does not count)."""
+        text = self._text
+        nl = self._readnl
+        if nl is None or nl == "\n":
+            i = text.find("\n", start)
+            return -1 if i < 0 else i + 1
+        if nl == "":
+            # universal: \r\n, \r or \n, not translated (the decoder holds a
+            # trailing \r back until the next byte is known)
+            i = text.find("\n", start)
+            j = text.find("\r", start)
+            if j >= 0 and (i < 0 or j < i):
+                if j + 1 < len(text) and text[j + 1] == "\n":
+                    return j + 2
+                return j + 1
+            return -1 if i < 0 else i + 1
+        i = text.find(nl, start)
+        return -1 if i < 0 else i + len(nl)
+
+    async def readline(self, size: Optional[int] = -1) -> str:
+        """One line, its line end included (translated to ``"\\n"`` when
+        ``newline`` is None), or ``size`` characters at most."""
+        self.buffer._check_readable()
+        limit = -1 if size is None else int(size)
+        start = 0
+        while True:
+            end = self._line_end(start)
+            if end >= 0 and (limit < 0 or end <= limit):
+                return self._take(end)
+            if 0 <= limit <= len(self._text):
+                return self._take(limit)
+            start = max(len(self._text) - len(self._readnl or "\n"), 0)
+            if not await self._fill():
+                return self._take(len(self._text) if limit < 0 else limit)
+
+    async def write(self, s: str) -> int:
+        """Write the string ``s`` (``"\\n"`` translated as ``newline`` says);
+        its length in characters."""
+        self.buffer._check_writable()
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        n = len(s)
+        if self._writenl and self._writenl != "\n" and "\n" in s:
+            s = s.replace("\n", self._writenl)
+        if self._text or self._chunk:
+            await self._rewind()
+        if self._encoder is None:
+            self._encoder = codecs.getincrementalencoder(self.encoding)(self.errors)
+            if self.buffer._position() != 0 or self.buffer._appending:
+                self._encoder.setstate(0)   # not at the start: no BOM
+        await self.buffer.write(self._encoder.encode(s))
+        return n
+
+    async def _rewind(self) -> None:
+        """Give back what was decoded and not returned: the byte position goes
+        back to the next character's (before a write or a seek)."""
+        pos = self._byte_position()
+        self._text, self._chunk, self._used = "", b"", 0
+        self._decoder = None
+        self.buffer._rbuf = b""
+        self.buffer._pos = pos
+
+    def _held_back(self, dec: Any) -> int:
+        """Bytes of the chunk the decoder holds and has not decoded yet (a
+        part of a character, a ``\\r`` that may start ``\\r\\n``)."""
+        buf, flag = dec.getstate()
+        held = len(buf)
+        if isinstance(dec, io.IncrementalNewlineDecoder) and flag & 1:
+            held += self._cr_size()
+        return held
+
+    def _cr_size(self) -> int:
+        enc = codecs.getincrementalencoder(self.encoding)(self.errors)
+        try:
+            enc.setstate(0)     # (no BOM)
+        except Exception:
+            pass
+        return len(enc.encode("\r"))
+
+    def _byte_position(self) -> int:
+        if not self._text and not self._chunk:
+            return self.buffer._position() - len(self.buffer._rbuf)
+        if not self._text:
+            return self._chunk_start + len(self._chunk) - self._held_back(self._decoder)
+        # Decode the chunk again, byte by byte from its state, until the
+        # characters returned are there: the next character starts there.
+        dec: Any = codecs.getincrementaldecoder(self.encoding)(self.errors)
+        if self._readnl is None or self._readnl == "":
+            dec = io.IncrementalNewlineDecoder(dec, translate=self._readnl is None)
+        dec.setstate(self._state)
+        want = self._used
+        got = 0
+        chunk = self._chunk
+        newline_dec = isinstance(dec, io.IncrementalNewlineDecoder)
+        for k in range(len(chunk)):
+            cr_before = newline_dec and dec.getstate()[1] & 1
+            out = dec.decode(chunk[k:k + 1])
+            if got + len(out) >= want:
+                held, flag = dec.getstate()
+                if got + len(out) == want and not held and not (newline_dec and flag & 1):
+                    return self._chunk_start + k + 1
+                if cr_before and got + 1 == want:
+                    return self._chunk_start + k    # the last one was a \r held back until this byte
+                raise io.UnsupportedOperation(f"tell(): the position of a character of {self.encoding!r} "
+                                              "that is not at a byte boundary")
+            got += len(out)
+        return self._chunk_start + len(chunk)
+
+    async def tell(self) -> int:
+        """The byte position of the next character (a ``seek()`` cookie)."""
+        self.buffer._check_open()
+        return self._byte_position()
+
+    async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
+        """``seek(tell_result)``, ``seek(0)``, ``seek(0, SEEK_END)``, as text
+        files allow."""
+        self.buffer._check_open()
+        if whence == os.SEEK_CUR:
+            if cookie != 0:
+                raise io.UnsupportedOperation("can't do nonzero cur-relative seeks")
+            cookie = self._byte_position()
+            whence = os.SEEK_SET
+        elif whence == os.SEEK_END:
+            if cookie != 0:
+                raise io.UnsupportedOperation("can't do nonzero end-relative seeks")
+        elif whence != os.SEEK_SET:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        elif cookie < 0:
+            raise ValueError(f"negative seek position {cookie}")
+        self._text, self._chunk, self._used = "", b"", 0
+        self._decoder = None
+        pos = await self.buffer.seek(cookie, whence)
+        if self._encoder is not None:
+            self._encoder.reset()
+            if pos != 0:
+                self._encoder.setstate(0)
+        return pos
+
+    async def flush(self) -> None:
+        await self.buffer.flush()
+
+    async def truncate(self, size: Optional[int] = None) -> int:
+        if size is None:
+            size = self._byte_position()
+        return await self.buffer.truncate(size)
+
+    async def fsync(self) -> None:
+        await self.buffer.fsync()
+
+    async def fdatasync(self) -> None:
+        await self.buffer.fdatasync()
+
+    async def stat(self) -> os.stat_result:
+        return await self.buffer.stat()
+
+    async def close(self) -> None:
+        await self.buffer.close()
+
+
+class AsyncThreadFile(AsyncFile):
+    """A built-in file whose every call runs in the loop's default executor
+    (the ``thread`` engine)."""
+
+    def __init__(self, eng: Any, f: Any, name: Any = None) -> None:
+        self._eng = eng
+        self._f = f
+        self.name = f.name if name is None else name
+        self.mode = f.mode
+        self.engine = "thread"
+
+    @classmethod
+    async def _open(cls, eng: Any, file: Any, mode: str, buffering: int, encoding: Optional[str],
+                    errors: Optional[str], newline: Optional[str], closefd: bool, opener: Any,
+                    name: Any = None) -> "AsyncThreadFile":
+        import builtins
+
+        f = await eng.call(lambda: builtins.open(file, mode, buffering, encoding, errors, newline, closefd,
+                                                 opener))
+        return cls(eng, f, name)
+
+    def __repr__(self) -> str:
+        return f"<fastio.asyncio file name={self.name!r} mode={self.mode!r} engine='thread'>"
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._f.closed)
+
+    def fileno(self) -> int:
+        return int(self._f.fileno())
+
+    def readable(self) -> bool:
+        return bool(self._f.readable())
+
+    def writable(self) -> bool:
+        return bool(self._f.writable())
+
+    def seekable(self) -> bool:
+        return bool(self._f.seekable())
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr in ("encoding", "errors", "newlines", "buffer"):
+            return getattr(self._f, attr)
+        raise AttributeError(attr)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        return await self._eng.call(getattr(self._f, method), *args)
+
+    async def read(self, size: Optional[int] = -1) -> Any:
+        return await self._call("read", size)
+
+    async def read1(self, size: int = -1) -> Any:
+        return await self._call("read1", size)
+
+    async def readall(self) -> Any:
+        return await self._call("read", -1)
+
+    async def readinto(self, buffer: Any) -> int:
+        return int(await self._call("readinto", buffer))
+
+    async def readline(self, size: Optional[int] = -1) -> Any:
+        return await self._call("readline", size)
+
+    async def write(self, data: Any) -> int:
+        return int(await self._call("write", data))
+
+    async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return int(await self._call("seek", offset, whence))
+
+    async def tell(self) -> int:
+        return int(await self._call("tell"))
+
+    async def truncate(self, size: Optional[int] = None) -> int:
+        return int(await self._call("truncate", size))
+
+    async def flush(self) -> None:
+        await self._call("flush")
+
+    async def pread(self, size: int, offset: int) -> bytes:
+        self._f.flush()
+        return bytes(await self._eng.call(os.pread, self._f.fileno(), size, offset))
+
+    async def preadinto(self, buffer: Any, offset: int) -> int:
+        self._f.flush()
+        return int(await self._eng.call(os.preadv, self._f.fileno(), [buffer], offset))
+
+    async def pwrite(self, data: Any, offset: int) -> int:
+        self._f.flush()
+        return int(await self._eng.call(os.pwrite, self._f.fileno(), data, offset))
+
+    async def fsync(self) -> None:
+        self._f.flush()
+        await self._eng.call(os.fsync, self._f.fileno())
+
+    async def fdatasync(self) -> None:
+        self._f.flush()
+        await self._eng.call(os.fdatasync, self._f.fileno())
+
+    async def stat(self) -> os.stat_result:
+        return await self._eng.call(os.fstat, self._f.fileno())  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        await self._call("close")
