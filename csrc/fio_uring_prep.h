@@ -22,7 +22,8 @@ enum {
     FIO_OP_ASYNC_CANCEL = 14, FIO_OP_LINK_TIMEOUT = 15, FIO_OP_CONNECT = 16,
     FIO_OP_FALLOCATE = 17, FIO_OP_OPENAT = 18, FIO_OP_CLOSE = 19, FIO_OP_STATX = 21,
     FIO_OP_READ = 22, FIO_OP_WRITE = 23, FIO_OP_SEND = 26, FIO_OP_RECV = 27,
-    FIO_OP_SPLICE = 30, FIO_OP_SHUTDOWN = 34,
+    FIO_OP_SPLICE = 30, FIO_OP_SHUTDOWN = 34, FIO_OP_RENAMEAT = 35, FIO_OP_UNLINKAT = 36,
+    FIO_OP_MKDIRAT = 37, FIO_OP_SYMLINKAT = 38, FIO_OP_LINKAT = 39,
 };
 
 #define FIO_IOSQE_BUFFER_SELECT (1U << 5)
@@ -85,6 +86,18 @@ FIO_INLINE void fio_prep_openat(struct fio_io_uring_sqe *sqe, int dfd, const cha
 {
     fio_prep_rw(sqe, FIO_OP_OPENAT, dfd, (uint64_t)(uintptr_t)path, mode, 0);
     sqe->op_flags = (uint32_t)flags;
+}
+
+/* The path operations (RENAMEAT, UNLINKAT, MKDIRAT, SYMLINKAT, LINKAT): the
+ * first path in addr, a second one (new name, link name) in off (addr2), a
+ * second dir fd or the mode in len, the operation's flags in op_flags. The
+ * paths are NUL-terminated strings the caller keeps alive until the
+ * completion is reaped. */
+FIO_INLINE void fio_prep_path2(struct fio_io_uring_sqe *sqe, uint8_t op, int fd, const char *path, uint32_t len,
+                               const char *path2, uint32_t op_flags)
+{
+    fio_prep_rw(sqe, op, fd, (uint64_t)(uintptr_t)path, len, (uint64_t)(uintptr_t)path2);
+    sqe->op_flags = op_flags;
 }
 
 /* CLOSE of a normal fd. */

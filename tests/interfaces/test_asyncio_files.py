@@ -460,3 +460,60 @@ def test_a_forked_child_gets_a_clear_error_not_the_parents_ring(backend, tmp_pat
         loop.run_until_complete(f.close())
     finally:
         loop.close()
+
+
+def error_of(fn):
+    try:
+        fn()
+    except OSError as exc:
+        return (type(exc), exc.errno, exc.filename, exc.filename2)
+    return None
+
+
+async def aerror_of(coro):
+    try:
+        await coro
+    except OSError as exc:
+        return (type(exc), exc.errno, exc.filename, exc.filename2)
+    return None
+
+
+def test_os_path_operations_do_and_refuse_what_os_does(backend, engine, tmp_path):
+    # The same calls on two identical trees, one through os, one through
+    # fastio.asyncio.os: the same trees after, the same errors (type, errno,
+    # both file names).
+    def make(root):
+        root.mkdir()
+        (root / "f").write_bytes(b"data")
+        (root / "d").mkdir()
+        (root / "d" / "inner").write_bytes(b"")
+        return root
+
+    def calls(root, m):
+        return [
+            (m.rename, (root / "f", root / "g")), (m.rename, (root / "missing", root / "x")),
+            (m.replace, (root / "g", root / "h")), (m.mkdir, (root / "new",)), (m.mkdir, (root / "new",)),
+            (m.symlink, ("h", root / "sym")), (m.symlink, ("h", root / "sym")), (m.link, (root / "h", root / "hard")),
+            (m.link, (root / "missing", root / "hard2")), (m.rmdir, (root / "d",)), (m.rmdir, (root / "new",)),
+            (m.remove, (root / "d",)), (m.unlink, (root / "hard",)), (m.remove, (root / "missing",)),
+        ]
+
+    want_root, got_root = make(tmp_path / "want"), make(tmp_path / "got")
+    want = [error_of(lambda f=f, a=a: f(*a)) for f, a in calls(want_root, os)]
+
+    async def go():
+        return [await aerror_of(f(*a)) for f, a in calls(got_root, aos)]
+
+    got = run_on(backend, engine, go)
+
+    def names(errs, root):
+        return [None if e is None else (e[0], e[1], *(str(n).replace(str(root), "ROOT") if n else n for n in e[2:]))
+                for e in errs]
+
+    assert names(got, got_root) == names(want, want_root)
+
+    def tree(root):
+        return sorted((str(p.relative_to(root)), p.is_symlink(), p.is_dir()) for p in root.rglob("*"))
+
+    assert tree(got_root) == tree(want_root)
+    assert os.readlink(got_root / "sym") == "h"

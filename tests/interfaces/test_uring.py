@@ -192,6 +192,45 @@ def test_openat_statx_close_fallocate(ring, tmp_path):
         wait_all(ring, 1)[0].result()
 
 
+def test_path_operations_rename_unlink_mkdir_symlink_link(ring, tmp_path):
+    have = ring.probe()
+    needed = {uring.IORING_OP_RENAMEAT, uring.IORING_OP_UNLINKAT, uring.IORING_OP_MKDIRAT,
+              uring.IORING_OP_SYMLINKAT, uring.IORING_OP_LINKAT}
+    if not needed <= have:
+        pytest.skip("this kernel has not every path operation (RENAMEAT/UNLINKAT 5.11, the others 5.15)")
+    src = tmp_path / "src"
+    src.write_bytes(b"x")
+    ring.prep_renameat(AT_FDCWD, src, AT_FDCWD, tmp_path / "dst")
+    ring.prep_mkdirat(AT_FDCWD, tmp_path / "dir", 0o700)
+    ring.prep_symlinkat("dst", AT_FDCWD, tmp_path / "sym")
+    assert [c.res for c in wait_all(ring, 3)] == [0, 0, 0]
+    ring.prep_linkat(AT_FDCWD, tmp_path / "dst", AT_FDCWD, tmp_path / "hard")
+    assert wait_all(ring, 1)[0].res == 0
+    assert not src.exists() and (tmp_path / "dst").read_bytes() == b"x"
+    assert os.stat(tmp_path / "dir").st_mode & 0o777 == 0o700 & ~current_umask()
+    assert os.readlink(tmp_path / "sym") == "dst"
+    assert os.stat(tmp_path / "hard").st_ino == os.stat(tmp_path / "dst").st_ino
+    dirfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        ring.prep_unlinkat(dirfd, "hard")
+        ring.prep_unlinkat(dirfd, "dir", 0x200)        # AT_REMOVEDIR
+        assert [c.res for c in wait_all(ring, 2)] == [0, 0]
+    finally:
+        os.close(dirfd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "sym"]
+    ring.prep_renameat(AT_FDCWD, tmp_path / "dst", AT_FDCWD, tmp_path / "sym", 1)     # RENAME_NOREPLACE
+    ring.prep_unlinkat(AT_FDCWD, tmp_path / "missing")
+    assert sorted(c.res for c in wait_all(ring, 2)) == sorted([-errno.EEXIST, -errno.ENOENT])
+    with pytest.raises(ValueError, match="null"):
+        ring.prep_linkat(AT_FDCWD, "a", AT_FDCWD, "b\0")
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # ---- errors as negative res -----------------------------------------------
 
 def test_errors_come_back_as_negative_res(ring, tmp_path):

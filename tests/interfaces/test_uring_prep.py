@@ -130,6 +130,32 @@ def test_openat_statx(ring):
         ring.prep_openat(-100, "a\0b")
 
 
+def test_path_operations(ring):
+    import ctypes
+
+    r1 = ring.prep_renameat(-100, "old", 7, b"new", 1)
+    sqe = sqe_of(ring, 0)
+    assert (sqe.opcode, sqe.fd, sqe.len, sqe.op_flags, sqe.user_data) == (uring.IORING_OP_RENAMEAT, -100, 7, 1, r1)
+    assert (ctypes.string_at(sqe.addr), ctypes.string_at(sqe.off)) == (b"old", b"new")
+    ring.prep_unlinkat(5, "gone", 0x200)
+    sqe = sqe_of(ring, 1)
+    assert (sqe.opcode, sqe.fd, sqe.len, sqe.off, sqe.op_flags) == (uring.IORING_OP_UNLINKAT, 5, 0, 0, 0x200)
+    assert ctypes.string_at(sqe.addr) == b"gone"
+    ring.prep_mkdirat(-100, "d", 0o750)
+    sqe = sqe_of(ring, 2)
+    assert (sqe.opcode, sqe.fd, sqe.len, sqe.off) == (uring.IORING_OP_MKDIRAT, -100, 0o750, 0)
+    ring.prep_symlinkat("target", 6, "link")
+    sqe = sqe_of(ring, 3)
+    assert (sqe.opcode, sqe.fd) == (uring.IORING_OP_SYMLINKAT, 6)
+    assert (ctypes.string_at(sqe.addr), ctypes.string_at(sqe.off)) == (b"target", b"link")
+    ring.prep_linkat(3, "a", -100, "b", 0x400)
+    sqe = sqe_of(ring, 4)
+    assert (sqe.opcode, sqe.fd, sqe.len & 0xFFFFFFFF, sqe.op_flags) == (uring.IORING_OP_LINKAT, 3, (-100) & 0xFFFFFFFF,
+                                                                        0x400)
+    with pytest.raises(ValueError, match="null"):
+        ring.prep_unlinkat(-100, "a\0b")
+
+
 def test_poll_timeout_cancel(ring):
     p = ring.prep_poll_add(3, select.POLLIN, multishot=True, user_data="p")
     expect(sqe_of(ring, 0), opcode=uring.IORING_OP_POLL_ADD, fd=3, len=uring.POLL_ADD_MULTI,

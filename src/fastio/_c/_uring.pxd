@@ -205,7 +205,8 @@ cdef extern from "fio_uring_prep.h" nogil:
         FIO_OP_RECVMSG, FIO_OP_TIMEOUT, FIO_OP_TIMEOUT_REMOVE, FIO_OP_ACCEPT,
         FIO_OP_ASYNC_CANCEL, FIO_OP_LINK_TIMEOUT, FIO_OP_CONNECT, FIO_OP_FALLOCATE,
         FIO_OP_OPENAT, FIO_OP_CLOSE, FIO_OP_STATX, FIO_OP_READ, FIO_OP_WRITE,
-        FIO_OP_SEND, FIO_OP_RECV, FIO_OP_SPLICE, FIO_OP_SHUTDOWN
+        FIO_OP_SEND, FIO_OP_RECV, FIO_OP_SPLICE, FIO_OP_SHUTDOWN, FIO_OP_RENAMEAT,
+        FIO_OP_UNLINKAT, FIO_OP_MKDIRAT, FIO_OP_SYMLINKAT, FIO_OP_LINKAT
     enum:
         FIO_IORING_RECVSEND_POLL_FIRST
     void fio_prep_rw(fio_io_uring_sqe *sqe, uint8_t op, int fd, uint64_t addr, uint32_t len, uint64_t off)
@@ -218,6 +219,8 @@ cdef extern from "fio_uring_prep.h" nogil:
     void fio_prep_fallocate(fio_io_uring_sqe *sqe, int fd, int mode, uint64_t offset, uint64_t len)
     void fio_prep_openat(fio_io_uring_sqe *sqe, int dfd, const char *path, int flags, uint32_t mode)
     void fio_prep_close(fio_io_uring_sqe *sqe, int fd)
+    void fio_prep_path2(fio_io_uring_sqe *sqe, uint8_t op, int fd, const char *path, uint32_t len,
+                        const char *path2, uint32_t op_flags)
     void fio_prep_statx(fio_io_uring_sqe *sqe, int dfd, const char *path, int flags, uint32_t mask,
                         void *statxbuf)
     void fio_prep_poll_add(fio_io_uring_sqe *sqe, int fd, uint32_t poll_mask, int multishot)

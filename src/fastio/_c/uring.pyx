@@ -246,6 +246,59 @@ cdef class Ring(RingRegistry):
         fio_prep_openat(sqe, cdfd, PyBytes_AS_STRING(bpath), cflags, cmode)
         return self.commit(idx, sqe, flags)
 
+    cdef object prep_path2(self, uint8_t op, int fd, object path, uint32_t length, object path2,
+                           uint32_t op_flags, object user_data, int flags):
+        """A path operation: ``path`` (and ``path2``, or None) kept with the
+        request until it is reaped."""
+        cdef bytes b1 = _os.fsencode(path)
+        cdef bytes b2 = None if path2 is None else _os.fsencode(path2)
+        cdef uint32_t idx
+        cdef fio_io_uring_sqe *sqe
+        if b"\0" in b1 or (b2 is not None and b"\0" in b2):
+            raise ValueError("embedded null byte")
+        idx = self.new_slot(user_data, flags, True)
+        try:
+            self.table.keep(idx, (b1, b2))
+            sqe = self.next_sqe()
+        except BaseException:
+            self.abandon(idx)
+            raise
+        fio_prep_path2(sqe, op, fd, PyBytes_AS_STRING(b1), length,
+                       NULL if b2 is None else PyBytes_AS_STRING(b2), op_flags)
+        return self.commit(idx, sqe, flags)
+
+    def prep_renameat(self, olddfd, oldpath, newdfd, newpath, rename_flags=0, *, user_data=None, flags=0):
+        """Queue a renameat2 of ``oldpath`` (relative to ``olddfd``) to
+        ``newpath`` (relative to ``newdfd``; ``AT_FDCWD`` for the cwd).
+        Matches ``io_uring_prep_renameat(3)`` (Linux 5.11)."""
+        return self.prep_path2(FIO_OP_RENAMEAT, as_c_int(olddfd), oldpath, <uint32_t>as_c_int(newdfd), newpath,
+                               as_u32(rename_flags), user_data, as_c_int(flags))
+
+    def prep_unlinkat(self, dfd, path, unlink_flags=0, *, user_data=None, flags=0):
+        """Queue an unlinkat of ``path`` (``AT_REMOVEDIR`` in ``unlink_flags``:
+        rmdir). Matches ``io_uring_prep_unlinkat(3)`` (Linux 5.11)."""
+        return self.prep_path2(FIO_OP_UNLINKAT, as_c_int(dfd), path, 0, None, as_u32(unlink_flags), user_data,
+                               as_c_int(flags))
+
+    def prep_mkdirat(self, dfd, path, mode=0o777, *, user_data=None, flags=0):
+        """Queue a mkdirat of ``path``. Matches ``io_uring_prep_mkdirat(3)``
+        (Linux 5.15)."""
+        return self.prep_path2(FIO_OP_MKDIRAT, as_c_int(dfd), path, as_u32(mode), None, 0, user_data,
+                               as_c_int(flags))
+
+    def prep_symlinkat(self, target, newdfd, linkpath, *, user_data=None, flags=0):
+        """Queue a symlinkat: ``linkpath`` (relative to ``newdfd``) becomes a
+        link to ``target``. Matches ``io_uring_prep_symlinkat(3)`` (Linux 5.15)."""
+        return self.prep_path2(FIO_OP_SYMLINKAT, as_c_int(newdfd), target, 0, linkpath, 0, user_data,
+                               as_c_int(flags))
+
+    def prep_linkat(self, olddfd, oldpath, newdfd, newpath, link_flags=0, *, user_data=None, flags=0):
+        """Queue a linkat (a hard link ``newpath`` to ``oldpath``;
+        ``AT_SYMLINK_FOLLOW`` in ``link_flags``). Matches
+        ``io_uring_prep_linkat(3)`` (Linux 5.15)."""
+        return self.prep_path2(FIO_OP_LINKAT, as_c_int(olddfd), oldpath, <uint32_t>as_c_int(newdfd), newpath,
+                               as_u32(link_flags), user_data, as_c_int(flags))
+
     def prep_close(self, fd, *, user_data=None, flags=0):
         """Queue a close of ``fd``. Matches ``io_uring_prep_close(3)``."""
         cdef int cfd = as_fd(fd)

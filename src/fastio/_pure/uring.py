@@ -207,6 +207,49 @@ class Ring(RingRegistry):
             return fill
         return self._queue(user_data, flags, True, build)
 
+    def _prep_path2(self, op, fd, path, length, path2, op_flags, user_data, flags):
+        """A path operation: the paths kept with the request until it is reaped."""
+        b1 = os.fsencode(path)
+        b2 = None if path2 is None else os.fsencode(path2)
+        if b"\0" in b1 or (b2 is not None and b"\0" in b2):
+            raise ValueError("embedded null byte")
+
+        def build(slot):
+            c1 = ctypes.create_string_buffer(b1)
+            c2 = None if b2 is None else ctypes.create_string_buffer(b2)
+            slot.keep.append((c1, c2))
+
+            def fill(sqe):
+                self._prep_rw(sqe, op, fd, ctypes.addressof(c1), length, 0 if c2 is None else ctypes.addressof(c2))
+                sqe.op_flags = op_flags
+            return fill
+        return self._queue(user_data, flags, True, build)
+
+    def prep_renameat(self, olddfd, oldpath, newdfd, newpath, rename_flags=0, *, user_data=None, flags=0):
+        """Queue a renameat2; see ``fastio._c.uring.Ring.prep_renameat``."""
+        return self._prep_path2(_OP["IORING_OP_RENAMEAT"], as_c_int(olddfd), oldpath,
+                                as_c_int(newdfd) & 0xFFFFFFFF, newpath, _u32(rename_flags), user_data, flags)
+
+    def prep_unlinkat(self, dfd, path, unlink_flags=0, *, user_data=None, flags=0):
+        """Queue an unlinkat; see ``fastio._c.uring.Ring.prep_unlinkat``."""
+        return self._prep_path2(_OP["IORING_OP_UNLINKAT"], as_c_int(dfd), path, 0, None, _u32(unlink_flags),
+                                user_data, flags)
+
+    def prep_mkdirat(self, dfd, path, mode=0o777, *, user_data=None, flags=0):
+        """Queue a mkdirat; see ``fastio._c.uring.Ring.prep_mkdirat``."""
+        return self._prep_path2(_OP["IORING_OP_MKDIRAT"], as_c_int(dfd), path, _u32(mode), None, 0,
+                                user_data, flags)
+
+    def prep_symlinkat(self, target, newdfd, linkpath, *, user_data=None, flags=0):
+        """Queue a symlinkat; see ``fastio._c.uring.Ring.prep_symlinkat``."""
+        return self._prep_path2(_OP["IORING_OP_SYMLINKAT"], as_c_int(newdfd), target, 0, linkpath, 0,
+                                user_data, flags)
+
+    def prep_linkat(self, olddfd, oldpath, newdfd, newpath, link_flags=0, *, user_data=None, flags=0):
+        """Queue a linkat; see ``fastio._c.uring.Ring.prep_linkat``."""
+        return self._prep_path2(_OP["IORING_OP_LINKAT"], as_c_int(olddfd), oldpath,
+                                as_c_int(newdfd) & 0xFFFFFFFF, newpath, _u32(link_flags), user_data, flags)
+
     def prep_close(self, fd, *, user_data=None, flags=0):
         """Queue a close. Matches ``io_uring_prep_close(3)``."""
         return self._simple(_OP["IORING_OP_CLOSE"], as_fd(fd), 0, 0, 0, 0, user_data, flags)

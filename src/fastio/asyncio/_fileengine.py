@@ -167,6 +167,7 @@ class UringFiles:
         # cancellation (nothing left to wait for)
         self.released: set[asyncio.Future] = set()
         self.thread = ThreadFiles(loop)
+        self.opcodes = frozenset(self.ring.probe())     # what this kernel's io_uring can do
         # closed with the loop's last reference (a ring holds kernel memory)
         self._finalizer = weakref.finalize(loop, _close_ring, self.ring)
 
@@ -297,6 +298,14 @@ class UringFiles:
     async def statx_fd(self, fd: int, buf: bytearray, mask: int = STATX_BASIC_STATS) -> int:
         """``fstat``: a statx of ``fd`` itself (``AT_EMPTY_PATH``)."""
         return await self.statx("", AT_EMPTY_PATH, buf, dir_fd=fd, mask=mask)
+
+    async def path_op(self, name: str, *args: Any) -> int:
+        """One of the ring's path operations (``renameat``, ``unlinkat``,
+        ``mkdirat``, ``symlinkat``, ``linkat``): its ``res``."""
+        self.check()
+        fut = self.loop.create_future()
+        ud = getattr(self.ring, "prep_" + name)(*args, user_data=fut)
+        return await self.complete(fut, ud)
 
     async def fallocate(self, fd: int, mode: int, offset: int, length: int) -> int:
         self.check()

@@ -1,10 +1,14 @@
 """``fastio.asyncio.os``: aiofiles.os' names, with ``os``' arguments,
 results and exceptions, awaitable.
 
-``stat`` and ``lstat`` are io_uring requests (``IORING_OP_STATX``) on the
-running loop's file ring; the others run the ``os`` call in the loop's
-default executor (as aiofiles does) until their io_uring operations are
-wired here. ``path`` holds ``exists``, ``isfile``, ``isdir``, ``islink``,
+On the running loop's file ring, as io_uring requests: ``stat``/``lstat``
+(``IORING_OP_STATX``), ``rename``/``replace`` (``RENAMEAT``),
+``remove``/``unlink``/``rmdir`` (``UNLINKAT``), ``mkdir`` (``MKDIRAT``),
+``symlink`` (``SYMLINKAT``), ``link`` (``LINKAT``), each where the kernel has
+the operation (5.11 and 5.15). The kernel runs these path operations on its
+own worker threads (no GIL, no Python thread). The others (``listdir``,
+``scandir``, ``makedirs`` ...) run the ``os`` call in the loop's default
+executor, as aiofiles does. ``path`` holds ``exists``, ``isfile``, ``isdir``, ``islink``,
 ``getsize``, ``getmtime`` ... (aiofiles.os.path's names). Where io_uring
 cannot be used (or with ``FASTIO_FILE_ENGINE=thread``) every call runs in
 the executor.
@@ -19,6 +23,9 @@ from typing import Any, Optional
 
 from fastio.asyncio import _fileengine, ospath as path
 from fastio.asyncio._fileengine import AT_FDCWD, AT_SYMLINK_NOFOLLOW, UringFiles, engine_for, wrap
+
+AT_REMOVEDIR = 0x200
+AT_SYMLINK_FOLLOW = 0x400
 
 __all__ = ["stat", "lstat", "rename", "renames", "replace", "remove", "unlink", "mkdir", "makedirs", "rmdir",
            "removedirs", "link", "symlink", "readlink", "listdir", "scandir", "sendfile", "statvfs", "access",
@@ -51,17 +58,94 @@ async def lstat(path: Any, *, dir_fd: Optional[int] = None) -> _os.stat_result:
     return await stat(path, dir_fd=dir_fd, follow_symlinks=False)
 
 
-rename = wrap(_os.rename)
+def _uring(op: str) -> Optional[UringFiles]:
+    """The running loop's uring engine, if the kernel has ``IORING_OP_<op>``."""
+    from fastio import uring
+
+    eng = engine_for(asyncio.get_running_loop())
+    if isinstance(eng, UringFiles) and getattr(uring, "IORING_OP_" + op) in eng.opcodes:
+        return eng
+    return None
+
+
+def _dir_fd(dir_fd: Optional[int]) -> int:
+    return AT_FDCWD if dir_fd is None else dir_fd
+
+
+async def rename(src: Any, dst: Any, *, src_dir_fd: Optional[int] = None, dst_dir_fd: Optional[int] = None) -> None:
+    """``os.rename``, through ``IORING_OP_RENAMEAT`` (Linux 5.11)."""
+    eng = _uring("RENAMEAT")
+    if eng is None:
+        return await wrap(_os.rename)(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)  # type: ignore[no-any-return]
+    res = await eng.path_op("renameat", _dir_fd(src_dir_fd), src, _dir_fd(dst_dir_fd), dst, 0)
+    if res < 0:
+        raise _fileengine._os_error(res, _os.fspath(src), _os.fspath(dst))
+
+
+async def replace(src: Any, dst: Any, *, src_dir_fd: Optional[int] = None, dst_dir_fd: Optional[int] = None) -> None:
+    """``os.replace`` (on Linux the same rename(2) as ``os.rename``)."""
+    await rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+
+async def remove(path: Any, *, dir_fd: Optional[int] = None) -> None:
+    """``os.remove``, through ``IORING_OP_UNLINKAT`` (Linux 5.11)."""
+    eng = _uring("UNLINKAT")
+    if eng is None:
+        return await wrap(_os.remove)(path, dir_fd=dir_fd)  # type: ignore[no-any-return]
+    res = await eng.path_op("unlinkat", _dir_fd(dir_fd), path, 0)
+    if res < 0:
+        raise _fileengine._os_error(res, _os.fspath(path))
+
+
+unlink = remove
+
+
+async def rmdir(path: Any, *, dir_fd: Optional[int] = None) -> None:
+    """``os.rmdir``, through ``IORING_OP_UNLINKAT`` with ``AT_REMOVEDIR``."""
+    eng = _uring("UNLINKAT")
+    if eng is None:
+        return await wrap(_os.rmdir)(path, dir_fd=dir_fd)  # type: ignore[no-any-return]
+    res = await eng.path_op("unlinkat", _dir_fd(dir_fd), path, AT_REMOVEDIR)
+    if res < 0:
+        raise _fileengine._os_error(res, _os.fspath(path))
+
+
+async def mkdir(path: Any, mode: int = 0o777, *, dir_fd: Optional[int] = None) -> None:
+    """``os.mkdir``, through ``IORING_OP_MKDIRAT`` (Linux 5.15)."""
+    eng = _uring("MKDIRAT")
+    if eng is None:
+        return await wrap(_os.mkdir)(path, mode, dir_fd=dir_fd)  # type: ignore[no-any-return]
+    res = await eng.path_op("mkdirat", _dir_fd(dir_fd), path, mode)
+    if res < 0:
+        raise _fileengine._os_error(res, _os.fspath(path))
+
+
+async def symlink(src: Any, dst: Any, target_is_directory: bool = False, *, dir_fd: Optional[int] = None) -> None:
+    """``os.symlink``, through ``IORING_OP_SYMLINKAT`` (Linux 5.15)."""
+    eng = _uring("SYMLINKAT")
+    if eng is None:
+        return await wrap(_os.symlink)(src, dst, target_is_directory, dir_fd=dir_fd)  # type: ignore[no-any-return]
+    res = await eng.path_op("symlinkat", src, _dir_fd(dir_fd), dst)
+    if res < 0:
+        raise _fileengine._os_error(res, _os.fspath(src), _os.fspath(dst))
+
+
+async def link(src: Any, dst: Any, *, src_dir_fd: Optional[int] = None, dst_dir_fd: Optional[int] = None,
+               follow_symlinks: bool = True) -> None:
+    """``os.link``, through ``IORING_OP_LINKAT`` (Linux 5.15)."""
+    eng = _uring("LINKAT")
+    if eng is None:
+        return await wrap(_os.link)(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd,  # type: ignore[no-any-return]
+                                    follow_symlinks=follow_symlinks)
+    res = await eng.path_op("linkat", _dir_fd(src_dir_fd), src, _dir_fd(dst_dir_fd), dst,
+                            AT_SYMLINK_FOLLOW if follow_symlinks else 0)
+    if res < 0:
+        raise _fileengine._os_error(res, _os.fspath(src), _os.fspath(dst))
+
+
 renames = wrap(_os.renames)
-replace = wrap(_os.replace)
-remove = wrap(_os.remove)
-unlink = wrap(_os.unlink)
-mkdir = wrap(_os.mkdir)
 makedirs = wrap(_os.makedirs)
-rmdir = wrap(_os.rmdir)
 removedirs = wrap(_os.removedirs)
-link = wrap(_os.link)
-symlink = wrap(_os.symlink)
 readlink = wrap(_os.readlink)
 listdir = wrap(_os.listdir)
 scandir = wrap(_os.scandir)
