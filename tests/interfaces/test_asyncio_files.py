@@ -517,3 +517,56 @@ def test_os_path_operations_do_and_refuse_what_os_does(backend, engine, tmp_path
 
     assert tree(got_root) == tree(want_root)
     assert os.readlink(got_root / "sym") == "h"
+
+
+@pytest.fixture
+def disk_dir():  # (tmpfs keeps its pages: fadvise cannot drop them)
+    """A directory on a disk file system (not tmpfs: its page cache can be dropped)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/var/tmp" if os.path.isdir("/var/tmp") else None) as d:
+        yield d
+
+
+@pytest.mark.parametrize("nowait", [True, False], ids=["nowait-first", "ring-only"])
+def test_reads_of_pages_not_cached_go_to_the_ring_and_come_back_whole(backend, disk_dir, nowait):
+    # The file is dropped from the page cache: preadv2(RWF_NOWAIT) finds
+    # nothing to copy (EAGAIN) and the read goes to the ring, or it goes
+    # there at once ("ring-only"); all of it comes back, with no short read
+    # taken for the end of the file. (A NOWAIT read cut short by a page not
+    # cached sends the rest to the ring; this machine's kernel completed
+    # every such read whole in tries with half of a file dropped, so that
+    # branch is not reached here.)
+    uring_or_skip(backend)
+    data = os.urandom(1 << 20)
+    path = os.path.join(disk_dir, "f")
+    with open(path, "w+b") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+    async def go():
+        eng = engine_for(asyncio.get_running_loop(), "uring")
+        eng.nowait = nowait
+        ring_requests = 0
+        complete = eng.complete
+
+        async def counting(fut, ud):
+            nonlocal ring_requests
+            ring_requests += 1
+            return await complete(fut, ud)
+
+        eng.complete = counting
+        async with fa.open(path, "rb") as f:
+            # (clean pages after the fsync: dropped. A probe of them here
+            # would start a readahead that brings them back.)
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            before = ring_requests
+            whole = await f.read(len(data))
+            eof = await f.read(10)
+            reads = ring_requests - before
+        return whole, eof, reads
+
+    whole, eof, reads = run_on(backend, "uring", go)
+    assert whole == data and eof == b""
+    assert reads >= 1       # the dropped pages came through the ring

@@ -27,6 +27,7 @@ cannot be had raises ``fastio.UnsupportedError``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import os
 import struct
@@ -168,6 +169,7 @@ class UringFiles:
         self.released: set[asyncio.Future] = set()
         self.thread = ThreadFiles(loop)
         self.opcodes = frozenset(self.ring.probe())     # what this kernel's io_uring can do
+        self.nowait = hasattr(os, "RWF_NOWAIT")         # reads try preadv2(RWF_NOWAIT) first
         # closed with the loop's last reference (a ring holds kernel memory)
         self._finalizer = weakref.finalize(loop, _close_ring, self.ring)
 
@@ -259,10 +261,37 @@ class UringFiles:
     # -- operations (each returns the completion's res; < 0 is -errno) ------
 
     async def read(self, fd: int, buf: Any, offset: int) -> int:
+        """A read of ``len(buf)`` bytes at ``offset`` (-1: the file position).
+
+        At an offset, ``preadv2(RWF_NOWAIT)`` first: it copies what the page
+        cache holds and returns ``EAGAIN`` rather than wait for a device,
+        which is the attempt io_uring itself makes inline before it hands a
+        read to a worker, without the ring's own cost (the ring's
+        submit-and-reap is about 2 us more per 4 KiB here). What it could
+        not read (nothing, or the part not cached) goes to the ring."""
+        done = 0
+        if self.nowait and offset >= 0:
+            try:
+                done = os.preadv(fd, (buf,), offset, os.RWF_NOWAIT)
+            except BlockingIOError:
+                done = 0
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    return -exc.errno   # (as the ring would report it: ESPIPE, EBADF ...)
+                self.nowait = False     # (a file system without it: the ring only, from now on)
+            else:
+                n = memoryview(buf).nbytes
+                if done == n or done == 0 and n > 0:
+                    return done         # all of it, or the end of the file
+                buf = memoryview(buf).cast("B")[done:]
+                offset += done
         self.check()
         fut = self.loop.create_future()
         ud = self.ring.prep_read(fd, buf, offset, user_data=fut)
-        return await self.complete(fut, ud)
+        res = await self.complete(fut, ud)
+        if done and res >= 0:
+            return done + res
+        return done if done and res < 0 else res
 
     async def write(self, fd: int, buf: Any, offset: int) -> int:
         self.check()

@@ -7,7 +7,9 @@ and write is an io_uring request at an explicit offset (``pread``/``pwrite``
 semantics, so concurrent awaits on one file each get their own range, in the
 order they were called), opened with ``IORING_OP_OPENAT``, closed with
 ``IORING_OP_CLOSE``, synced with ``IORING_OP_FSYNC``, stat'ed with
-``IORING_OP_STATX``. Writes go to the kernel when awaited (nothing is held
+``IORING_OP_STATX``; a read first tries ``preadv2(RWF_NOWAIT)``, which
+copies cached pages at once and refuses rather than wait for a device (see
+``_fileengine.UringFiles.read``). Writes go to the kernel when awaited (nothing is held
 back for ``flush``). Appends (``"a"``) write at the file's end through the
 kernel's ``O_APPEND``. Text mode decodes and encodes here, with the built-in
 ``open``'s ``encoding``, ``errors`` and ``newline`` rules; its ``tell()``
@@ -457,12 +459,19 @@ class AsyncBinaryFile(AsyncFile):
 
     async def pread(self, size: int, offset: int) -> bytes:
         """``size`` bytes at ``offset`` (fewer at EOF); the position is not used."""
-        self._check_readable()
+        if self._closed or not self._readable:
+            self._check_readable()
         if size < 0:
             raise ValueError("negative size")
         if offset < 0:
             raise ValueError("negative offset")
-        return await self._pread(size, offset)
+        buf = bytearray(size)
+        res = await self._eng.read(self._fd, buf, offset)
+        if res < 0:
+            raise self._err(res)
+        if res < size:
+            del buf[res:]
+        return bytes(buf)
 
     async def preadinto(self, buffer: Any, offset: int) -> int:
         """Read into ``buffer`` at ``offset``; the number of bytes read."""
