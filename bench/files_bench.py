@@ -7,6 +7,8 @@ Rows (operations per second, higher is better):
              once, each reading at offsets of its own (``pread`` where the
              library has it, else seek + read on a file object per task)
 ``files``    4 KiB files opened, read whole and closed, T at a time
+``seq1m``    a sequential read of the file in 1 MiB chunks, one task (chunks/s)
+``append``   4 KiB appends, each followed by fsync, one task
 
 Libraries: ``fastio-uring`` (fastio.asyncio.open, uring engine) on the stdlib
 loop and on fastio's compiled loop (``fastio-uring/floop``), ``fastio-thread``,
@@ -207,6 +209,103 @@ async def small_files(lib: str, paths: list[str], tasks: int, seconds: float) ->
     return count / seconds
 
 
+async def seq1m(lib: str, path: str, seconds: float) -> float:
+    """1 MiB chunks read in order per second (from the start again at EOF)."""
+    end = time.perf_counter() + seconds
+    count = 0
+    chunk = 1 << 20
+    while time.perf_counter() < end:
+        if lib.startswith("fastio"):
+            import fastio.asyncio as fa
+
+            async with fa.open(path, "rb", engine="thread" if lib == "fastio-thread" else "uring") as f:
+                while time.perf_counter() < end and await f.read(chunk):
+                    count += 1
+        elif lib == "aiofile":
+            import aiofile
+
+            async with aiofile.async_open(path, "rb") as af:
+                while time.perf_counter() < end and await af.read(chunk):
+                    count += 1
+        elif lib == "aiofiles":
+            import aiofiles
+
+            async with aiofiles.open(path, "rb") as f:
+                while time.perf_counter() < end and await f.read(chunk):
+                    count += 1
+        elif lib == "anyio":
+            import anyio
+
+            f = await anyio.open_file(path, "rb")
+            try:
+                while time.perf_counter() < end and await f.read(chunk):
+                    count += 1
+            finally:
+                await f.aclose()
+        else:
+            with open(path, "rb") as sf:
+                while time.perf_counter() < end and sf.read(chunk):
+                    count += 1
+    return count / seconds
+
+
+async def appends(lib: str, directory: str, seconds: float) -> float:
+    """4 KiB appends, each made durable with fsync, per second."""
+    path = os.path.join(directory, f"append-{lib.replace('/', '-')}")
+    block = os.urandom(BLOCK)
+    end = time.perf_counter() + seconds
+    count = 0
+    loop = asyncio.get_running_loop()
+    if lib.startswith("fastio"):
+        import fastio.asyncio as fa
+
+        async with fa.open(path, "ab", engine="thread" if lib == "fastio-thread" else "uring") as f:
+            while time.perf_counter() < end:
+                await f.write(block)
+                await f.fsync()
+                count += 1
+    elif lib == "aiofile":
+        import aiofile
+
+        async with aiofile.AIOFile(path, "ab") as af:
+            offset = 0
+            while time.perf_counter() < end:
+                await af.write(block, offset=offset)
+                await af.fsync()
+                offset += BLOCK
+                count += 1
+    elif lib == "aiofiles":
+        import aiofiles
+
+        async with aiofiles.open(path, "ab") as f:
+            while time.perf_counter() < end:
+                await f.write(block)
+                await f.flush()
+                await loop.run_in_executor(None, os.fsync, f.fileno())
+                count += 1
+    elif lib == "anyio":
+        import anyio
+
+        f = await anyio.open_file(path, "ab")
+        try:
+            while time.perf_counter() < end:
+                await f.write(block)
+                await f.flush()
+                await anyio.to_thread.run_sync(os.fsync, f.wrapped.fileno())
+                count += 1
+        finally:
+            await f.aclose()
+    else:
+        with open(path, "ab") as sf:
+            while time.perf_counter() < end:
+                sf.write(block)
+                sf.flush()
+                os.fsync(sf.fileno())
+                count += 1
+    os.unlink(path)
+    return count / seconds
+
+
 def child(args: argparse.Namespace) -> None:
     lib = args.child
     os.sched_setaffinity(0, {0})
@@ -225,6 +324,12 @@ def child(args: argparse.Namespace) -> None:
                 size = os.path.getsize(args.big)
                 loop.run_until_complete(rand4k(lib, args.big, size, tasks, 0.05))    # warm-up
                 out[f"{row}/{tasks}"] = loop.run_until_complete(rand4k(lib, args.big, size, tasks, args.seconds))
+            elif row == "seq1m":
+                loop.run_until_complete(seq1m(lib, args.big, 0.05))
+                out[f"{row}/{tasks}"] = loop.run_until_complete(seq1m(lib, args.big, args.seconds))
+            elif row == "append":
+                loop.run_until_complete(appends(lib, os.path.dirname(args.big), 0.05))
+                out[f"{row}/{tasks}"] = loop.run_until_complete(appends(lib, os.path.dirname(args.big), args.seconds))
             else:
                 paths = sorted(os.path.join(args.small, p) for p in os.listdir(args.small))
                 loop.run_until_complete(small_files(lib, paths, tasks, 0.05))
@@ -252,7 +357,8 @@ def main() -> None:
         return
     if args.quick:
         args.rounds, args.seconds = 2, 0.2
-    rows = [("rand4k", 1), ("rand4k", 8), ("rand4k", 64), ("files", 1), ("files", 64)]
+    rows = [("rand4k", 1), ("rand4k", 8), ("rand4k", 64), ("files", 1), ("files", 64), ("seq1m", 1),
+            ("append", 1)]
     libs = []
     for lib in args.libs.split(","):
         why = have(lib)
@@ -289,20 +395,20 @@ def main() -> None:
     print(f"# Python {platform.python_version()}, {platform.system()} {platform.release()}, "
           f"{os.cpu_count()} CPUs, {args.rounds} rounds of {args.seconds} s, file {args.size_mib} MiB")
     keys = [f"{row}/{t}" for row, t in rows]
-    print(f"{'library':20}" + "".join(f"{k:>22}" for k in keys))
+    print(f"{'library':20}" + "".join(f"{k:>18}" for k in keys))
     for lib in libs:
         cells = []
         for k in keys:
             vals = results[lib].get(k, [])
             if not vals:
-                cells.append(f"{'-':>22}")
+                cells.append(f"{'-':>18}")
                 continue
             med = statistics.median(vals)
             ref = results.get("aiofile", {}).get(k)
             ratio = ""
             if ref and len(ref) == len(vals):
                 ratio = f" {statistics.median(v / w for v, w in zip(vals, ref)):.2f}x"
-            cells.append(f"{med / 1000:>10.1f}k{ratio:>7}".rjust(22))
+            cells.append(f"{med / 1000:>8.2f}k{ratio:>7}".rjust(18))
         print(f"{lib:20}" + "".join(cells))
     print("(ops/s: median over rounds; the ratio is the median per-round ratio to aiofile)")
 

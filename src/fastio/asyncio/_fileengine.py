@@ -293,6 +293,42 @@ class UringFiles:
             return done + res
         return done if done and res < 0 else res
 
+    async def read_bytes(self, fd: int, n: int, offset: int) -> bytes:
+        """``n`` bytes at ``offset`` (fewer at the end of the file), as
+        ``bytes``; ``OSError`` for an error. ``RWF_NOWAIT`` first, as
+        :meth:`read`; the rest through the ring."""
+        head = b""
+        if self.nowait and offset >= 0 and n > 0:
+            buf = bytearray(n)
+            try:
+                got = os.preadv(fd, (buf,), offset, os.RWF_NOWAIT)
+            except BlockingIOError:
+                got = 0
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                self.nowait = False
+                got = 0
+            else:
+                if got == n:
+                    return bytes(buf)
+                if got:     # (0: the end of the file, or nothing cached: the ring tells which)
+                    head = bytes(memoryview(buf)[:got])
+                    n -= got
+                    offset += got
+        self.check()
+        buf = bytearray(n)
+        fut = self.loop.create_future()
+        ud = self.ring.prep_read(fd, buf, offset, user_data=fut)
+        res = await self.complete(fut, ud)
+        if res < 0:
+            if head:
+                return head
+            raise _os_error(res)
+        if res < n:
+            del buf[res:]
+        return head + buf if head else bytes(buf)
+
     async def write(self, fd: int, buf: Any, offset: int) -> int:
         self.check()
         fut = self.loop.create_future()

@@ -338,14 +338,7 @@ class AsyncBinaryFile(AsyncFile):
     # -- reads -----------------------------------------------------------------
 
     async def _pread(self, n: int, offset: int) -> bytes:
-        buf = bytearray(n)
-        res = await self._eng.read(self._fd, buf, offset)
-        if res < 0:
-            raise self._err(res)
-        if res == n:
-            return bytes(buf)
-        del buf[res:]
-        return bytes(buf)
+        return await self._eng.read_bytes(self._fd, n, offset)
 
     async def read(self, size: Optional[int] = -1) -> bytes:
         """Up to ``size`` bytes (all until EOF when ``size`` is negative or
@@ -465,13 +458,7 @@ class AsyncBinaryFile(AsyncFile):
             raise ValueError("negative size")
         if offset < 0:
             raise ValueError("negative offset")
-        buf = bytearray(size)
-        res = await self._eng.read(self._fd, buf, offset)
-        if res < 0:
-            raise self._err(res)
-        if res < size:
-            del buf[res:]
-        return bytes(buf)
+        return await self._eng.read_bytes(self._fd, size, offset)
 
     async def preadinto(self, buffer: Any, offset: int) -> int:
         """Read into ``buffer`` at ``offset``; the number of bytes read."""
