@@ -18,6 +18,7 @@ import pytest
 
 import fastio.asyncio as fa
 import fastio.asyncio.os as aos
+from fastio import UnsupportedError
 from fastio.asyncio import _fileengine
 from fastio.asyncio._fileengine import UringFiles, engine_for
 
@@ -312,8 +313,9 @@ def test_a_cancelled_kernel_read_writes_nothing_after_cancelled_error(backend):
         return bytes(buf)
 
     try:
-        assert run_on(backend, "uring", go) == b"\xee" * 64
-        assert os.read(r, 100) == b"late bytes"     # nothing was consumed by the cancelled read
+        for factory in loop_kinds(backend):     # (on fastio's loop: the loop's own ring)
+            assert run_on(backend, "uring", go, factory) == b"\xee" * 64
+            assert os.read(r, 100) == b"late bytes"     # nothing was consumed by the cancelled read
     finally:
         os.close(r)
         os.close(w)
@@ -435,6 +437,68 @@ def test_the_loop_ring_is_closed_with_the_loop(backend):
 
     gc.collect()
     assert ring.closed
+
+
+def uring_loop_or_skip(backend):
+    if backend.name != "c":
+        pytest.skip("fastio's compiled loop is the c backend's")
+    try:
+        return fa.Loop(engine="uring")
+    except UnsupportedError as exc:      # (io_uring refused here: the reason)
+        pytest.skip(str(exc))
+
+
+def test_on_fastios_uring_loop_the_requests_go_on_the_loops_own_ring(backend, tmp_path):
+    uring_or_skip(backend)
+    loop = uring_loop_or_skip(backend)
+    path = tmp_path / "f"
+    try:
+        eng = engine_for(loop, "uring")
+        assert eng.shared and eng.ring is loop._engine.ring
+
+        async def go():
+            async with fa.open(path, "w+b") as f:
+                await asyncio.gather(*(f.pwrite(bytes([i]) * 4096, i * 4096) for i in range(64)))
+                await f.fsync()
+                got = await asyncio.gather(*(f.pread(4096, i * 4096) for i in range(64)))
+                return got, await f.stat(), f.engine, eng.outstanding
+
+        got, st, name, outstanding = loop.run_until_complete(asyncio.wait_for(go(), TIMEOUT))
+        assert got == [bytes([i]) * 4096 for i in range(64)]
+        assert (st.st_size, name, outstanding) == (64 * 4096, "uring", 0)
+        assert eng.watching is False        # (nothing watched: the loop's own wait reaps them)
+    finally:
+        loop.close()
+    assert eng.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        eng.check()
+
+
+def test_the_loop_engines_completion_handler_gets_back_what_it_did_not_take(backend):
+    uring_or_skip(backend)
+    loop = uring_loop_or_skip(backend)
+    seen = []
+
+    def handler(completions):
+        seen.append([c.user_data for c in completions])
+        if len(seen) == 1:
+            raise KeyError("not taken")
+        completions.clear()
+
+    try:
+        engine = loop._engine
+        with pytest.raises(TypeError, match="callable"):
+            engine.set_completion_handler(42)
+        engine.set_completion_handler(handler)
+        engine.ring.prep_nop(user_data="a")
+        engine.ring.prep_nop(user_data="b")
+        with pytest.raises(KeyError):       # (out of the loop's turn, as a callback's error is not)
+            loop.run_until_complete(asyncio.sleep(0.01))
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert seen[:2] == [["a", "b"], ["a", "b"]] and len(seen) == 2
+    finally:
+        loop._engine.set_completion_handler(None)
+        loop.close()
 
 
 def test_a_forked_child_gets_a_clear_error_not_the_parents_ring(backend, tmp_path):

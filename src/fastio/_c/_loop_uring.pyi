@@ -1,8 +1,11 @@
 """Stubs for fastio._c._loop_uring: the compiled loop's io_uring engine."""
 
+from typing import Callable, Optional
+
 from typing_extensions import disjoint_base
 
 from fastio._c._loop_engine import Engine
+from fastio._c._uring_types import Completion
 from fastio._c.uring import Ring
 
 @disjoint_base
@@ -19,3 +22,4 @@ class UringEngine(Engine):
     def __new__(cls, entries: int = 256, recv: bool = True) -> UringEngine: ...
     @property
     def ring(self) -> LoopRing: ...
+    def set_completion_handler(self, handler: Optional[Callable[[list[Completion]], object]]) -> None: ...

@@ -179,6 +179,10 @@ cdef class LoopRing(Ring):
             self.recv_done(<RecvState>obj, cqe)
             if cqe.flags & FIO_IORING_CQE_F_MORE:
                 return 0
+        elif obj is not None:
+            # Another request on the loop's ring (fastio.asyncio.open's):
+            # its Completion goes to out, for the engine's completion handler.
+            return Ring.handle_cqe(self, cqe, out)
         self.slot_release(idx)
         return 0
 
@@ -222,14 +226,15 @@ cdef class UringEngine(Engine):
 
     cdef LoopRing lring
     cdef list dirty             # entries whose poll must be (re-)armed or removed
-    cdef list unused            # reap()'s list of Completion objects: stays empty
+    cdef list completions       # the Completions of the other requests on the ring, for on_complete
+    cdef object on_complete     # set_completion_handler()'s handler, or None
     cdef list backlogged        # resumed transports with bytes waiting: delivered next turn
     cdef readonly bint recv_mode    # socket transports read through multishot recv
 
     def __cinit__(self, entries=256, recv=True):
         self.name = "uring"
         self.dirty = []
-        self.unused = []
+        self.completions = []
         self.backlogged = []
         try:
             self.lring = LoopRing(entries, flags=SETUP_FLAGS, cq_entries=4 * entries)
@@ -271,8 +276,22 @@ cdef class UringEngine(Engine):
 
     @property
     def ring(self):
-        """The loop's ``fastio.uring.Ring``."""
+        """The loop's ``fastio.uring.Ring``. Requests prepared on it with a
+        ``user_data`` other than None are submitted by the loop's next wait
+        (no system call of their own) and their completions go to the
+        handler of :meth:`set_completion_handler`."""
         return self.lring
+
+    def set_completion_handler(self, handler):
+        """Hand the completions of the requests others put on the loop's ring
+        to ``handler(completions)``, in the loop's turn, right after its wait:
+        ``completions`` is a list of ``fastio.uring.Completion``, and the
+        handler removes each from the list once it has taken it (what it
+        leaves, because it raised, say, is handed in again in the next
+        turn). None (the default) drops them."""
+        if handler is not None and not callable(handler):
+            raise TypeError(f"the completion handler must be callable or None, not {type(handler).__name__}")
+        self.on_complete = handler
 
     cdef int watch(self, FdEntry entry, uint32_t events) except -1:
         entry.events = events
@@ -383,9 +402,14 @@ cdef class UringEngine(Engine):
                 raise_errno(-ret)
         self.lring.fired = fired
         try:
-            self.lring.reap(self.unused)
+            self.lring.reap(self.completions)
         finally:
             self.lring.fired = None
+        if self.completions:
+            if self.on_complete is None:
+                del self.completions[:]
+            else:
+                self.on_complete(self.completions)
         # The loop re-arms, after their callbacks, the polls that completed.
         for obj in fired:
             e = <FdEntry>obj
@@ -398,5 +422,6 @@ cdef class UringEngine(Engine):
     cdef int close_engine(self) except -1:
         del self.dirty[:]
         del self.backlogged[:]
+        self.on_complete = None
         self.lring.close()
         return 0

@@ -1,15 +1,22 @@
 """Where the requests of ``fastio.asyncio.open`` and ``fastio.asyncio.os`` go.
 
-``UringFiles``: one ``fastio.uring.Ring`` per event loop, on any running
-loop (the stdlib's, uvloop, fastio's). A request is prepared on the ring
-(``prep_*``) with a future as ``user_data`` and submitted at once, in one
-``io_uring_enter``; what the kernel completed inside that call (a read or a
-write of cached pages, a stat: most file requests) is returned without the
-task being suspended, as a synchronous call would, but without the thread
-hand-off of a thread pool. What completes later is announced by the ring's
-own fd, which is readable while its completion queue holds entries: the
-loop watches it with ``add_reader`` while requests are out (an io_uring fd
-can be polled; no eventfd, and no read of one, is needed).
+``UringFiles``: the requests of one event loop on one ``fastio.uring.Ring``.
+
+* On fastio's compiled loop on its ``uring`` engine, the ring is the loop's
+  own: a request is prepared on it (``prep_*``, a future as ``user_data``)
+  and goes to the kernel with the loop's next ``io_uring_enter``, the one
+  that also submits the loop's polls and waits: no system call of its own.
+  Its completion comes back through that wait (the engine's completion
+  handler) and wakes the task in the same turn.
+* On any other running loop (the stdlib's, uvloop, fastio's on epoll), a
+  ring of the engine's own. A request is submitted at once, in one
+  ``io_uring_enter``; what the kernel completed inside that call (a write of
+  cached pages, an open, a close: most file requests) is returned without
+  the task being suspended, as a synchronous call would, but without the
+  thread hand-off of a thread pool. What completes later is announced by the
+  ring's own fd, which is readable while its completion queue holds
+  entries: the loop watches it with ``add_reader`` while requests are out
+  (an io_uring fd can be polled; no eventfd, and no read of one, is needed).
 
 Cancellation: cancelling an await cancels the kernel request
 (``ASYNC_CANCEL``), and the awaiting task sees ``CancelledError`` only once
@@ -142,21 +149,46 @@ class ThreadFiles:
         return await self.loop.run_in_executor(None, func, *args)
 
 
+def _loop_ring(loop: asyncio.AbstractEventLoop) -> Any:
+    """The engine of fastio's compiled loop when ``loop`` is one on io_uring
+    (its ``ring`` is the loop's own), else None."""
+    try:
+        from fastio._c._loop_core import LoopCore
+        from fastio._c._loop_uring import UringEngine
+    except ImportError:     # (no compiled backend)
+        return None
+    if isinstance(loop, LoopCore) and isinstance(loop._engine, UringEngine):
+        return loop._engine
+    return None
+
+
 class UringFiles:
-    """One ring for the file requests of one event loop."""
+    """The file requests of one event loop, on its ring (see the module's
+    text): ``shared`` says whether that is the loop's own."""
 
     name = "uring"
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ring_factory: Optional[Callable[..., Any]] = None,
                  entries: int = 256) -> None:
-        if ring_factory is None:
+        loop_engine = _loop_ring(loop)
+        if loop_engine is not None and ring_factory is not None and not isinstance(loop_engine.ring, ring_factory):
+            loop_engine = None      # a ring of another backend was asked for
+        if ring_factory is None and loop_engine is None:
             from fastio import uring
 
             if not uring.available():
                 raise UnsupportedError(f"io_uring cannot be used here: {uring.why_unavailable()}")
             ring_factory = uring.Ring
         self._loop = weakref.ref(loop)     # (the engines of a loop die with it)
-        self.ring = ring_factory(entries, cq_entries=4 * entries)
+        self.shared = loop_engine is not None
+        if loop_engine is not None:
+            self.ring = loop_engine.ring    # closed by the loop
+            loop_engine.set_completion_handler(self.take)
+        else:
+            assert ring_factory is not None
+            self.ring = ring_factory(entries, cq_entries=4 * entries)
+            # closed with the loop's last reference (a ring holds kernel memory)
+            weakref.finalize(loop, _close_ring, self.ring)
         self.fd = self.ring.fileno()
         self.generation = _fork_generation
         self.watching = False       # the loop watches the ring's fd
@@ -170,8 +202,6 @@ class UringFiles:
         self.thread = ThreadFiles(loop)
         self.opcodes = frozenset(self.ring.probe())     # what this kernel's io_uring can do
         self.nowait = hasattr(os, "RWF_NOWAIT")         # reads try preadv2(RWF_NOWAIT) first
-        # closed with the loop's last reference (a ring holds kernel memory)
-        self._finalizer = weakref.finalize(loop, _close_ring, self.ring)
 
     @property
     def closed(self) -> bool:
@@ -198,8 +228,11 @@ class UringFiles:
     async def complete(self, fut: asyncio.Future, ud: Any) -> int:
         """Submit the request just prepared (``ud``, whose ``user_data`` is
         ``fut``): its ``res``, at once if the kernel completed it during the
-        submit, else once its completion comes."""
+        submit, else once its completion comes. On the loop's own ring, the
+        loop's next wait submits it."""
         self.outstanding += 1
+        if self.shared:
+            return await self.wait(fut, ud)
         self.ring.submit()
         self.reap()
         if fut.done():
@@ -214,23 +247,36 @@ class UringFiles:
         the future its task waits on)."""
         if self.ring.closed:
             return
-        orphans = self.orphans
         for c in self.ring.peek():
-            fut = c.user_data
-            if fut is None:         # a cancel's own completion
-                continue
-            self.outstanding -= 1
-            if not fut.done():
-                fut.set_result(c.res)
-            else:
-                gone = orphans.pop(fut, None)
-                if gone is None:
-                    self.released.add(fut)
-                elif not gone.done():
-                    gone.set_result(c.res)
+            self.resolve(c.user_data, c.res)
         if not self.outstanding and self.watching:
             self.loop.remove_reader(self.fd)
             self.watching = False
+
+    def take(self, completions: list) -> None:
+        """The loop engine's completion handler (the loop's own ring): each
+        completion is taken off the list once resolved, so one whose
+        resolving raised is handed in again, and none is resolved twice."""
+        taken = 0
+        try:
+            for c in completions:
+                self.resolve(c.user_data, c.res)
+                taken += 1
+        finally:
+            del completions[:taken]
+
+    def resolve(self, fut: Optional[asyncio.Future], res: int) -> None:
+        if fut is None:         # a cancel's own completion
+            return
+        if not fut.done():
+            fut.set_result(res)
+        else:
+            gone = self.orphans.pop(fut, None)
+            if gone is None:
+                self.released.add(fut)
+            elif not gone.done():
+                gone.set_result(res)
+        self.outstanding -= 1
 
     async def wait(self, fut: asyncio.Future, ud: Any) -> int:
         """The completion's ``res`` of request ``ud`` (whose ``user_data`` is
@@ -248,7 +294,8 @@ class UringFiles:
             self.orphans[fut] = gone
             if not self.ring.closed:
                 self.ring.prep_async_cancel(ud)     # (its own completion is skipped by reap)
-                self.ring.submit()
+                if not self.shared:
+                    self.ring.submit()
             else:
                 gone.set_result(None)   # closed: the ring drained its requests
             while not gone.done():
