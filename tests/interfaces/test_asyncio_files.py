@@ -474,6 +474,34 @@ def test_on_fastios_uring_loop_the_requests_go_on_the_loops_own_ring(backend, tm
         eng.check()
 
 
+def test_a_cached_file_read_whole_does_not_wait_for_the_loops_ring(backend, tmp_path):
+    # The short RWF_NOWAIT read at the end of the file is known to be the end
+    # (the file's size): no ring read, which on the loop's own ring would
+    # cost the task a loop turn, follows it.
+    uring_or_skip(backend)
+    loop = uring_loop_or_skip(backend)
+    path = tmp_path / "f"
+    path.write_bytes(b"4 KiB or so " * 300)
+
+    async def go():
+        async with fa.open(path, "rb") as f:
+            assert f.engine == "uring"
+            coro = f.read()
+            try:
+                coro.send(None)
+            except StopIteration as done:
+                return done.value
+            coro.close()
+            raise AssertionError("the read of a cached file waited for the ring")
+
+    try:
+        with open(path, "rb") as f:
+            f.read()        # (cached)
+        assert loop.run_until_complete(asyncio.wait_for(go(), TIMEOUT)) == path.read_bytes()
+    finally:
+        loop.close()
+
+
 def test_the_loop_engines_completion_handler_gets_back_what_it_did_not_take(backend):
     uring_or_skip(backend)
     loop = uring_loop_or_skip(backend)

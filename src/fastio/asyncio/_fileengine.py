@@ -316,6 +316,7 @@ class UringFiles:
         read to a worker, without the ring's own cost (the ring's
         submit-and-reap is about 2 us more per 4 KiB here). What it could
         not read (nothing, or the part not cached) goes to the ring."""
+        self.check()    # (first: a forked child or another loop is refused whether or not the cache has it)
         done = 0
         if self.nowait and offset >= 0:
             try:
@@ -328,11 +329,10 @@ class UringFiles:
                 self.nowait = False     # (a file system without it: the ring only, from now on)
             else:
                 n = memoryview(buf).nbytes
-                if done == n or done == 0 and n > 0:
+                if done == n or done == 0 and n > 0 or _at_end(fd, offset + done):
                     return done         # all of it, or the end of the file
                 buf = memoryview(buf).cast("B")[done:]
                 offset += done
-        self.check()
         fut = self.loop.create_future()
         ud = self.ring.prep_read(fd, buf, offset, user_data=fut)
         res = await self.complete(fut, ud)
@@ -344,6 +344,7 @@ class UringFiles:
         """``n`` bytes at ``offset`` (fewer at the end of the file), as
         ``bytes``; ``OSError`` for an error. ``RWF_NOWAIT`` first, as
         :meth:`read`; the rest through the ring."""
+        self.check()
         head = b""
         if self.nowait and offset >= 0 and n > 0:
             buf = bytearray(n)
@@ -359,11 +360,12 @@ class UringFiles:
             else:
                 if got == n:
                     return bytes(buf)
-                if got:     # (0: the end of the file, or nothing cached: the ring tells which)
-                    head = bytes(memoryview(buf)[:got])
-                    n -= got
-                    offset += got
-        self.check()
+                if got == 0 or _at_end(fd, offset + got):
+                    del buf[got:]
+                    return bytes(buf)       # (0: the end of the file; a miss is EAGAIN)
+                head = bytes(memoryview(buf)[:got])
+                n -= got
+                offset += got
         buf = bytearray(n)
         fut = self.loop.create_future()
         ud = self.ring.prep_read(fd, buf, offset, user_data=fut)
@@ -424,6 +426,17 @@ class UringFiles:
         fut = self.loop.create_future()
         ud = self.ring.prep_fallocate(fd, mode, offset, length, user_data=fut)
         return await self.complete(fut, ud)
+
+
+def _at_end(fd: int, offset: int) -> bool:
+    """Whether ``offset`` is at or past the end of ``fd``'s file: what tells
+    a short ``RWF_NOWAIT`` read at the end of the file (done) from one that
+    stopped at a page not in the cache (the rest goes to the ring). An
+    ``fstat`` is a fraction of a ring round trip."""
+    try:
+        return offset >= os.fstat(fd).st_size
+    except OSError:
+        return False
 
 
 def _close_ring(ring: Any) -> None:
