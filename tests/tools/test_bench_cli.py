@@ -21,14 +21,14 @@ import pytest
 
 import fastio
 from fastio import _bench
-from fastio._bench import echo, fio, files, report, syscount
+from fastio._bench import afiles, echo, fio, files, report, syscount
 from fastio._bench._types import Options, Part, Row
 
 ROW_KEYS = {"name", "kind", "value", "unit", "p99_us", "cpu_s", "syscalls_per_op", "ratio", "skipped", "extra"}
 PART_KEYS = {"name", "title", "baseline", "rows", "method", "extra"}
 FILES_ROWS = {"os.pread", "thread pool", "uring buffered (c)", "uring buffered (pure)", "aio O_DIRECT (c)",
               "aio O_DIRECT (pure)", "uring O_DIRECT (c)", "uring O_DIRECT (pure)", "fio io_uring", "fio libaio"}
-PROGRESS = re.compile(r"^\[\d+(/\d+)?\] (echo|files|selectors): (.+ \.\.\.|.*skipped.*)$")
+PROGRESS = re.compile(r"^\[\d+(/\d+)?\] (echo|files|afiles|selectors): (.+ \.\.\.|.*skipped.*)$")
 
 
 def bench(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -48,7 +48,10 @@ def check_row(row: dict, part: str) -> None:
         assert row["value"] is None, row
         return
     assert _number(row["value"]) and row["value"] > 0, row
-    assert row["unit"] == {"echo": "req/s", "files": "IOPS", "selectors": "us"}[part], row
+    if part == "afiles":
+        assert row["unit"] == afiles.ROWS[next(k for k, v in afiles.ROWS.items() if v[0] == row["extra"]["group"])][1]
+    else:
+        assert row["unit"] == {"echo": "req/s", "files": "IOPS", "selectors": "us"}[part], row
     assert _number(row["ratio"]) and row["ratio"] > 0, row  # every measured row has its baseline measured
     for key in ("p99_us", "cpu_s", "syscalls_per_op"):
         assert row[key] is None or (_number(row[key]) and row[key] >= 0), (key, row)
@@ -78,11 +81,11 @@ def test_quick_json_is_complete(tmp_path):
     assert m["fastio"]["version"] == fastio.__version__ and m["fastio"]["backend"] in ("c", "pure")
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", doc["date"])
     assert doc["options"] == {"quick": True, "duration": None, "connections": None, "models": None,
-                              "parts": ["echo", "files", "selectors"], "directory": str(data),
+                              "parts": ["echo", "files", "afiles", "selectors"], "directory": str(data),
                               "backend": None}
 
     parts = {p["name"]: p for p in doc["parts"]}
-    assert list(parts) == ["echo", "files", "selectors"]
+    assert list(parts) == ["echo", "files", "afiles", "selectors"]
     for name, part in parts.items():
         assert PART_KEYS <= set(part), part.keys()
         assert part["method"] and part["title"]
@@ -131,6 +134,18 @@ def test_quick_json_is_complete(tmp_path):
         if by_name["fio io_uring"]["skipped"] is None and ring["skipped"] is None:
             assert ring["extra"]["vs_fio_io_uring"] > 0
 
+    a = parts["afiles"]
+    assert a["baseline"] == afiles.BASELINE
+    assert {r["extra"]["group"] for r in a["rows"]} == {g for g, _ in afiles.ROWS.values()}
+    for group, _unit in afiles.ROWS.values():
+        rows = {r["name"]: r for r in a["rows"] if r["extra"]["group"] == group}
+        assert set(rows) == set(afiles.LIBS)
+        # what needs nothing but the stdlib and fastio is measured; the others say why not
+        for name in ("executor", "sync", "fastio-thread"):
+            assert rows[name]["skipped"] is None, rows[name]
+        for name in ("fastio-uring", "fastio-uring/floop", "aiofiles", "aiofile", "anyio"):
+            assert (rows[name]["skipped"] is None) == (afiles.why_not(name) is None), rows[name]
+
     s = parts["selectors"]
     groups = {r["extra"]["group"] for r in s["rows"]}
     assert any(g.startswith("EpollSelector.select(0)") for g in groups)
@@ -141,7 +156,7 @@ def test_quick_json_is_complete(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
     assert lines and all(PROGRESS.match(ln) for ln in lines), lines
     assert lines[-1].startswith(f"[{len(lines)}/{len(lines)}]")
-    assert "== echo:" in proc.stdout and "== files:" in proc.stdout and "== selectors:" in proc.stdout
+    assert all(f"== {name}:" in proc.stdout for name in ("echo", "files", "afiles", "selectors"))
 
 
 def test_interrupt_leaves_no_file(tmp_path):
@@ -188,6 +203,27 @@ def test_no_direct_io_skips_with_reason(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_afiles_part_leaves_nothing_behind_and_reports_a_library_that_fails(tmp_path, monkeypatch):
+    real = afiles.measure
+
+    def measure(lib, *args, **kwargs):
+        if lib == "executor":
+            raise OSError(5, "boom")
+        return real(lib, *args, **kwargs)
+
+    monkeypatch.setattr(afiles, "measure", measure)
+    monkeypatch.setattr(afiles, "LIBS", ("executor", "sync", "fastio-thread"))
+    part = afiles.run(Options(quick=True, parts=["afiles"], directory=str(tmp_path)), lambda text: None)
+    assert os.listdir(tmp_path) == []
+    assert part.extra["problems"] == ["executor: OSError: [Errno 5] boom"]
+    assert len(part.rows) == 3 * len(afiles.ROWS)
+    for row in part.rows:
+        if row.name == "executor":
+            assert row.skipped == "failed: OSError: [Errno 5] boom" and row.value is None
+        else:
+            assert row.skipped is None and row.value > 0, row
+
+
 @pytest.mark.parametrize("name", ["c", "pure"])
 def test_backend_option_keeps_one_backend(name, tmp_path):
     out = tmp_path / "out.json"
@@ -228,7 +264,7 @@ def test_bad_option_through_python_m():
 
 def test_help_lists_parts():
     proc = bench("--help")
-    assert proc.returncode == 0 and "--quick" in proc.stdout and "echo, files, selectors" in proc.stdout
+    assert proc.returncode == 0 and "--quick" in proc.stdout and "echo, files, afiles, selectors" in proc.stdout
     top = subprocess.run([sys.executable, "-m", "fastio", "--help"], capture_output=True, text=True, timeout=60)
     assert "bench" in top.stdout
 

@@ -35,6 +35,7 @@ __all__ = ["PARTS", "Options", "Part", "Row", "main"]
 PARTS: dict[str, str] = {
     "echo": "fastio._bench.echo",
     "files": "fastio._bench.files",
+    "afiles": "fastio._bench.afiles",
     "selectors": "fastio._bench.selectors",
 }
 
