@@ -12,6 +12,8 @@ import asyncio
 import io
 import os
 import stat
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -458,6 +460,13 @@ def test_on_fastios_uring_loop_the_requests_go_on_the_loops_own_ring(backend, tm
 
         async def go():
             async with fa.open(path, "w+b") as f:
+                # Prepared, not submitted: the loop's next wait sends it (a
+                # ring of its own would have written it inside the call).
+                write = asyncio.ensure_future(f.pwrite(b"late", 0))
+                await asyncio.sleep(0)      # (the write's first step ran in this turn)
+                assert os.path.getsize(path) == 0
+                await write
+                assert path.read_bytes() == b"late"
                 await asyncio.gather(*(f.pwrite(bytes([i]) * 4096, i * 4096) for i in range(64)))
                 await f.fsync()
                 got = await asyncio.gather(*(f.pread(4096, i * 4096) for i in range(64)))
@@ -500,6 +509,30 @@ def test_a_cached_file_read_whole_does_not_wait_for_the_loops_ring(backend, tmp_
         assert loop.run_until_complete(asyncio.wait_for(go(), TIMEOUT)) == path.read_bytes()
     finally:
         loop.close()
+
+
+UNCLOSED_LOOP = """
+import asyncio, os, sys, fastio.asyncio as fa
+loop = fa.Loop(engine="uring")
+path = sys.argv[1]
+
+async def go():
+    async with fa.open(path, "w+b") as f:
+        write = asyncio.ensure_future(f.pwrite(b"late", 0))
+        await asyncio.sleep(0)
+        await write
+
+loop.run_until_complete(go())
+print("done")       # the loop is never closed: its ring is drained as the interpreter ends
+"""
+
+
+def test_a_loop_never_closed_drains_its_ring_at_exit_without_crashing(backend, tmp_path):
+    uring_or_skip(backend)
+    uring_loop_or_skip(backend).close()
+    proc = subprocess.run([sys.executable, "-c", UNCLOSED_LOOP, str(tmp_path / "f")],
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "done\n"), proc.stderr
 
 
 def test_the_loop_engines_completion_handler_gets_back_what_it_did_not_take(backend):

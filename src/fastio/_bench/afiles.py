@@ -27,6 +27,7 @@ import asyncio
 import os
 import random
 import shutil
+import statistics
 import tempfile
 import time
 from typing import Callable, Optional
@@ -409,12 +410,6 @@ def steps(options: Options) -> int:
     return 1 + _config(options)[2] * len(LIBS)
 
 
-def _median(xs: list[float]) -> float:
-    s = sorted(xs)
-    m = len(s) // 2
-    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
-
-
 def run(options: Options, progress: Callable[[str], None]) -> Part:
     from fastio._bench.files import choose_directory
 
@@ -468,6 +463,6 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
             if skipped[lib] or not vals:
                 part.rows.append(Row.skip(lib, kind, skipped[lib] or "not measured", unit, group=group))
             else:
-                part.rows.append(Row(lib, kind, _median(vals), unit,
+                part.rows.append(Row(lib, kind, statistics.median(vals), unit,
                                      extra={"group": group, "min": min(vals), "max": max(vals)}))
     return part

@@ -150,6 +150,14 @@ cdef class LoopRing(Ring):
     cdef list dirty     # the engine's: entries to re-arm
     cdef BufRing bufs   # the recv buffers (None where the kernel has no buffer rings)
 
+    def __dealloc__(self):
+        # A ring never closed (its loop was not) is drained here, while this
+        # class's attributes are whole: the base's __dealloc__ runs after
+        # they are cleared, and its drain calls handle_cqe.
+        if self.ring.fd >= 0 and not self.closing:
+            self.fired = None
+            self.shutdown()
+
     cdef int handle_cqe(self, fio_io_uring_cqe *cqe, list out) except -1:
         cdef uint64_t ud = cqe.user_data
         cdef uint32_t idx = <uint32_t>ud
@@ -405,11 +413,6 @@ cdef class UringEngine(Engine):
             self.lring.reap(self.completions)
         finally:
             self.lring.fired = None
-        if self.completions:
-            if self.on_complete is None:
-                del self.completions[:]
-            else:
-                self.on_complete(self.completions)
         # The loop re-arms, after their callbacks, the polls that completed.
         for obj in fired:
             e = <FdEntry>obj
@@ -417,6 +420,13 @@ cdef class UringEngine(Engine):
             if polled and not e.dirty:
                 self.dirty.append(e)
                 e.dirty = True
+        # Last, once the engine's own state is whole: the handler is Python
+        # code, and what it raises leaves the wait.
+        if self.completions:
+            if self.on_complete is None:
+                del self.completions[:]
+            else:
+                self.on_complete(self.completions)
         return 0
 
     cdef int close_engine(self) except -1:
