@@ -192,7 +192,8 @@ class UringFiles:
         self.fd = self.ring.fileno()
         self.generation = _fork_generation
         self.watching = False       # the loop watches the ring's fd
-        self.outstanding = 0        # submitted, completion not seen yet
+        self.unhandled: list = []   # completions taken off the ring, not resolved yet
+        self.last: Any = None       # the completion resolved last (see take())
         # futures whose await was cancelled -> the future that their
         # completion resolves (the cancelled task waits for it)
         self.orphans: dict[asyncio.Future, asyncio.Future] = {}
@@ -230,7 +231,6 @@ class UringFiles:
         ``fut``): its ``res``, at once if the kernel completed it during the
         submit, else once its completion comes. On the loop's own ring, the
         loop's next wait submits it."""
-        self.outstanding += 1
         if self.shared:
             return await self.wait(fut, ud)
         self.ring.submit()
@@ -247,36 +247,41 @@ class UringFiles:
         the future its task waits on)."""
         if self.ring.closed:
             return
-        for c in self.ring.peek():
-            self.resolve(c.user_data, c.res)
-        if not self.outstanding and self.watching:
+        # (Kept in unhandled until resolved: an exception from a signal
+        # handler or a finalizer half-way loses none of them.)
+        self.unhandled += self.ring.peek()
+        self.take(self.unhandled)
+        if not self.ring.inflight and self.watching:
             self.loop.remove_reader(self.fd)
             self.watching = False
 
     def take(self, completions: list) -> None:
-        """The loop engine's completion handler (the loop's own ring): each
-        completion is taken off the list once resolved, so one whose
-        resolving raised is handed in again, and none is resolved twice."""
+        """Resolve ``completions`` in order, taking each off the list once
+        resolved: one whose resolving raised is handed in again, and one
+        resolved already (``last``: an exception came after it) is not
+        resolved twice. The loop engine's completion handler on the loop's
+        own ring."""
         taken = 0
         try:
             for c in completions:
-                self.resolve(c.user_data, c.res)
+                if c is not self.last:
+                    self.resolve(c)
                 taken += 1
         finally:
             del completions[:taken]
 
-    def resolve(self, fut: Optional[asyncio.Future], res: int) -> None:
-        if fut is None:         # a cancel's own completion
-            return
-        if not fut.done():
-            fut.set_result(res)
-        else:
-            gone = self.orphans.pop(fut, None)
-            if gone is None:
-                self.released.add(fut)
-            elif not gone.done():
-                gone.set_result(res)
-        self.outstanding -= 1
+    def resolve(self, c: Any) -> None:
+        fut = c.user_data
+        if fut is not None:     # (None: a cancel's own completion)
+            if not fut.done():
+                fut.set_result(c.res)
+            else:
+                gone = self.orphans.pop(fut, None)
+                if gone is None:
+                    self.released.add(fut)
+                elif not gone.done():
+                    gone.set_result(c.res)
+        self.last = c
 
     async def wait(self, fut: asyncio.Future, ud: Any) -> int:
         """The completion's ``res`` of request ``ud`` (whose ``user_data`` is
