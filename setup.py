@@ -12,6 +12,7 @@ MODULES = [
     "_uring_types", "_uring_core", "_uring_register", "uring", "_uring_layout",
     "_aio_core", "aio", "_aio_layout", "_loadgen",
     "_loop_handles", "_loop_engine", "_loop_core", "_loop_epoll", "_loop_uring", "_loop_transport",
+    "_fileio",
 ]
 SANITIZERS = {"address", "undefined"}
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -142,6 +143,40 @@ FIO_INLINE int fio_sys_io_cancel(unsigned long ctx, void *iocb, void *result)
 {
     long ret = syscall(__NR_io_cancel, ctx, iocb, result);
     return ret < 0 ? -errno : (int)ret;
+}
+
+/* preadv2(2), Linux 4.6, through syscall(2): manylinux2014's glibc 2.17 has
+ * no wrapper, and its kernel headers no number, so the number is spelled out
+ * where the headers lack it (it differs between architectures); elsewhere the
+ * call is -ENOSYS and the caller reads another way. */
+#ifndef __NR_preadv2
+#if defined(__x86_64__) && !defined(__ILP32__)
+#define __NR_preadv2 327
+#elif defined(__aarch64__)
+#define __NR_preadv2 286
+#elif defined(__i386__)
+#define __NR_preadv2 378
+#endif
+#endif
+
+/* One preadv2 of `n` bytes at `offset` into `buf` with the RWF_* `flags`:
+ * the count read (0 at the end of the file), or -errno (-EAGAIN for
+ * RWF_NOWAIT when the page cache does not hold the first page). The offset
+ * goes as the kernel's pos_l/pos_h pair: pos_h is the high half on 32-bit
+ * and shifted out on 64-bit, as the kernel joins them. */
+FIO_INLINE long fio_sys_preadv2(int fd, void *buf, size_t n, long long offset, unsigned int flags)
+{
+#ifdef __NR_preadv2
+    struct iovec iov = {buf, n};
+    unsigned long long pos = (unsigned long long)offset;
+    unsigned long lo = (unsigned long)pos;
+    unsigned long hi = (unsigned long)((pos >> (sizeof(long) * 4)) >> (sizeof(long) * 4));
+    long ret = syscall(__NR_preadv2, fd, &iov, 1, lo, hi, flags);
+    return ret < 0 ? -errno : ret;
+#else
+    (void)fd; (void)buf; (void)n; (void)offset; (void)flags;
+    return -ENOSYS;
+#endif
 }
 
 #endif /* FIO_SYSCALL_H */
