@@ -9,6 +9,7 @@ pipe gets."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import os
 import stat
@@ -21,6 +22,7 @@ import pytest
 import fastio.asyncio as fa
 import fastio.asyncio.os as aos
 from fastio import UnsupportedError
+from fastio.aio import aligned_buffer
 from fastio.asyncio import _fileengine
 from fastio.asyncio._fileengine import UringFiles, engine_for
 
@@ -33,10 +35,17 @@ def uring_or_skip(backend):
         pytest.skip(f"io_uring unusable here: {backend.uring.why_unavailable()}")
 
 
-@pytest.fixture(params=["uring", "thread"])
+def aio_or_skip(backend):
+    if not backend.aio.available():
+        pytest.skip(f"Linux AIO unusable here: {backend.aio.why_unavailable()}")
+
+
+@pytest.fixture(params=["uring", "aio", "thread"])
 def engine(request, backend):
     if request.param == "uring":
         uring_or_skip(backend)
+    elif request.param == "aio":
+        aio_or_skip(backend)
     return request.param
 
 
@@ -54,6 +63,8 @@ def run_on(backend, engine, coro_fn, loop_factory=asyncio.new_event_loop):
     try:
         if engine == "uring":
             engine_for(loop, "uring", ring_factory=backend.Ring)
+        elif engine == "aio":
+            engine_for(loop, "aio", context_factory=backend.aio.Context)
 
         async def main():
             return await asyncio.wait_for(coro_fn(), TIMEOUT)
@@ -122,7 +133,7 @@ def test_a_script_of_calls_matches_the_builtin_open(backend, engine, tmp_path, m
             # Binary: the unbuffered built-in file, as ours writes through
             # (a buffered one's tell() after a seek in append mode counts
             # bytes it has not appended yet).
-            unbuffered = binary and engine == "uring"
+            unbuffered = binary and engine != "thread"
             with open(path, mode, 0 if unbuffered else -1, newline="" if not binary else None) as f:
                 results[who] = [outcome(lambda m=m, a=a: getattr(f, m)(*a)) for m, a in steps]
                 results[who].append(f.mode)
@@ -269,7 +280,7 @@ def test_concurrent_reads_of_one_file_each_get_the_next_range(backend, engine, t
 
     got, positional, pos = run_on(backend, engine, go)
     assert sorted(got) == blocks
-    if engine == "uring":
+    if engine != "thread":
         assert got == blocks      # the ranges in the order the reads were called
     assert positional == list(reversed(blocks))
     assert pos == 64 * 4096
@@ -728,3 +739,129 @@ def test_reads_of_pages_not_cached_go_to_the_ring_and_come_back_whole(backend, d
     whole, eof, reads = run_on(backend, "uring", go)
     assert whole == data and eof == b""
     assert reads >= 1       # the dropped pages came through the ring
+
+
+def test_pread_nowait_reads_what_the_cache_holds_and_says_none_for_the_rest(backend, disk_dir):
+    # The engine's first try for a read: bytes straight from the page cache
+    # (os.pread's result), b"" at or past the end, None for pages not cached.
+    import importlib
+
+    pread_nowait = importlib.import_module(f"fastio._{backend.name}._fileio").pread_nowait
+    data = os.urandom(3 * 4096 + 100)
+    path = os.path.join(disk_dir, "f")
+    with open(path, "w+b") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(fd, len(data), 0) == data     # (cached now)
+        assert pread_nowait(fd, 4096, 4096) == data[4096:8192]
+        assert pread_nowait(fd, 1 << 20, 0) == data      # (short: the end of the file)
+        assert pread_nowait(fd, 10, len(data)) == b"" and pread_nowait(fd, 10, len(data) + 5) == b""
+        assert pread_nowait(fd, 0, 0) == b""
+        with pytest.raises(ValueError):
+            pread_nowait(fd, -1, 0)
+        with pytest.raises(ValueError):
+            pread_nowait(fd, 1, -1)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        assert pread_nowait(fd, 4096, 0) is None
+        assert os.pread(fd, 4096, 0) == data[:4096]
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as bad:
+        pread_nowait(fd, 1, 0)
+    assert bad.value.errno == errno.EBADF
+    r, w = os.pipe()
+    try:
+        with pytest.raises(OSError) as pipe:
+            pread_nowait(r, 1, 0)
+        assert pipe.value.errno == errno.ESPIPE
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def direct_fd_or_skip(path, flags=os.O_RDWR):
+    try:
+        return os.open(path, flags | os.O_DIRECT)
+    except OSError as exc:
+        pytest.skip(f"this file system refuses O_DIRECT: {exc}")
+
+
+def test_an_o_direct_file_on_the_aio_engine_reads_writes_and_cancels(backend, disk_dir):
+    # The aio engine's own case: O_DIRECT requests, asynchronous in the
+    # kernel; a cancelled await (io_cancel cannot stop a file read) raises
+    # CancelledError only after the read is done, and nothing lands later.
+    aio_or_skip(backend)
+    data = os.urandom(1 << 20)
+    path = os.path.join(disk_dir, "d")
+    with open(path, "wb") as f:
+        f.write(data)
+    fd = direct_fd_or_skip(path)
+    block = aligned_buffer(4096)
+
+    async def go():
+        f = await fa.open(fd, "rb+", buffering=0, engine="aio")
+        assert f.engine == "aio"
+        whole = await f.read()
+        parts = await asyncio.gather(*(f.pread(4096, off) for off in range(0, 1 << 20, 64 << 10)))
+        n = await f.preadinto(block, 8192)
+        with pytest.raises(OSError) as unaligned:
+            await f.pread(100, 1)
+        block[:] = b"w" * 4096
+        wrote = await f.pwrite(block, 4096)
+        await f.fsync()
+        await f.fdatasync()
+        size = (await f.stat()).st_size
+        target = aligned_buffer(1 << 20)
+        target[:] = b"\0" * len(target)
+        t = asyncio.ensure_future(f.preadinto(target, 0))
+        await asyncio.sleep(0)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        landed = bytes(target)
+        await asyncio.sleep(0.05)
+        after = bytes(target)
+        await f.close()
+        return whole, parts, n, unaligned.value.errno, wrote, size, landed, after
+
+    whole, parts, n, err, wrote, size, landed, after = run_on(backend, "aio", go)
+    assert whole == data
+    assert parts == [data[off:off + 4096] for off in range(0, 1 << 20, 64 << 10)]
+    assert n == 4096 and err == errno.EINVAL and wrote == 4096 and size == len(data)
+    assert landed == after      # the kernel wrote nothing after CancelledError
+    with open(path, "rb") as f:
+        assert f.read() == data[:4096] + b"w" * 4096 + data[8192:]
+
+
+def test_where_io_uring_cannot_be_used_an_o_direct_file_gets_aio(backend, disk_dir, monkeypatch):
+    # No engine asked for and io_uring switched off: an O_DIRECT fd and an
+    # opener that adds O_DIRECT get Linux AIO; a plain path or fd, threads.
+    aio_or_skip(backend)
+    path = os.path.join(disk_dir, "d")
+    with open(path, "wb") as f:
+        f.write(os.urandom(8192))
+    os.close(direct_fd_or_skip(path, os.O_RDONLY))
+    monkeypatch.setenv("FASTIO_DISABLE", "uring")
+
+    async def go():
+        engines = {}
+        for name, kwargs, target in (
+                ("direct fd", {}, os.open(path, os.O_RDONLY | os.O_DIRECT)),
+                ("direct opener", {"opener": lambda p, fl: os.open(p, fl | os.O_DIRECT)}, path),
+                ("plain path", {}, path),
+                ("plain fd", {}, os.open(path, os.O_RDONLY))):
+            async with fa.open(target, "rb", buffering=0, **kwargs) as f:
+                assert len(await f.pread(4096, 4096)) == 4096
+                engines[name] = f.engine
+        return engines
+
+    loop = asyncio.new_event_loop()
+    try:
+        engine_for(loop, "aio", context_factory=backend.aio.Context)
+        got = loop.run_until_complete(go())
+    finally:
+        loop.close()
+    assert got == {"direct fd": "aio", "direct opener": "aio", "plain path": "thread", "plain fd": "thread"}

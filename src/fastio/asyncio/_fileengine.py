@@ -27,8 +27,11 @@ into the buffer, which the ring keeps pinned.
 default executor, for where io_uring cannot be used and for files whose
 reads the kernel cannot do asynchronously (pipes, ttys, character devices).
 
-``FASTIO_FILE_ENGINE=uring|thread`` forces one (forcing ``uring`` where it
-cannot be had raises ``fastio.UnsupportedError``).
+``AioFiles`` (``fastio.asyncio._fileaio``): Linux native AIO, for
+``O_DIRECT`` files where io_uring cannot be used.
+
+``FASTIO_FILE_ENGINE=uring|aio|thread`` forces one (forcing ``uring`` or
+``aio`` where it cannot be had raises ``fastio.UnsupportedError``).
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ import struct
 import weakref
 from typing import Any, Callable, Optional, Union
 
+from fastio import _backend
 from fastio._errors import UnsupportedError
 
 __all__ = ["ENGINES", "UringFiles", "ThreadFiles", "engine_for", "default_engine_name", "stat_result", "wrap"]
 
-ENGINES = ("uring", "thread")
+ENGINES = ("uring", "aio", "thread")
 
 #: io_uring's FSYNC_DATASYNC (fsync_flags of IORING_OP_FSYNC)
 FSYNC_DATASYNC = 1
@@ -84,11 +88,13 @@ def default_engine_name() -> str:
 
 
 def engine_for(loop: asyncio.AbstractEventLoop, name: Optional[str] = None, *,
-               ring_factory: Optional[Callable[..., Any]] = None) -> "UringFiles | ThreadFiles":
+               ring_factory: Optional[Callable[..., Any]] = None,
+               context_factory: Optional[Callable[..., Any]] = None) -> "KernelFiles | ThreadFiles":
     """The engine ``name`` (default: ``default_engine_name()``) of ``loop``,
     made on first use and kept for the loop's life. ``ring_factory`` (a
     ``Ring`` class of either backend) is used when the loop's uring engine
-    is made by this call."""
+    is made by this call, ``context_factory`` (an AIO ``Context`` class) for
+    its aio engine."""
     if name is None:
         name = default_engine_name()
     if name not in ENGINES:
@@ -100,6 +106,10 @@ def engine_for(loop: asyncio.AbstractEventLoop, name: Optional[str] = None, *,
     if eng is None or eng.closed:
         if name == "uring":
             eng = UringFiles(loop, ring_factory)
+        elif name == "aio":
+            from fastio.asyncio._fileaio import AioFiles
+
+            eng = AioFiles(loop, context_factory)
         else:
             eng = ThreadFiles(loop)
         per_loop[name] = eng
@@ -162,37 +172,18 @@ def _loop_ring(loop: asyncio.AbstractEventLoop) -> Any:
     return None
 
 
-class UringFiles:
-    """The file requests of one event loop, on its ring (see the module's
-    text): ``shared`` says whether that is the loop's own."""
+class KernelFiles:
+    """What the two kernel engines (``UringFiles``, ``fastio.asyncio._fileaio.AioFiles``)
+    share: the loop and fork checks, and the bookkeeping that hands each
+    completion (``user_data``: its future) to its await, cancelled or not."""
 
-    name = "uring"
+    name = ""
+    what = ""   # (for errors: "ring", "AIO context")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, ring_factory: Optional[Callable[..., Any]] = None,
-                 entries: int = 256) -> None:
-        loop_engine = _loop_ring(loop)
-        if loop_engine is not None and ring_factory is not None and not isinstance(loop_engine.ring, ring_factory):
-            loop_engine = None      # a ring of another backend was asked for
-        if ring_factory is None and loop_engine is None:
-            from fastio import uring
-
-            if not uring.available():
-                raise UnsupportedError(f"io_uring cannot be used here: {uring.why_unavailable()}")
-            ring_factory = uring.Ring
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)     # (the engines of a loop die with it)
-        self.shared = loop_engine is not None
-        if loop_engine is not None:
-            self.ring = loop_engine.ring    # closed by the loop
-            loop_engine.set_completion_handler(self.take)
-        else:
-            assert ring_factory is not None
-            self.ring = ring_factory(entries, cq_entries=4 * entries)
-            # closed with the loop's last reference (a ring holds kernel memory)
-            weakref.finalize(loop, _close_ring, self.ring)
-        self.fd = self.ring.fileno()
         self.generation = _fork_generation
-        self.watching = False       # the loop watches the ring's fd
-        self.unhandled: list = []   # completions taken off the ring, not resolved yet
+        self.unhandled: list = []   # completions taken off the kernel, not resolved yet
         self.last: Any = None       # the completion resolved last (see take())
         # futures whose await was cancelled -> the future that their
         # completion resolves (the cancelled task waits for it)
@@ -201,12 +192,10 @@ class UringFiles:
         # cancellation (nothing left to wait for)
         self.released: set[asyncio.Future] = set()
         self.thread = ThreadFiles(loop)
-        self.opcodes = frozenset(self.ring.probe())     # what this kernel's io_uring can do
-        self.nowait = hasattr(os, "RWF_NOWAIT")         # reads try preadv2(RWF_NOWAIT) first
 
     @property
     def closed(self) -> bool:
-        return self.ring.closed
+        raise NotImplementedError
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -215,45 +204,14 @@ class UringFiles:
             raise RuntimeError("the engine's event loop is gone")
         return loop
 
-    # -- submission ----------------------------------------------------------
-
     def check(self) -> None:
         if self.generation != _fork_generation:
-            raise RuntimeError("fastio.asyncio file IO used in a forked child: the ring is the parent's")
-        if self.ring.closed:
-            raise RuntimeError("the loop's file ring is closed")
+            raise RuntimeError(f"fastio.asyncio file IO used in a forked child: the {self.what} is the parent's")
+        if self.closed:
+            raise RuntimeError(f"the loop's file {self.what} is closed")
         if asyncio.get_running_loop() is not self._loop():
             raise RuntimeError("a fastio.asyncio file is used from another event loop than the one it was "
                                "opened in")
-
-    async def complete(self, fut: asyncio.Future, ud: Any) -> int:
-        """Submit the request just prepared (``ud``, whose ``user_data`` is
-        ``fut``): its ``res``, at once if the kernel completed it during the
-        submit, else once its completion comes. On the loop's own ring, the
-        loop's next wait submits it."""
-        if self.shared:
-            return await self.wait(fut, ud)
-        self.ring.submit()
-        self.reap()
-        if fut.done():
-            return int(fut.result())
-        if not self.watching:
-            self.loop.add_reader(self.fd, self.reap)
-            self.watching = True
-        return await self.wait(fut, ud)
-
-    def reap(self) -> None:
-        """Hand every completion to its future (or, for a cancelled await, to
-        the future its task waits on)."""
-        if self.ring.closed:
-            return
-        # (Kept in unhandled until resolved: an exception from a signal
-        # handler or a finalizer half-way loses none of them.)
-        self.unhandled += self.ring.peek()
-        self.take(self.unhandled)
-        if not self.ring.inflight and self.watching:
-            self.loop.remove_reader(self.fd)
-            self.watching = False
 
     def take(self, completions: list) -> None:
         """Resolve ``completions`` in order, taking each off the list once
@@ -283,6 +241,54 @@ class UringFiles:
                     gone.set_result(c.res)
         self.last = c
 
+    def cancel_request(self, ud: Any) -> bool:
+        """Ask the kernel to cancel request ``ud``: True if its completion is
+        still to come, False if the engine is closed (its requests drained)."""
+        raise NotImplementedError
+
+    # what each engine does with its kernel object: the fd the loop watches
+    # (``fd``), hand the requests prepared to the kernel, take off what it
+    # completed, count what it has not
+
+    fd = -1
+    watching = False    # the loop watches fd
+
+    def submit(self) -> None:
+        raise NotImplementedError
+
+    def harvest(self) -> list:
+        raise NotImplementedError
+
+    @property
+    def inflight(self) -> int:
+        raise NotImplementedError
+
+    async def complete(self, fut: asyncio.Future, ud: Any) -> int:
+        """Submit the request just prepared (``ud``, whose ``user_data`` is
+        ``fut``): its ``res``, at once if the kernel completed it during the
+        submit, else once its completion comes (the loop watching ``fd``)."""
+        self.submit()
+        self.reap()
+        if fut.done():
+            return int(fut.result())
+        if not self.watching:
+            self.loop.add_reader(self.fd, self.reap)
+            self.watching = True
+        return await self.wait(fut, ud)
+
+    def reap(self) -> None:
+        """Hand every completion to its future (or, for a cancelled await, to
+        the future its task waits on)."""
+        if self.closed:
+            return
+        # (Kept in unhandled until resolved: an exception from a signal
+        # handler or a finalizer half-way loses none of them.)
+        self.unhandled += self.harvest()
+        self.take(self.unhandled)
+        if not self.inflight and self.watching:
+            self.loop.remove_reader(self.fd)
+            self.watching = False
+
     async def wait(self, fut: asyncio.Future, ud: Any) -> int:
         """The completion's ``res`` of request ``ud`` (whose ``user_data`` is
         ``fut``). A cancelled await cancels the request and raises
@@ -297,18 +303,80 @@ class UringFiles:
                 raise
             gone = self.loop.create_future()
             self.orphans[fut] = gone
-            if not self.ring.closed:
-                self.ring.prep_async_cancel(ud)     # (its own completion is skipped by reap)
-                if not self.shared:
-                    self.ring.submit()
-            else:
-                gone.set_result(None)   # closed: the ring drained its requests
+            if not self.cancel_request(ud):
+                gone.set_result(None)
             while not gone.done():
                 try:
                     await asyncio.shield(gone)
                 except asyncio.CancelledError:
                     continue    # cancelled again: still wait for the kernel
             raise
+
+
+class UringFiles(KernelFiles):
+    """The file requests of one event loop, on its ring (see the module's
+    text): ``shared`` says whether that is the loop's own."""
+
+    name = "uring"
+    what = "ring"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ring_factory: Optional[Callable[..., Any]] = None,
+                 entries: int = 256) -> None:
+        loop_engine = _loop_ring(loop)
+        if loop_engine is not None and ring_factory is not None and not isinstance(loop_engine.ring, ring_factory):
+            loop_engine = None      # a ring of another backend was asked for
+        if ring_factory is None and loop_engine is None:
+            from fastio import uring
+
+            if not uring.available():
+                raise UnsupportedError(f"io_uring cannot be used here: {uring.why_unavailable()}")
+            ring_factory = uring.Ring
+        super().__init__(loop)
+        self.shared = loop_engine is not None
+        if loop_engine is not None:
+            self.ring = loop_engine.ring    # closed by the loop
+            loop_engine.set_completion_handler(self.take)
+        else:
+            assert ring_factory is not None
+            self.ring = ring_factory(entries, cq_entries=4 * entries)
+            # closed with the loop's last reference (a ring holds kernel memory)
+            weakref.finalize(loop, _close_ring, self.ring)
+        self.fd = self.ring.fileno()
+        self.opcodes = frozenset(self.ring.probe())     # what this kernel's io_uring can do
+        self.nowait = hasattr(os, "RWF_NOWAIT")         # reads try preadv2(RWF_NOWAIT) first
+        backend = "pure" if type(self.ring).__module__.startswith("fastio._pure") else "c"
+        self.pread_nowait = _backend.load("_fileio", backend).pread_nowait
+
+    @property
+    def closed(self) -> bool:
+        return self.ring.closed
+
+    # -- submission ----------------------------------------------------------
+
+    async def complete(self, fut: asyncio.Future, ud: Any) -> int:
+        """As ``KernelFiles.complete``; on the loop's own ring, the loop's
+        next wait submits the request."""
+        if self.shared:
+            return await self.wait(fut, ud)
+        return await super().complete(fut, ud)
+
+    def submit(self) -> None:
+        self.ring.submit()
+
+    def harvest(self) -> list:
+        return self.ring.peek()  # type: ignore[no-any-return]
+
+    @property
+    def inflight(self) -> int:
+        return int(self.ring.inflight)
+
+    def cancel_request(self, ud: Any) -> bool:
+        if self.ring.closed:
+            return False    # (closed: the ring drained its requests)
+        self.ring.prep_async_cancel(ud)     # (its own completion is skipped by reap)
+        if not self.shared:
+            self.ring.submit()
+        return True
 
     # -- operations (each returns the completion's res; < 0 is -errno) ------
 
@@ -352,25 +420,19 @@ class UringFiles:
         self.check()
         head = b""
         if self.nowait and offset >= 0 and n > 0:
-            buf = bytearray(n)
             try:
-                got = os.preadv(fd, (buf,), offset, os.RWF_NOWAIT)
-            except BlockingIOError:
-                got = 0
+                got = self.pread_nowait(fd, n, offset)    # (None: not cached)
             except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                     raise
                 self.nowait = False
-                got = 0
-            else:
-                if got == n:
-                    return bytes(buf)
-                if got == 0 or _at_end(fd, offset + got):
-                    del buf[got:]
-                    return bytes(buf)       # (0: the end of the file; a miss is EAGAIN)
-                head = bytes(memoryview(buf)[:got])
-                n -= got
-                offset += got
+                got = None
+            if got is not None:
+                if len(got) == n or not got or _at_end(fd, offset + len(got)):
+                    return got      # all of it, or the end of the file
+                head = got
+                n -= len(got)
+                offset += len(got)
         buf = bytearray(n)
         fut = self.loop.create_future()
         ud = self.ring.prep_read(fd, buf, offset, user_data=fut)
@@ -413,6 +475,14 @@ class UringFiles:
         fut = self.loop.create_future()
         ud = self.ring.prep_statx(dir_fd, path, flags, mask, buf, user_data=fut)
         return await self.complete(fut, ud)
+
+    async def fstat(self, fd: int) -> os.stat_result:
+        """``os.fstat(fd)`` through ``IORING_OP_STATX``."""
+        buf = bytearray(256)
+        res = await self.statx_fd(fd, buf)
+        if res < 0:
+            raise _os_error(res)
+        return stat_result(buf)
 
     async def statx_fd(self, fd: int, buf: bytearray, mask: int = STATX_BASIC_STATS) -> int:
         """``fstat``: a statx of ``fd`` itself (``AT_EMPTY_PATH``)."""

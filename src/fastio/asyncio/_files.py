@@ -16,6 +16,10 @@ kernel's ``O_APPEND``. Text mode decodes and encodes here, with the built-in
 gives a byte position (what the built-in's is for stateless encodings) and
 ``seek()`` takes one back.
 
+On the ``aio`` engine (``_fileaio``: ``O_DIRECT`` files where io_uring cannot
+be used) the file is the same fd and position, its reads, writes and syncs
+Linux AIO requests, the rest in a thread.
+
 On the ``thread`` engine (where io_uring cannot be used, and for pipes, ttys
 and character devices, whose reads io_uring would hand to a kernel thread
 anyway), the file is the built-in ``open``'s, each call run in the loop's
@@ -33,8 +37,9 @@ import os
 import stat as _stat
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Generator, Iterable, List, Optional, Union
 
-from fastio.asyncio import _fileengine
-from fastio.asyncio._fileengine import AT_EMPTY_PATH, UringFiles, engine_for, stat_result
+from fastio.asyncio import _fileaio, _fileengine
+from fastio.asyncio._fileaio import AioFiles
+from fastio.asyncio._fileengine import ThreadFiles, UringFiles, engine_for
 
 __all__ = ["open", "AsyncFile", "AsyncBinaryFile", "AsyncTextFile", "AsyncThreadFile"]
 
@@ -90,8 +95,10 @@ def open(file: Union[str, bytes, os.PathLike, int], mode: str = "r", buffering: 
     rules; await it, or use ``async with fastio.asyncio.open(...) as f``.
 
     ``engine``: ``"uring"`` (the kernel's asynchronous IO; the default where
-    io_uring works) or ``"thread"`` (the built-in file in the default
-    executor); ``FASTIO_FILE_ENGINE`` sets the default. A pipe, tty or
+    io_uring works), ``"aio"`` (Linux AIO: asynchronous for ``O_DIRECT``
+    files, which an ``int`` file or an ``opener`` can open; the default for
+    them where io_uring cannot be used) or ``"thread"`` (the built-in file in
+    the default executor); ``FASTIO_FILE_ENGINE`` sets the default. A pipe, tty or
     character device always gets ``thread``. ``f.engine`` says which a file
     got."""
     flags, readable, writable, appending, binary = _parse_mode(mode, buffering, encoding, errors, newline)
@@ -128,12 +135,22 @@ class _Opening:
             await self._file.close()
 
 
+def _aio_available() -> bool:
+    from fastio import aio
+
+    return bool(aio.available())
+
+
 async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
                 newline: Optional[str], closefd: bool, opener: Any, engine: Optional[str], flags: int,
                 readable: bool, writable: bool, appending: bool, binary: bool) -> "AsyncFile":
     loop = asyncio.get_running_loop()
-    eng = engine_for(loop, engine)
-    if not isinstance(eng, UringFiles):
+    eng: Any = engine_for(loop, engine)
+    # An O_DIRECT file (an fd, or what an opener made) where io_uring cannot
+    # be used and no engine was asked for: Linux AIO, if it works here.
+    direct_maybe = (isinstance(eng, ThreadFiles) and engine is None and not os.environ.get("FASTIO_FILE_ENGINE")
+                    and (isinstance(file, int) or opener is not None) and _aio_available())
+    if isinstance(eng, ThreadFiles) and not direct_maybe:
         return await AsyncThreadFile._open(eng, file, mode, buffering, encoding, errors, newline, closefd, opener)
     if isinstance(file, int):
         fd = file
@@ -148,6 +165,18 @@ async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], e
         if res < 0:
             raise _fileengine._os_error(res, file)
         fd = res
+    if isinstance(eng, ThreadFiles):
+        try:
+            direct = _fileaio.is_direct(fd)
+            if direct:
+                eng = engine_for(loop, "aio")
+        except BaseException:
+            if closefd and not isinstance(file, int):
+                os.close(fd)
+            raise
+        if not direct:
+            return await AsyncThreadFile._open(eng, fd, mode, buffering, encoding, errors, newline,
+                                               closefd, None, name=file)
     try:
         # fstat(2) here, not IORING_OP_STATX: an fd's attributes are there
         # without IO, and the kernel always hands a statx request to a
@@ -169,14 +198,6 @@ async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], e
     if binary:
         return raw
     return AsyncTextFile(raw, encoding, errors, newline, mode)
-
-
-async def _fstat(eng: UringFiles, fd: int) -> os.stat_result:
-    buf = bytearray(256)
-    res = await eng.statx_fd(fd, buf)
-    if res < 0:
-        raise _fileengine._os_error(res)
-    return stat_result(buf)
 
 
 def _binary_mode(mode: str) -> str:
@@ -259,16 +280,16 @@ class AsyncFile:
 
 
 class AsyncBinaryFile(AsyncFile):
-    """A binary file on the ``uring`` engine (``open(..., "rb")`` and the
-    other binary modes)."""
+    """A binary file on a kernel engine, ``uring`` or ``aio`` (``open(..., "rb")``
+    and the other binary modes)."""
 
-    def __init__(self, eng: UringFiles, fd: int, name: Any, mode: str, readable: bool, writable: bool,
+    def __init__(self, eng: Union[UringFiles, AioFiles], fd: int, name: Any, mode: str, readable: bool, writable: bool,
                  appending: bool, closefd: bool, pos: int, size_hint: int = 0) -> None:
         self._eng = eng
         self._fd = fd
         self.name = name
         self.mode = _binary_mode(mode)
-        self.engine = "uring"
+        self.engine = eng.name
         self._readable = readable
         self._writable = writable
         self._appending = appending
@@ -541,9 +562,9 @@ class AsyncBinaryFile(AsyncFile):
             raise self._err(res)
 
     async def stat(self) -> os.stat_result:
-        """``os.fstat`` of the file (``IORING_OP_STATX``)."""
+        """``os.fstat`` of the file (``IORING_OP_STATX``; in a thread on ``aio``)."""
         self._check_open()
-        return await _fstat(self._eng, self._fd)
+        return await self._eng.fstat(self._fd)
 
     # -- position ----------------------------------------------------------------
 

@@ -10,8 +10,8 @@ own worker threads (no GIL, no Python thread). The others (``listdir``,
 ``scandir``, ``makedirs`` ...) run the ``os`` call in the loop's default
 executor, as aiofiles does. ``path`` holds ``exists``, ``isfile``, ``isdir``, ``islink``,
 ``getsize``, ``getmtime`` ... (aiofiles.os.path's names). Where io_uring
-cannot be used (or with ``FASTIO_FILE_ENGINE=thread``) every call runs in
-the executor.
+cannot be used (or with ``FASTIO_FILE_ENGINE=thread``, or ``aio``: AIO has no
+path operations) every call runs in the executor.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any, Optional
 
 from fastio.asyncio import _fileengine, ospath as path
-from fastio.asyncio._fileengine import AT_FDCWD, AT_SYMLINK_NOFOLLOW, UringFiles, engine_for, wrap
+from fastio.asyncio._fileengine import AT_FDCWD, AT_SYMLINK_NOFOLLOW, ThreadFiles, UringFiles, engine_for, wrap
 
 AT_REMOVEDIR = 0x200
 AT_SYMLINK_FOLLOW = 0x400
@@ -36,8 +36,9 @@ async def stat(path: Any, *, dir_fd: Optional[int] = None, follow_symlinks: bool
     """``os.stat``, through ``IORING_OP_STATX``."""
     loop = asyncio.get_running_loop()
     eng = engine_for(loop)
-    if not isinstance(eng, UringFiles):
-        return await eng.call(partial(_os.stat, path, dir_fd=dir_fd, follow_symlinks=follow_symlinks))
+    if not isinstance(eng, UringFiles):     # (thread or aio: a thread)
+        thread = eng if isinstance(eng, ThreadFiles) else eng.thread
+        return await thread.call(partial(_os.stat, path, dir_fd=dir_fd, follow_symlinks=follow_symlinks))
     buf = bytearray(256)
     if isinstance(path, int) and not isinstance(path, bool):
         if dir_fd is not None:
