@@ -782,7 +782,11 @@ def test_pread_nowait_reads_what_the_cache_holds_and_says_none_for_the_rest(back
         os.close(w)
 
 
-def direct_fd_or_skip(path, flags=os.O_RDWR):
+def direct_fd_or_skip(path, flags=os.O_RDWR, data=None):
+    """An O_DIRECT fd of ``path`` (written with ``data`` first, if given)."""
+    if data is not None:
+        with open(path, "wb") as f:
+            f.write(data)
     try:
         return os.open(path, flags | os.O_DIRECT)
     except OSError as exc:
@@ -796,9 +800,7 @@ def test_an_o_direct_file_on_the_aio_engine_reads_writes_and_cancels(backend, di
     aio_or_skip(backend)
     data = os.urandom(1 << 20)
     path = os.path.join(disk_dir, "d")
-    with open(path, "wb") as f:
-        f.write(data)
-    fd = direct_fd_or_skip(path)
+    fd = direct_fd_or_skip(path, data=data)
     block = aligned_buffer(4096)
 
     async def go():
@@ -865,3 +867,24 @@ def test_where_io_uring_cannot_be_used_an_o_direct_file_gets_aio(backend, disk_d
     finally:
         loop.close()
     assert got == {"direct fd": "aio", "direct opener": "aio", "plain path": "thread", "plain fd": "thread"}
+
+
+def test_an_o_direct_file_on_the_uring_engine_reads_aligned_and_keeps_the_cache_try_for_others(backend, disk_dir):
+    # An O_DIRECT file on the uring engine: pread and read make an aligned
+    # buffer (the built-in's unaligned one gets EINVAL), and no RWF_NOWAIT
+    # try is made for it. That try's EINVAL on an unaligned buffer used to
+    # switch the try off for every file of the loop.
+    uring_or_skip(backend)
+    data = os.urandom(1 << 16)
+    fd = direct_fd_or_skip(os.path.join(disk_dir, "d"), os.O_RDONLY, data)
+
+    async def go():
+        eng = engine_for(asyncio.get_running_loop(), "uring")
+        async with fa.open(fd, "rb", buffering=0) as f:
+            assert f.engine == "uring"
+            got = (await f.pread(4096, 8192), await f.read())
+        return got, eng.nowait
+
+    (part, whole), nowait = run_on(backend, "uring", go)
+    assert part == data[8192:12288] and whole == data
+    assert nowait       # still on for the loop's other files

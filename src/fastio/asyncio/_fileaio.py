@@ -33,7 +33,7 @@ import weakref
 from typing import Any, Callable, Optional
 
 from fastio._errors import UnsupportedError
-from fastio.asyncio._fileengine import AT_FDCWD, KernelFiles, _os_error
+from fastio.asyncio._fileengine import AT_FDCWD, KernelFiles
 
 __all__ = ["AioFiles", "is_direct"]
 
@@ -142,27 +142,20 @@ class AioFiles(KernelFiles):
 
     # -- operations (each returns the completion's res; < 0 is -errno) ------
 
-    async def read(self, fd: int, buf: Any, offset: int) -> int:
+    async def read(self, fd: int, buf: Any, offset: int, direct: bool = True) -> int:
         """A read of ``len(buf)`` bytes at ``offset`` into ``buf`` (for
-        ``O_DIRECT``: aligned as the file needs, see ``fastio.aio.dio_alignment``)."""
+        ``O_DIRECT``: aligned as the file needs, see ``fastio.aio.dio_alignment``).
+        (``direct``: whether the file is ``O_DIRECT``; AIO reads are the same either way.)"""
         self.check()
         fut = self.loop.create_future()
         rid = self.ctx.prep_pread(fd, buf, offset, user_data=fut)
         return await self.complete(fut, rid)
 
-    async def read_bytes(self, fd: int, n: int, offset: int) -> bytes:
+    async def read_bytes(self, fd: int, n: int, offset: int, direct: bool = True) -> bytes:
         """``n`` bytes at ``offset`` (fewer at the end of the file), read into
         a page-aligned buffer (what ``O_DIRECT`` needs), as ``bytes``."""
-        from fastio.aio import aligned_buffer
-
-        if n == 0:
-            self.check()
-            return b""
-        buf = aligned_buffer(n)
-        res = await self.read(fd, buf, offset)
-        if res < 0:
-            raise _os_error(res)
-        return bytes(memoryview(buf)[:res])
+        self.check()
+        return await self.read_aligned(fd, n, offset)
 
     async def write(self, fd: int, buf: Any, offset: int) -> int:
         """A write of ``buf`` at ``offset``; -1: at the end (an append, in a

@@ -246,6 +246,22 @@ class KernelFiles:
         still to come, False if the engine is closed (its requests drained)."""
         raise NotImplementedError
 
+    async def read(self, fd: int, buf: Any, offset: int, direct: bool = False) -> int:
+        raise NotImplementedError
+
+    async def read_aligned(self, fd: int, n: int, offset: int) -> bytes:
+        """``n`` bytes at ``offset`` (fewer at the end of the file) read into
+        a page-aligned buffer, what ``O_DIRECT`` needs, as ``bytes``."""
+        from fastio.aio import aligned_buffer
+
+        if n == 0:
+            return b""
+        buf = aligned_buffer(n)
+        res = await self.read(fd, buf, offset, True)
+        if res < 0:
+            raise _os_error(res)
+        return bytes(memoryview(buf)[:res])
+
     # what each engine does with its kernel object: the fd the loop watches
     # (``fd``), hand the requests prepared to the kernel, take off what it
     # completed, count what it has not
@@ -380,8 +396,9 @@ class UringFiles(KernelFiles):
 
     # -- operations (each returns the completion's res; < 0 is -errno) ------
 
-    async def read(self, fd: int, buf: Any, offset: int) -> int:
+    async def read(self, fd: int, buf: Any, offset: int, direct: bool = False) -> int:
         """A read of ``len(buf)`` bytes at ``offset`` (-1: the file position).
+        ``direct``: the file is ``O_DIRECT`` (no page cache: no ``RWF_NOWAIT`` try).
 
         At an offset, ``preadv2(RWF_NOWAIT)`` first: it copies what the page
         cache holds and returns ``EAGAIN`` rather than wait for a device,
@@ -391,7 +408,7 @@ class UringFiles(KernelFiles):
         not read (nothing, or the part not cached) goes to the ring."""
         self.check()    # (first: a forked child or another loop is refused whether or not the cache has it)
         done = 0
-        if self.nowait and offset >= 0:
+        if self.nowait and offset >= 0 and not direct:
             try:
                 done = os.preadv(fd, (buf,), offset, os.RWF_NOWAIT)
             except BlockingIOError:
@@ -413,12 +430,15 @@ class UringFiles(KernelFiles):
             return done + res
         return done if done and res < 0 else res
 
-    async def read_bytes(self, fd: int, n: int, offset: int) -> bytes:
+    async def read_bytes(self, fd: int, n: int, offset: int, direct: bool = False) -> bytes:
         """``n`` bytes at ``offset`` (fewer at the end of the file), as
         ``bytes``; ``OSError`` for an error. ``RWF_NOWAIT`` first, as
-        :meth:`read`; the rest through the ring."""
+        :meth:`read`; the rest through the ring (for an ``O_DIRECT`` file,
+        ``direct``: all of it, into a page-aligned buffer)."""
         self.check()
         head = b""
+        if direct:
+            return await self.read_aligned(fd, n, offset)
         if self.nowait and offset >= 0 and n > 0:
             try:
                 got = self.pread_nowait(fd, n, offset)    # (None: not cached)

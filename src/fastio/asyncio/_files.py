@@ -165,18 +165,18 @@ async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], e
         if res < 0:
             raise _fileengine._os_error(res, file)
         fd = res
+    try:
+        # (only an fd or an opener can bring O_DIRECT: the mode cannot)
+        direct = (isinstance(file, int) or opener is not None) and _fileaio.is_direct(fd)
+        if direct and isinstance(eng, ThreadFiles):
+            eng = engine_for(loop, "aio")
+    except BaseException:
+        if closefd and not isinstance(file, int):
+            os.close(fd)
+        raise
     if isinstance(eng, ThreadFiles):
-        try:
-            direct = _fileaio.is_direct(fd)
-            if direct:
-                eng = engine_for(loop, "aio")
-        except BaseException:
-            if closefd and not isinstance(file, int):
-                os.close(fd)
-            raise
-        if not direct:
-            return await AsyncThreadFile._open(eng, fd, mode, buffering, encoding, errors, newline,
-                                               closefd, None, name=file)
+        return await AsyncThreadFile._open(eng, fd, mode, buffering, encoding, errors, newline,
+                                           closefd, None, name=file)
     try:
         # fstat(2) here, not IORING_OP_STATX: an fd's attributes are there
         # without IO, and the kernel always hands a statx request to a
@@ -190,7 +190,7 @@ async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], e
                                                       closefd, None, name=file)
             return thread_file
         raw = AsyncBinaryFile(eng, fd, file, mode, readable, writable, appending, closefd,
-                              st.st_size if appending else 0, st.st_size)
+                              st.st_size if appending else 0, st.st_size, direct)
     except BaseException:
         if closefd:
             os.close(fd)
@@ -284,7 +284,7 @@ class AsyncBinaryFile(AsyncFile):
     and the other binary modes)."""
 
     def __init__(self, eng: Union[UringFiles, AioFiles], fd: int, name: Any, mode: str, readable: bool, writable: bool,
-                 appending: bool, closefd: bool, pos: int, size_hint: int = 0) -> None:
+                 appending: bool, closefd: bool, pos: int, size_hint: int = 0, direct: bool = False) -> None:
         self._eng = eng
         self._fd = fd
         self.name = name
@@ -294,6 +294,7 @@ class AsyncBinaryFile(AsyncFile):
         self._writable = writable
         self._appending = appending
         self._closefd = closefd
+        self._direct = direct     # O_DIRECT: reads need aligned buffers, and the page cache is not used
         self._closed = False
         self._pos: Optional[int] = pos    # None: at the kernel's position (after an append)
         self._rbuf = b""                  # read ahead by readline(), at _pos - len(_rbuf)
@@ -359,7 +360,7 @@ class AsyncBinaryFile(AsyncFile):
     # -- reads -----------------------------------------------------------------
 
     async def _pread(self, n: int, offset: int) -> bytes:
-        return await self._eng.read_bytes(self._fd, n, offset)
+        return await self._eng.read_bytes(self._fd, n, offset, self._direct)
 
     async def read(self, size: Optional[int] = -1) -> bytes:
         """Up to ``size`` bytes (all until EOF when ``size`` is negative or
@@ -441,7 +442,7 @@ class AsyncBinaryFile(AsyncFile):
                 return n
         off = self._position()
         self._pos = off + (n - done)
-        res = await self._eng.read(self._fd, view[done:], off)
+        res = await self._eng.read(self._fd, view[done:], off, self._direct)
         if res < 0:
             raise self._err(res)
         if res < n - done and self._pos == off + (n - done):
@@ -479,7 +480,7 @@ class AsyncBinaryFile(AsyncFile):
             raise ValueError("negative size")
         if offset < 0:
             raise ValueError("negative offset")
-        return await self._eng.read_bytes(self._fd, size, offset)
+        return await self._eng.read_bytes(self._fd, size, offset, self._direct)
 
     async def preadinto(self, buffer: Any, offset: int) -> int:
         """Read into ``buffer`` at ``offset``; the number of bytes read."""
@@ -489,7 +490,7 @@ class AsyncBinaryFile(AsyncFile):
         view = memoryview(buffer).cast("B")
         if view.readonly:
             raise TypeError("preadinto() argument must be read-write bytes-like object")
-        res = await self._eng.read(self._fd, view, offset)
+        res = await self._eng.read(self._fd, view, offset, self._direct)
         if res < 0:
             raise self._err(res)
         return res
