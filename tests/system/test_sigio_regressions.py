@@ -158,14 +158,16 @@ class TestTextbookCallsFromAnotherThreadDuringWait:
                                 errors.append((name, str(exc)))
                             except (FileExistsError, FileNotFoundError):
                                 pass    # the other call was refused: r2 is (not) added still
-                        # Wake the wait only now and then: a write on every
-                        # turn leaves SIGIO pending, each wait returns at
-                        # once, and the calls all land in the gaps (a CI
-                        # run on a loaded machine met no wait in 5 s).
+                        # Wake the wait only now and then, and pause between
+                        # turns: a write on every turn leaves SIGIO pending,
+                        # and an add() that went through makes the next wait
+                        # return at once, so without the pause each wait is
+                        # over before the next call and every call lands in
+                        # a gap (CI runs on 3.9 and 3.13 met no wait at all).
                         if i % 8 == 7:
                             with contextlib.suppress(BlockingIOError):
                                 os.write(w1, b"x")
-                        time.sleep(0)   # let the main thread take the GIL
+                        time.sleep(0.002)   # longer than the main thread's gap: it goes back to a wait
                 except BaseException as exc:
                     unexpected.append(exc)
                 finally:
