@@ -1,7 +1,8 @@
 """fastio.asyncio.open and fastio.asyncio.os against the built-in open and
 os as the oracle: the same script of calls on both, every result and every
 exception type compared, and the file's bytes after; on each engine (uring
-on the backend's ring, thread), on the stdlib loop and on fastio's loop.
+on the backend's ring, aio, thread), on the stdlib loop, uvloop and fastio's
+loop.
 Then what the oracle cannot show: concurrent awaits on one file, a cancelled
 kernel read that writes nothing after its CancelledError, and the engine a
 pipe gets."""
@@ -49,8 +50,26 @@ def engine(request, backend):
     return request.param
 
 
+@pytest.fixture(params=["stdlib", "uvloop", "fastio"])
+def loop_factory(request):
+    """The loop the oracle tests run on: the stdlib's, uvloop's (the test
+    extra installs it) and fastio's (on the pure backend, its selector loop)."""
+    if request.param == "stdlib":
+        return asyncio.new_event_loop
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (the test extra brings it)")
+        return uvloop.new_event_loop
+    return fa.Loop
+
+
 def loop_kinds(backend):
     kinds = [asyncio.new_event_loop]
+    try:
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        kinds.append(uvloop.new_event_loop)
     if backend.name == "c":
         kinds.append(fa.Loop)
     return kinds
@@ -115,7 +134,7 @@ def text_args(args):
     ("rb", "read"), ("r", "read"), ("wb", "write"), ("w", "write"), ("xb", "write"), ("ab", "write"),
     ("a", "write"), ("r+b", "update"), ("r+", "update"), ("w+b", "write"), ("a+b", "update"), ("a+", "update"),
 ])
-def test_a_script_of_calls_matches_the_builtin_open(backend, engine, tmp_path, mode, script):
+def test_a_script_of_calls_matches_the_builtin_open(backend, engine, loop_factory, tmp_path, mode, script):
     binary = "b" in mode
     steps = SCRIPTS[script]
     if not binary:
@@ -145,7 +164,7 @@ def test_a_script_of_calls_matches_the_builtin_open(backend, engine, tmp_path, m
                     assert f.engine == engine
                     return got
 
-            results[who] = run_on(backend, engine, go)
+            results[who] = run_on(backend, engine, go, loop_factory)
         results[who + "-bytes"] = path.read_bytes()
     assert results["fastio"] == results["builtin"]
     assert results["fastio-bytes"] == results["builtin-bytes"]
@@ -170,7 +189,7 @@ def test_a_text_write_after_a_read_goes_at_the_next_character(backend, tmp_path)
 
 @pytest.mark.parametrize("newline", [None, "", "\n", "\r", "\r\n"])
 @pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "utf-16"])
-def test_text_reads_and_writes_match_the_builtin(backend, engine, tmp_path, newline, encoding):
+def test_text_reads_and_writes_match_the_builtin(backend, engine, loop_factory, tmp_path, newline, encoding):
     text = TEXT if encoding != "latin-1" else TEXT.encode("latin-1", "replace").decode("latin-1")
     want_path, got_path = tmp_path / "want", tmp_path / "got"
     with open(want_path, "w", encoding=encoding, newline=newline) as f:
@@ -189,14 +208,14 @@ def test_text_reads_and_writes_match_the_builtin(backend, engine, tmp_path, newl
             parts = [await f.read(3), await f.readline(), await f.read(5), await f.read()]
         return lines, parts
 
-    lines, parts = run_on(backend, engine, go)
+    lines, parts = run_on(backend, engine, go, loop_factory)
     assert got_path.read_bytes() == want_path.read_bytes()
     assert lines == want_lines
     assert parts == want_parts
 
 
 @pytest.mark.parametrize("newline", [None, ""])
-def test_text_tell_and_seek_come_back_to_the_same_line(backend, engine, tmp_path, newline):
+def test_text_tell_and_seek_come_back_to_the_same_line(backend, engine, loop_factory, tmp_path, newline):
     path = tmp_path / "t"
     path.write_bytes(TEXT.encode("utf-8"))
 
@@ -215,13 +234,13 @@ def test_text_tell_and_seek_come_back_to_the_same_line(backend, engine, tmp_path
                 again.append(await f.readline())
             return [line for _, line in marks], list(reversed(again))
 
-    lines, again = run_on(backend, engine, go)
+    lines, again = run_on(backend, engine, go, loop_factory)
     with open(path, encoding="utf-8", newline=newline) as f:
         assert lines == f.readlines()
     assert again == lines
 
 
-def test_errors_are_the_builtin_ones_with_the_file_name(backend, engine, tmp_path):
+def test_errors_are_the_builtin_ones_with_the_file_name(backend, engine, loop_factory, tmp_path):
     missing = tmp_path / "missing"
     existing = tmp_path / "here"
     existing.write_bytes(b"x")
@@ -247,7 +266,7 @@ def test_errors_are_the_builtin_ones_with_the_file_name(backend, engine, tmp_pat
             await f.read()
         return got
 
-    got = run_on(backend, engine, go)
+    got = run_on(backend, engine, go, loop_factory)
     assert got["missing"] == (FileNotFoundError, 2, str(missing))
     assert got["dir"][:2] == (IsADirectoryError, 21)
     assert got["exists"] == (FileExistsError, 17, str(existing))
@@ -266,7 +285,7 @@ def test_bad_arguments_are_refused_as_the_builtin_refuses_them(tmp_path, mode, k
         fa.open(path, mode, **kwargs)
 
 
-def test_concurrent_reads_of_one_file_each_get_the_next_range(backend, engine, tmp_path):
+def test_concurrent_reads_of_one_file_each_get_the_next_range(backend, engine, loop_factory, tmp_path):
     blocks = [bytes([i]) * 4096 for i in range(64)]
     path = tmp_path / "blocks"
     path.write_bytes(b"".join(blocks))
@@ -278,7 +297,7 @@ def test_concurrent_reads_of_one_file_each_get_the_next_range(backend, engine, t
             positional = await asyncio.gather(*(f.pread(4096, 4096 * i) for i in reversed(range(64))))
             return got, positional, await f.tell()
 
-    got, positional, pos = run_on(backend, engine, go)
+    got, positional, pos = run_on(backend, engine, go, loop_factory)
     assert sorted(got) == blocks
     if engine != "thread":
         assert got == blocks      # the ranges in the order the reads were called
@@ -356,7 +375,7 @@ def test_a_pipe_gets_the_thread_engine(backend, tmp_path):
         t.join(TIMEOUT)
 
 
-def test_fsync_fdatasync_stat_and_positional_writes(backend, engine, tmp_path):
+def test_fsync_fdatasync_stat_and_positional_writes(backend, engine, loop_factory, tmp_path):
     path = tmp_path / "f"
 
     async def go():
@@ -370,13 +389,13 @@ def test_fsync_fdatasync_stat_and_positional_writes(backend, engine, tmp_path):
             assert await f.preadinto(buf, 2) == 4
             return bytes(buf), await f.stat(), f.fileno()
 
-    got, st, _fd = run_on(backend, engine, go)
+    got, st, _fd = run_on(backend, engine, go, loop_factory)
     assert got == b"2AB5"
     assert path.read_bytes() == b"012AB56789"
     assert st.st_size == 10 and stat.S_ISREG(st.st_mode)
 
 
-def test_os_stat_and_path_match_os(backend, engine, tmp_path):
+def test_os_stat_and_path_match_os(backend, engine, loop_factory, tmp_path):
     f = tmp_path / "file"
     f.write_bytes(b"12345")
     d = tmp_path / "dir"
@@ -409,7 +428,7 @@ def test_os_stat_and_path_match_os(backend, engine, tmp_path):
         want[p.name] = (outcome(lambda: os.stat(p)), outcome(lambda: os.lstat(p)),
                         [fn(p) for fn in (os.path.exists, os.path.lexists, os.path.isfile, os.path.isdir,
                                           os.path.islink)])
-    got = run_on(backend, engine, go)
+    got = run_on(backend, engine, go, loop_factory)
     for key, (st, lst, flags) in want.items():
         gst, glst, gflags = got[key]
         assert gflags == flags, key
@@ -647,7 +666,7 @@ async def aerror_of(coro):
     return None
 
 
-def test_os_path_operations_do_and_refuse_what_os_does(backend, engine, tmp_path):
+def test_os_path_operations_do_and_refuse_what_os_does(backend, engine, loop_factory, tmp_path):
     # The same calls on two identical trees, one through os, one through
     # fastio.asyncio.os: the same trees after, the same errors (type, errno,
     # both file names).
@@ -673,7 +692,7 @@ def test_os_path_operations_do_and_refuse_what_os_does(backend, engine, tmp_path
     async def go():
         return [await aerror_of(f(*a)) for f, a in calls(got_root, aos)]
 
-    got = run_on(backend, engine, go)
+    got = run_on(backend, engine, go, loop_factory)
 
     def names(errs, root):
         return [None if e is None else (e[0], e[1], *(str(n).replace(str(root), "ROOT") if n else n for n in e[2:]))
