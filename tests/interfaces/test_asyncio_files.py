@@ -637,9 +637,14 @@ def test_a_forked_child_gets_a_clear_error_not_the_parents_ring(backend, tmp_pat
         if pid == 0:
             code = 1
             try:
-                loop.run_until_complete(f.read())
-            except RuntimeError as exc:
-                code = 0 if "forked child" in str(exc) else 2
+                for call in (f.read, lambda: f.pread(4, 0)):    # (pread: also its cached range's path)
+                    code = 1
+                    try:
+                        loop.run_until_complete(call())
+                    except RuntimeError as exc:
+                        code = 0 if "forked child" in str(exc) else 2
+                    if code:
+                        break
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
@@ -647,6 +652,49 @@ def test_a_forked_child_gets_a_clear_error_not_the_parents_ring(backend, tmp_pat
         assert loop.run_until_complete(f.read()) == b"data"      # the parent's file still works
         loop.run_until_complete(f.close())
     finally:
+        loop.close()
+
+
+def test_pread_of_a_cached_range_keeps_every_rule_of_pread(backend, loop_factory, tmp_path):
+    # On the c backend's uring engine a file's pread of a range the page
+    # cache holds is one compiled call (fastio._c._fileio.FileCore): the
+    # same bytes as os.pread, the same refusals, and still refused from
+    # another loop although the read would need no ring.
+    uring_or_skip(backend)
+    path = tmp_path / "f"
+    data = os.urandom(3 * 4096 + 100)
+    path.write_bytes(data)
+    loop = loop_factory()
+    other = asyncio.new_event_loop()
+    try:
+        engine_for(loop, "uring", ring_factory=backend.Ring)
+        f = loop.run_until_complete(fa.open(path, "rb"))
+        assert ("FileCore" in [c.__name__ for c in type(f).__mro__]) == (backend.name == "c")
+
+        async def reads():
+            got = [await f.pread(4096, off) for off in (0, 4096, 8192)]
+            return got, await f.pread(4096, 3 * 4096), await f.pread(0, 5), await f.pread(10, len(data) + 7)
+
+        whole, tail, empty, past = loop.run_until_complete(reads())
+        assert whole == [data[:4096], data[4096:8192], data[8192:12288]]
+        assert (tail, empty, past) == (data[12288:], b"", b"")    # short at EOF, nothing at and past it
+        for size, offset in ((-1, 0), (1, -1)):
+            with pytest.raises(ValueError):
+                loop.run_until_complete(f.pread(size, offset))
+        with pytest.raises(TypeError):
+            loop.run_until_complete(f.pread(1.5, 0))
+        with pytest.raises(RuntimeError, match="another event loop"):
+            other.run_until_complete(f.pread(4096, 0))
+        assert loop.run_until_complete(f.pread(5, 1)) == data[1:6]     # (its own loop again, after)
+        loop.run_until_complete(f.close())
+        with pytest.raises(ValueError, match="closed file"):
+            loop.run_until_complete(f.pread(4096, 0))
+        w = loop.run_until_complete(fa.open(path, "ab"))
+        with pytest.raises(io.UnsupportedOperation):
+            loop.run_until_complete(w.pread(4096, 0))
+        loop.run_until_complete(w.close())
+    finally:
+        other.close()
         loop.close()
 
 

@@ -360,8 +360,8 @@ class UringFiles(KernelFiles):
         self.fd = self.ring.fileno()
         self.opcodes = frozenset(self.ring.probe())     # what this kernel's io_uring can do
         self.nowait = hasattr(os, "RWF_NOWAIT")         # reads try preadv2(RWF_NOWAIT) first
-        backend = "pure" if type(self.ring).__module__.startswith("fastio._pure") else "c"
-        self.pread_nowait = _backend.load("_fileio", backend).pread_nowait
+        self.backend = "pure" if type(self.ring).__module__.startswith("fastio._pure") else "c"
+        self.pread_nowait = _backend.load("_fileio", self.backend).pread_nowait
 
     @property
     def closed(self) -> bool:

@@ -35,8 +35,10 @@ import io
 import locale
 import os
 import stat as _stat
+import sys
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Generator, Iterable, List, Optional, Union
 
+from fastio import _backend
 from fastio.asyncio import _fileaio, _fileengine
 from fastio.asyncio._fileaio import AioFiles
 from fastio.asyncio._fileengine import ThreadFiles, UringFiles, engine_for
@@ -189,8 +191,11 @@ async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], e
             thread_file = await AsyncThreadFile._open(eng.thread, fd, mode, buffering, encoding, errors, newline,
                                                       closefd, None, name=file)
             return thread_file
-        raw = AsyncBinaryFile(eng, fd, file, mode, readable, writable, appending, closefd,
-                              st.st_size if appending else 0, st.st_size, direct)
+        cls = _binary_file_class(eng)
+        raw = cls(eng, fd, file, mode, readable, writable, appending, closefd,
+                  st.st_size if appending else 0, st.st_size, direct)
+        if cls is not AsyncBinaryFile:
+            raw._enable_fast_reads(eng._loop)
     except BaseException:
         if closefd:
             os.close(fd)
@@ -608,6 +613,39 @@ class AsyncBinaryFile(AsyncFile):
             res = await self._eng.close(self._fd)
             if res < 0:
                 raise self._err(res)
+
+
+_compiled_class: Optional[type] = None
+
+
+def _binary_file_class(eng: Any) -> type:
+    """The class of a binary file on ``eng``: for the c backend's ``uring``
+    engine, ``AsyncBinaryFile`` on ``fastio._c._fileio.FileCore`` (its
+    state in C fields, and ``pread`` of a cached range compiled); else
+    ``AsyncBinaryFile``."""
+    global _compiled_class
+    if not isinstance(eng, UringFiles) or eng.backend != "c":
+        return AsyncBinaryFile
+    if _compiled_class is None:
+        core = _backend.load("_fileio", "c").FileCore
+
+        class CompiledBinaryFile(core, AsyncBinaryFile):  # type: ignore[misc, valid-type]
+            """``AsyncBinaryFile`` with its state in C fields, whose
+            ``pread`` of a cached range is one compiled call."""
+
+            _engine_pread = AsyncBinaryFile.pread   # (what FileCore.pread falls back to)
+
+            if sys.version_info >= (3, 12):     # (a Python coroutine costs less than a compiled one here)
+                async def pread(self, size: int, offset: int) -> bytes:
+                    data = self._cached_pread(size, offset)
+                    if data is not None:
+                        return data  # type: ignore[no-any-return]
+                    return await AsyncBinaryFile.pread(self, size, offset)
+
+                pread.__doc__ = AsyncBinaryFile.pread.__doc__
+
+        _compiled_class = CompiledBinaryFile
+    return _compiled_class
 
 
 class AsyncTextFile(AsyncFile):
