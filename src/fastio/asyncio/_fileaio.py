@@ -95,6 +95,7 @@ class AioFiles(KernelFiles):
             context_factory = aio.Context
         super().__init__(loop)
         self.ctx = context_factory(maxevents)
+        self.maxevents = maxevents
         try:
             self.fd = _eventfd()    # (every request signals it: what the loop watches)
             self.ctx.register_eventfd(self.fd)
@@ -120,7 +121,11 @@ class AioFiles(KernelFiles):
             os.read(self.fd, 8)     # (the count is not needed: the context says what came)
         except BlockingIOError:
             pass
-        done = list(self.ctx.getevents(0, timeout=0))
+        batch = self.ctx.getevents(0, timeout=0)
+        done = list(batch)
+        while len(batch) >= self.maxevents:    # (at most maxevents a call: take the rest too, since
+            batch = self.ctx.getevents(0, timeout=0)    # the eventfd's count was just reset)
+            done += batch
         if self.ctx.queued:
             self.ctx.submit()
         return done

@@ -227,6 +227,10 @@ class KernelFiles:
                 taken += 1
         finally:
             del completions[:taken]
+        # All resolved: let go of the last one (its future holds the loop,
+        # and a completion is not tracked by the cycle collector: kept, the
+        # loop, its ring or AIO context and eventfd would never be freed).
+        self.last = None
 
     def resolve(self, c: Any) -> None:
         fut = c.user_data
