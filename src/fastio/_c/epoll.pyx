@@ -1,22 +1,9 @@
 # cython: language_level=3, embedsignature=True
 """epoll(7) for Python: a drop-in for ``select.epoll``.
 
-Kernel facts this module relies on:
-
-* An epoll instance watches open file descriptions, not fd numbers. Closing
-  an fd removes it from the set only when no other fd (a ``dup``, a forked
-  child's copy) refers to the same description; until then events keep
-  arriving under the old number. ``EPOLL_CTL_DEL`` on an fd number that was
-  already closed fails with ``EBADF``.
-* ``epoll_wait(2)`` takes whole milliseconds. ``epoll_pwait2(2)`` (Linux 5.11)
-  takes a timespec, so sub-millisecond timeouts are honoured where it exists;
-  on older kernels, or where seccomp refuses it, the timeout is rounded up to
-  the next millisecond (never down: a wait lasts at least as long as asked).
-* ``EPOLLEXCLUSIVE`` is accepted only by ``EPOLL_CTL_ADD``; ``EPOLL_CTL_MOD``
-  of such an fd fails with ``EINVAL``.
-* After ``fork()`` parent and child share one epoll instance; a registration
-  change in one is seen by the other. Using the object in the child raises
-  ``RuntimeError``; ``close()`` stays allowed (it closes the child's fd only).
+The kernel facts this module relies on (open file descriptions, not fd
+numbers; millisecond and nanosecond waits; ``EPOLLEXCLUSIVE``; fork) are
+written down in ``docs/epoll.md``.
 """
 
 from cpython.long cimport PyLong_AsUnsignedLongMask

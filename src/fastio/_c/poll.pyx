@@ -1,15 +1,7 @@
 # cython: language_level=3, embedsignature=True
-"""poll(2) for Python: a drop-in for ``select.poll``.
-
-The ``pollfd`` array lives in C between calls, so ``poll()`` does not rebuild
-it from a dict as CPython's does. Each ``poll()`` hands the kernel a private
-copy, so another thread may register or unregister while one waits (the change
-applies to the next call), and the order of results is unspecified (removal
-moves the last entry into the freed slot).
-
-Timeouts are in milliseconds, as ``select.poll``'s; fractions are honoured
-through ``ppoll(2)``. An fd that is not open is reported with ``POLLNVAL``.
-Nothing kernel-side is shared, so a ``Poll`` may be used after ``fork()``.
+"""poll(2) for Python: a drop-in for ``select.poll``, its ``pollfd`` array
+kept in C between calls. The kernel facts (threads, result order, timeouts,
+``POLLNVAL``, fork) are written down in ``docs/epoll.md``.
 """
 
 from cpython.dict cimport PyDict_GetItem

@@ -4,27 +4,10 @@ lifetime (close's cancel-and-drain), submit and enter, reap/peek/wait.
 ``RingCore`` holds no prep and no registration; ``_uring_register`` and
 ``uring`` build ``Ring`` on it.
 
-Memory ordering without atomics. Python cannot issue a load-acquire or a
-store-release, so this backend orders its ring accesses through the syscalls
-and the CPU's own rules, as follows:
-
-* SQ, without SQPOLL: the kernel reads SQEs and the SQ tail only inside the
-  ``io_uring_enter`` that this thread makes after writing them, on this
-  thread; program order on one thread is all that is needed, on any CPU.
-  With SQPOLL a kernel thread on another CPU reads the SQ concurrently, which
-  needs the tail to be stored with release semantics: on x86-64 (TSO) every
-  store is a release, so SQPOLL is allowed there; elsewhere ``Ring`` raises
-  ``UnsupportedError`` for ``SETUP_SQPOLL`` in this backend.
-* CQ: completions can be posted from other CPUs (io-wq workers, interrupts).
-  On x86-64 every load is an acquire, so reading the CQ tail and then the CQEs
-  is ordered, and our head store is a release. On weakly ordered CPUs
-  (aarch64) this backend creates every ring with ``SETUP_SINGLE_ISSUER |
-  SETUP_DEFER_TASKRUN`` (6.1): the kernel then posts CQEs only from task work
-  run inside ``io_uring_enter(GETEVENTS)`` on this thread, so the kernel's CQ
-  writes and our reads are again in one thread's program order (the price:
-  one thread per ring, as the kernel enforces for SINGLE_ISSUER).
-* Provided-buffer ring tails: written by this thread before the
-  ``io_uring_enter`` that may consume them (same argument as the SQ).
+How this backend orders its ring accesses without atomics (program order
+around ``io_uring_enter``, x86-64's TSO, ``SETUP_SINGLE_ISSUER |
+SETUP_DEFER_TASKRUN`` on weakly ordered CPUs, SQPOLL only on x86-64) is
+written down in ``docs/uring.md``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """epoll(7) through ctypes: the pure twin of ``fastio._c.epoll``.
 
-The kernel facts are those in ``fastio/_c/epoll.pyx``'s docstring.
+The kernel facts are those in ``docs/epoll.md``.
 """
 
 import ctypes

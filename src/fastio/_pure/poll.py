@@ -1,4 +1,5 @@
-"""poll(2) through ctypes: the pure twin of ``fastio._c.poll`` (see its docstring)."""
+"""poll(2) through ctypes: the pure twin of ``fastio._c.poll``; the kernel
+facts are those in ``docs/epoll.md``."""
 
 import ctypes
 import errno

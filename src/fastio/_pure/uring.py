@@ -2,7 +2,7 @@
 
 The same kernel interface (``io_uring_setup``/``enter``/``register`` through
 ``syscall(2)``, the rings mapped with the stdlib ``mmap``), the same rules;
-the kernel facts are those in ``fastio/_c/uring.pyx``'s docstring. Split by
+the kernel facts are those in ``docs/uring.md``. Split by
 concern, as the compiled backend is:
 
 * ``_uring_types``: ``Completion``, ``BufRing``, argument coercion;
