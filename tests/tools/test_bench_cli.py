@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -24,7 +25,8 @@ from fastio import _bench
 from fastio._bench import afiles, echo, fio, files, report, syscount
 from fastio._bench._types import Options, Part, Row
 
-ROW_KEYS = {"name", "kind", "value", "unit", "p99_us", "cpu_s", "syscalls_per_op", "ratio", "skipped", "extra"}
+ROW_KEYS = {"name", "kind", "value", "unit", "p99_us", "cpu_s", "syscalls_per_op", "ratio", "skipped", "extra",
+            "samples", "spread", "noisy"}
 PART_KEYS = {"name", "title", "baseline", "rows", "method", "extra"}
 FILES_ROWS = {"os.pread", "thread pool", "uring buffered (c)", "uring buffered (pure)", "aio O_DIRECT (c)",
               "aio O_DIRECT (pure)", "uring O_DIRECT (c)", "uring O_DIRECT (pure)", "fio io_uring", "fio libaio"}
@@ -55,6 +57,15 @@ def check_row(row: dict, part: str) -> None:
     assert _number(row["ratio"]) and row["ratio"] > 0, row  # every measured row has its baseline measured
     for key in ("p99_us", "cpu_s", "syscalls_per_op"):
         assert row[key] is None or (_number(row[key]) and row[key] >= 0), (key, row)
+    # the value is the median of the rounds' samples, with their spread
+    if row["samples"]:
+        assert all(_number(x) and x > 0 for x in row["samples"]), row
+        assert row["value"] == pytest.approx(statistics.median(row["samples"])), row
+        if len(row["samples"]) >= 2:
+            assert _number(row["spread"]) and row["spread"] >= 0, row
+            assert row["noisy"] is (row["spread"] > report.NOISY_SPREAD), row
+        else:
+            assert row["spread"] is None and row["noisy"] is False, row
 
 
 # --------------------------------------------------------------------------- the whole command
@@ -80,9 +91,9 @@ def test_quick_json_is_complete(tmp_path):
     assert m["python"]["implementation"] == platform.python_implementation()
     assert m["fastio"]["version"] == fastio.__version__ and m["fastio"]["backend"] in ("c", "pure")
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", doc["date"])
-    assert doc["options"] == {"quick": True, "duration": None, "connections": None, "models": None,
-                              "parts": ["echo", "files", "afiles", "selectors"], "directory": str(data),
-                              "backend": None}
+    assert doc["options"] == {"quick": True, "duration": None, "rounds": None, "connections": None,
+                              "models": None, "cpus": None, "parts": ["echo", "files", "afiles", "selectors"],
+                              "directory": str(data), "backend": None}
 
     parts = {p["name"]: p for p in doc["parts"]}
     assert list(parts) == ["echo", "files", "afiles", "selectors"]
@@ -90,6 +101,9 @@ def test_quick_json_is_complete(tmp_path):
         assert PART_KEYS <= set(part), part.keys()
         assert part["method"] and part["title"]
         assert part["extra"]["problems"] == []
+        assert part["extra"]["noise"] is None or part["extra"]["noise"].startswith("TOO NOISY TO TRUST: ")
+        others = part["extra"]["others_cpu"]
+        assert others is None or 0 <= others["others_share"] <= 1, others
         assert part["rows"]
         for row in part["rows"]:
             check_row(row, name)
@@ -103,10 +117,12 @@ def test_quick_json_is_complete(tmp_path):
     assert e["baseline"] == "asyncio"
     assert {r["extra"]["group"] for r in e["rows"]} == {"1 connection", "64 connections"}
     assert {r["name"] for r in e["rows"]} == set(echo.QUICK_MODELS)
+    assert e["extra"]["rounds"] == 1 and e["extra"]["cpus"] == "shared"  # --quick: one round
     for r in e["rows"]:
         if r["skipped"] is None:  # a byte-verified run: requests, latency and server CPU measured
             assert r["extra"]["requests"] > 0 and r["p99_us"] > 0 and r["cpu_s"] > 0, r
             assert r["extra"]["connections"] == int(r["extra"]["group"].split()[0])
+            assert len(r["samples"]) == 1 and r["spread"] is None, r
     assert {r["name"] for r in e["rows"] if r["skipped"] is None} >= {"blocking", "epoll", "asyncio", "c-epoll"}
 
     f = parts["files"]
@@ -244,6 +260,9 @@ def test_backend_option_keeps_one_backend(name, tmp_path):
     (["--connections", "1,x"], "not an integer"),
     (["--duration", "-1"], "between 0 and 3600"),
     (["--duration", "soon"], "not a number"),
+    (["--rounds", "0"], "between 1 and 1000"),
+    (["--rounds", "two"], "not an integer"),
+    (["--cpus", "both"], "invalid choice"),
     (["--backend", "rust"], "invalid choice"),
     (["--dir", "/nonexistent/fastio"], "not a directory"),
     (["--json", "/nonexistent/fastio/out.json"], "does not exist"),
@@ -346,8 +365,8 @@ def test_table_is_aligned_and_grouped():
     assert lines[3] == "case A" and lines[7] == "case B"
     table = [ln for ln in lines[1:] if ln.startswith("  ")]
     head = table[0]
-    assert head.split() == ["name", "value", "p99", "CPU", "s", "syscalls/op", "ratio", "note"]
-    for col in ("value", "p99", "CPU s", "syscalls/op", "ratio"):  # right-aligned columns end together
+    assert head.split() == ["name", "value", "spread", "p99", "CPU", "s", "syscalls/op", "ratio", "note"]
+    for col in ("value", "spread", "p99", "CPU s", "syscalls/op", "ratio"):  # right-aligned columns end together
         end = head.index(col) + len(col)
         for ln in table[2:]:
             assert ln[end - 1] != " " and (len(ln) == end or ln[end] == " "), (col, ln)
@@ -490,3 +509,191 @@ def test_syscount_gone_pid():
     with pytest.raises(OSError):  # ProcessLookupError, or why counting is unavailable here
         counter.start()
     assert counter.count is None
+
+
+# --------------------------------------------------------------------------- rounds, medians, spread
+
+
+@pytest.mark.parametrize("samples, expected", [
+    ([], None),
+    ([100.0], None),                              # one round: no spread
+    ([100.0, 100.0, 100.0], 0.0),
+    ([90.0, 100.0, 110.0], 0.10),                 # 3 rounds: inclusive quartiles 95 and 105
+    ([80.0, 100.0, 120.0], 0.20),
+    ([50.0, 99.0, 100.0, 100.0, 101.0], 0.01),    # 5 rounds: one stray round does not count
+    ([60.0, 70.0, 100.0, 130.0, 140.0], 0.60),    # two of five off: it does
+    ([100.0, 120.0], 0.10 / 1.10),                # 2 rounds: half the range over the median
+    ([0.0, 0.0, 0.0], None),                      # a zero median has no relative spread
+])
+def test_spread_of_samples(samples, expected):
+    got = report.spread(samples)
+    if expected is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("spread, noisy", [
+    (None, False), (0.0, False), (0.05, False), (report.NOISY_SPREAD, False), (0.1001, True), (0.6, True),
+])
+def test_noisy_flag_threshold(spread, noisy):
+    assert report.NOISY_SPREAD == 0.10
+    assert report.is_noisy(spread) is noisy
+
+
+def _rounds_part() -> Part:
+    return Part("demo", "a demo", "base", [
+        Row("base", "k", 100.0, "req/s", samples=[99.0, 100.0, 101.0], extra={"group": "1 connection"}),
+        Row("wobbly", "k", 200.0, "req/s", samples=[120.0, 200.0, 290.0], extra={"group": "1 connection"}),
+        Row("steady", "k", 300.0, "req/s", samples=[297.0, 300.0, 303.0], extra={"group": "1 connection"}),
+        Row("single", "k", 50.0, "req/s", samples=[50.0], extra={"group": "1 connection"}),
+        Row.skip("never", "k", "not here", "req/s", group="1 connection"),
+    ], "m")
+
+
+def test_fill_spread_flags_the_noisy_row_and_says_so_in_one_line():
+    part = _rounds_part()
+    report.fill_ratios(part)
+    report.fill_spread(part)
+    by = {r.name: r for r in part.rows}
+    assert by["base"].spread == pytest.approx(0.01) and not by["base"].noisy
+    assert by["wobbly"].spread == pytest.approx(0.425) and by["wobbly"].noisy
+    assert by["steady"].spread == pytest.approx(0.01) and not by["steady"].noisy
+    assert by["single"].spread is None and not by["single"].noisy
+    assert by["never"].spread is None and not by["never"].noisy
+    others = report.others_cpu((10.0, 100.0, 5.0, 2), (20.0, 115.0, 11.0, 2))  # 15 CPU-s used, 6 ours
+    assert others["others_s"] == pytest.approx(9.0) and others["others_share"] == pytest.approx(0.45)
+    line = report.noise_line(part, others)
+    assert "\n" not in line and line.startswith("TOO NOISY TO TRUST: 1 of 3 rows spread more than 10%")
+    assert "wobbly (1 connection) 42%" in line and "steady" not in line and "base" not in line
+    assert "other processes used 45% of the 2 CPUs" in line
+    part.extra["noise"] = line
+    text = report.format_part(part)
+    assert text.splitlines()[-1] == line
+    wobbly = next(ln for ln in text.splitlines() if ln.strip().startswith("wobbly"))
+    assert "42.5%" in wobbly and wobbly.rstrip().endswith("noisy")
+    assert "1.0%" in next(ln for ln in text.splitlines() if ln.strip().startswith("steady"))
+    # without a noisy row: no line
+    part.rows = [r for r in part.rows if r.name != "wobbly"]
+    assert report.noise_line(part, others) is None
+
+
+def test_others_cpu_unknown():
+    assert report.others_cpu(None, (1.0, 1.0, 1.0, 2)) is None
+    assert report.others_cpu((1.0, 1.0, 1.0, 2), (1.0, 1.0, 1.0, 2)) is None  # no time passed
+    low = report.others_cpu((0.0, 0.0, 0.0, 2), (10.0, 5.0, 5.5, 2))  # ours counted finer than /proc/stat
+    assert low["others_s"] == 0.0 and low["others_share"] == 0.0
+
+
+def _fake_echo_round(values: dict[tuple[str, int], list[float]], calls: list, fail: set = frozenset()):
+    """An echo._measure that returns the given req/s per (model, connections)
+    and round instead of running servers, recording each call's order."""
+    def measure(names, counts, duration, warmup, backend, server_cpu, progress, client_cpu=None, label="",
+                split=False):
+        r = len(calls)
+        calls.append((list(names), split))
+        rows = []
+        for name in names:
+            progress(f"{name}{label}")
+            for n in counts:
+                if name in fail:
+                    rows.append(Row.skip(name, "k", "failed: boom", "req/s", group=echo._group(n)))
+                    continue
+                v = values[(name, n)][r]
+                rows.append(Row(name, "k", v, "req/s", p99_us=10.0 * (r + 1), cpu_s=0.1, syscalls_per_op=2.0,
+                                samples=[v], extra={
+                                    "group": echo._group(n), "connections": n, "size": 64, "requests": int(v),
+                                    "elapsed_s": 1.0, "throughput_Bps": 64 * v, "mean_us": 5.0, "p50_us": 4.0,
+                                    "p90_us": 6.0, "p99.9_us": 20.0, "max_us": 30.0, "cpu_us_per_request": 1.0,
+                                    "syscalls": 2 * v, "summary": "s", "shared_cpu": not split}))
+        return rows, ([f"{name}: boom" for name in names if name in fail] if fail else [])
+    return measure
+
+
+def test_echo_rounds_alternate_and_report_medians(monkeypatch):
+    """Three rounds: the model order rotates, each row's value is the median
+    of its rounds, samples keep the round order, and the ratio is paired
+    round by round (not the ratio of the medians)."""
+    values = {
+        ("asyncio", 1): [100.0, 50.0, 200.0], ("asyncio", 64): [1000.0, 1000.0, 1000.0],
+        ("epoll", 1): [150.0, 100.0, 260.0], ("epoll", 64): [1500.0, 1100.0, 1200.0],
+        ("c-epoll", 1): [300.0, 140.0, 500.0], ("c-epoll", 64): [2000.0, 2100.0, 1900.0],
+    }
+    calls: list = []
+    monkeypatch.setattr(echo, "_measure", _fake_echo_round(values, calls))
+    lines: list[str] = []
+    options = Options(models=["asyncio", "epoll", "c-epoll"], rounds=3, parts=["echo"])
+    part = echo.run(options, lines.append)
+    assert [c[0] for c in calls] == [["asyncio", "epoll", "c-epoll"], ["epoll", "c-epoll", "asyncio"],
+                                     ["c-epoll", "asyncio", "epoll"]]
+    assert all(split is False for _, split in calls)  # --cpus shared by default
+    assert len(lines) == echo.steps(options) == 9 and lines[3] == "epoll (round 2/3)"
+    by = {(r.name, r.extra["connections"]): r for r in part.rows}
+    assert [(r.name, r.extra["connections"]) for r in part.rows] == [
+        ("asyncio", 1), ("epoll", 1), ("c-epoll", 1), ("asyncio", 64), ("epoll", 64), ("c-epoll", 64)]
+    e1 = by[("epoll", 1)]
+    assert e1.samples == [150.0, 100.0, 260.0] and e1.value == 150.0
+    assert e1.ratio == pytest.approx(1.5)  # rounds: 1.5, 2.0, 1.3; the ratio of medians would be 1.5 too
+    e64 = by[("epoll", 64)]
+    assert e64.value == 1200.0 and e64.ratio == pytest.approx(1.2)  # 1.5, 1.1, 1.2
+    assert by[("c-epoll", 1)].ratio == pytest.approx(2.8)  # 3.0, 2.8, 2.5: the ratio of medians would be 3.0
+    assert e1.extra["vs_c-epoll"] == pytest.approx(0.52)  # 0.5, 0.714, 0.52
+    assert e1.p99_us == 20.0 and e1.extra["p99_us_samples"] == [10.0, 20.0, 30.0]
+    assert e1.extra["rounds"] == [0, 1, 2] and e1.extra["requests"] == 510
+    assert e1.spread == pytest.approx(report.spread([150.0, 100.0, 260.0])) and e1.noisy
+    assert not by[("c-epoll", 64)].noisy
+    assert part.extra["rounds"] == 3 and part.extra["cpus"] == "shared"
+    assert part.extra["notes"] == ["c-epoll, the ceiling, is first at 1 connection; first at 64 connections"]
+
+
+def test_echo_model_failing_in_round_one_is_skipped_after(monkeypatch):
+    values = {(m, 1): [10.0, 20.0] for m in ("asyncio", "c-epoll")}
+    calls: list = []
+    monkeypatch.setattr(echo, "_measure", _fake_echo_round(values, calls, fail={"epoll"}))
+    lines: list[str] = []
+    options = Options(models=["asyncio", "epoll", "c-epoll"], rounds=2, connections=[1], parts=["echo"],
+                      cpus="split")
+    part = echo.run(options, lines.append)
+    assert calls[1] == (["c-epoll", "asyncio"], True)  # epoll is not started again
+    assert len(lines) == echo.steps(options) == 6 and "epoll (round 2/2): skipped: failed: boom" in lines
+    by = {r.name: r for r in part.rows}
+    assert by["epoll"].skipped == "failed: boom" and by["epoll"].value is None
+    assert by["asyncio"].samples == [10.0, 20.0] and by["c-epoll"].ratio == pytest.approx(1.0)
+    assert part.extra["problems"] == ["epoll: boom (round 1)"] and part.extra["cpus"] == "split"
+
+
+def test_echo_ceiling_note():
+    def row(name, value, spread=None):
+        return Row(name, "k", value, "req/s", spread=spread, extra={"group": "1 connection"})
+
+    rows = [row("c-epoll", 100.0, 0.02), row("nonblocking", 120.0, 0.01), row("blocking", 101.0, 0.03),
+            row("asyncio", 80.0, 0.01)]
+    note = echo._ceiling_note(rows, [1, 64])
+    assert note == ("c-epoll, the ceiling, is below nonblocking +20% (busy polling: a whole CPU, no wait), "
+                    "blocking +1% (within the spread) at 1 connection")
+    assert echo._ceiling_note([row("asyncio", 1.0)], [1]) is None  # no ceiling row measured
+
+
+def test_rounds_option_is_honoured(tmp_path):
+    """--rounds through the command line: every measured row of echo and
+    selectors has that many samples, its value their median and its spread."""
+    out = tmp_path / "out.json"
+    proc = bench("--parts", "echo,selectors", "--models", "c-epoll,asyncio", "--connections", "1",
+                 "--rounds", "3", "--duration", "0.15", "--backend", "c", "--json", str(out), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["options"]["rounds"] == 3
+    parts = {p["name"]: p for p in doc["parts"]}
+    assert parts["echo"]["extra"]["rounds"] == 3 and parts["selectors"]["extra"]["repeats"] == 3
+    for name, part in parts.items():
+        measured = [r for r in part["rows"] if r["skipped"] is None]
+        assert measured
+        for r in measured:
+            check_row(r, name)
+            assert len(r["samples"]) == 3 and r["spread"] is not None, r
+    assert {r["name"] for r in parts["echo"]["rows"]} == {"c-epoll", "asyncio"}
+    assert all(r["extra"]["rounds"] == [0, 1, 2] for r in parts["echo"]["rows"])
+    assert "3 rounds" in parts["echo"]["method"]
+    assert " spread " in proc.stdout.splitlines()[1]  # the table's header
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("[")]
+    assert "echo: asyncio (round 3/3) ..." in "\n".join(lines) and lines[-1].startswith(f"[{len(lines)}/")

@@ -3,7 +3,11 @@
 Parts (``--parts``, default all, in this order) are modules registered in
 ``PARTS``; each exposes ``run(options, progress) -> Part`` and may expose
 ``steps(options) -> int``, the number of times it will call ``progress``
-(for the ``[k/N]`` counter on stderr). See ``fastio._bench._types`` for what
+(for the ``[k/N]`` counter on stderr). A part that measures in rounds
+(alternating its rows within each round) honours ``Options.rounds`` and
+gives every row its per-round ``samples``; the report then shows each row's
+median, its spread over the rounds, and one line naming the rows too noisy
+to trust (``report.NOISY_SPREAD``). See ``fastio._bench._types`` for what
 a part returns and ``fastio._bench.report`` for the table, JSON and chart.
 
 Exit status: 0 when every part ran (rows this machine cannot run are skipped
@@ -69,6 +73,16 @@ def _positive_ints(text: str) -> list[int]:
     return out
 
 
+def _rounds(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= n <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 1000: {n}")
+    return n
+
+
 def _seconds(text: str) -> float:
     try:
         v = float(text)
@@ -95,14 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"parts: {', '.join(PARTS)}. Numbers are for comparing rows of one run; "
                "on a shared or small machine absolute values move between runs.",
     )
-    ap.add_argument("--quick", action="store_true", help="a short run (the whole suite in under 15 s)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a short run (the whole suite in under 15 s; the echo rows in one round)")
     ap.add_argument("--parts", type=_parts, metavar="A,B", default=None,
                     help=f"parts to run, in order (default: all: {','.join(PARTS)})")
     ap.add_argument("--models", type=_csv, metavar="A,B", help="echo part: the server models to run")
+    ap.add_argument("--cpus", choices=("shared", "split"),
+                    help="echo part: run the load generator on the server's CPU (shared, the default: no idle "
+                         "CPU has to wake up per request, which on a VM goes through the hypervisor) or on "
+                         "another CPU (split: the server has its CPU to itself; for a quiet machine)")
     ap.add_argument("--connections", type=_positive_ints, metavar="N,M",
                     help="echo part: concurrent connections, one run per value (e.g. 1,64)")
     ap.add_argument("--duration", type=_seconds, metavar="S",
-                    help="seconds of measuring per row (per candidate), instead of each part's default")
+                    help="seconds of measuring per row (per candidate), over all its rounds, instead of "
+                         "each part's default")
+    ap.add_argument("--rounds", type=_rounds, metavar="N",
+                    help="rounds per row, the rows alternated within each round; the table shows the "
+                         "median and the spread (default: echo 5, files 3, selectors 13; --quick: echo 1, "
+                         "files 2, selectors 7; the afiles part keeps its own: 3, --quick 1)")
     ap.add_argument("--json", metavar="PATH", help="write every number, the machine and the options as JSON")
     ap.add_argument("--plot", metavar="PATH", help="write a PNG bar chart per part (needs matplotlib)")
     ap.add_argument("--dir", dest="directory", type=_directory, metavar="DIR",
@@ -154,7 +178,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(why, file=sys.stderr)
             return 2
     options = Options(
-        quick=args.quick, duration=args.duration, connections=args.connections, models=args.models,
+        quick=args.quick, duration=args.duration, rounds=args.rounds, connections=args.connections,
+        models=args.models, cpus=args.cpus,
         parts=args.parts or list(PARTS), directory=args.directory, backend=args.backend,
     )
 
@@ -208,6 +233,7 @@ def _run(options: Options, args: argparse.Namespace, argv: list[str], report) ->
     parts: list[Part] = []
     for name, mod in modules.items():
         t = time.monotonic()
+        busy0 = report.cpu_use()
         try:
             part = mod.run(options, lambda text, name=name: progress(name, text))
         except KeyboardInterrupt:
@@ -217,7 +243,10 @@ def _run(options: Options, args: argparse.Namespace, argv: list[str], report) ->
             failures[name] = f"{type(exc).__name__}: {exc}"
             continue
         part.extra["elapsed_s"] = time.monotonic() - t
+        part.extra["others_cpu"] = others = report.others_cpu(busy0, report.cpu_use())
         report.fill_ratios(part)
+        report.fill_spread(part)
+        part.extra["noise"] = report.noise_line(part, others)
         parts.append(part)
         print(report.format_part(part))
         print(_wrap("method", part.method))

@@ -14,6 +14,12 @@ Conventions all parts follow, so the report can treat them alike:
   group form one unnamed group.
 * ``Row.extra["mean_us"]``: mean latency when measured (``p99_us`` is its
   99th percentile); the part's ``method`` text says what a latency is there.
+* ``Row.samples``: the row's measurement in each round, in round order
+  (several rounds alternate the rows, so drift of the machine hits every row
+  alike); ``value`` is then their median. ``report.fill_spread`` sets
+  ``Row.spread`` (the interquartile range of the samples over their median)
+  and ``Row.noisy`` (spread above ``report.NOISY_SPREAD``) from them. A row
+  with fewer than two samples has no spread.
 * A row that could not run here has ``skipped`` set to the reason and
   ``value`` None; that is not a failure. A part reports real failures (a
   wrong result, an exception) in ``Part.extra["problems"]`` (a list of str),
@@ -43,6 +49,9 @@ class Row:
     ratio: Optional[float] = None
     skipped: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)
+    samples: list[float] = field(default_factory=list)
+    spread: Optional[float] = None
+    noisy: bool = False
 
     @classmethod
     def skip(cls, name: str, kind: str, reason: str, unit: str = "", **extra: Any) -> Row:
@@ -68,8 +77,10 @@ class Part:
 class Options:
     quick: bool = False
     duration: Optional[float] = None
+    rounds: Optional[int] = None
     connections: Optional[list[int]] = None
     models: Optional[list[str]] = None
+    cpus: Optional[str] = None  # echo: "shared" (default) or "split"
     parts: list[str] = field(default_factory=list)
     directory: Optional[str] = None
     backend: Optional[str] = None

@@ -433,6 +433,8 @@ def config(options: Options) -> Config:
         cfg = Config(size=64 << 20, rounds=2, seconds=0.08, latency_seconds=0.04)
     else:
         cfg = Config(size=256 << 20, rounds=3, seconds=0.22, latency_seconds=0.1)
+    if options.rounds is not None:
+        cfg.rounds = options.rounds
     if options.duration is not None:
         cfg.seconds = options.duration / cfg.rounds
     return cfg
@@ -723,6 +725,7 @@ def _measure(cfg, options, progress, fd_buf, fd_dir, offs, why_not_direct, probl
             cpu_s=sum(d["cpu"]),
             syscalls_per_op=sc[0] / sc[1] if sc else None,
             ratio=ratio,
+            samples=list(d["iops"]),
             extra={
                 "group": s.group, "backend": s.backend,
                 "iops_samples": d["iops"], "reads_samples": d["reads"], "elapsed_samples": d["elapsed"],

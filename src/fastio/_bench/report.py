@@ -8,7 +8,10 @@ import datetime
 import math
 import os
 import platform
+import resource
+import statistics
 import sys
+import time
 from dataclasses import asdict
 from typing import Any, Optional
 
@@ -116,6 +119,107 @@ def fill_ratios(part: Part) -> None:
         row.ratio = b.value / row.value if lower_is_better(row.unit) else row.value / b.value
 
 
+# --------------------------------------------------------------------------- rounds
+
+#: A row whose rounds spread more than this (interquartile range over the
+#: median) is flagged as too noisy to trust. Why 10%: on an idle 2-vCPU VM
+#: the rounds of one row agree within a few percent (echo, files and
+#: selectors rows: 1-4%), so a wider spread means other work took the CPUs
+#: during some rounds; and neighbouring rows of a table are often less than
+#: 10% apart, so such a row's place in the ranking can change from run to run.
+NOISY_SPREAD = 0.10
+
+
+def spread(samples: list[float]) -> Optional[float]:
+    """How far a row's rounds disagree: the interquartile range of
+    ``samples`` (inclusive quartiles: for 5 rounds the 2nd to the 4th
+    value, so one stray round does not count; for 3 rounds half the range)
+    over their median. None for fewer than two samples or a zero median."""
+    xs = [float(x) for x in samples]
+    if len(xs) < 2:
+        return None
+    med = statistics.median(xs)
+    if not med:
+        return None
+    q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    return abs(q3 - q1) / abs(med)
+
+
+def is_noisy(value: Optional[float], threshold: float = NOISY_SPREAD) -> bool:
+    """Whether a row with this spread is too noisy to trust (above ``threshold``)."""
+    return value is not None and value > threshold
+
+
+def fill_spread(part: Part) -> None:
+    """Set ``spread`` and ``noisy`` of every measured row from its samples."""
+    for row in part.rows:
+        if row.skipped is not None or row.value is None:
+            row.spread, row.noisy = None, False
+            continue
+        row.spread = spread(row.samples)
+        row.noisy = is_noisy(row.spread)
+
+
+def cpu_use() -> Optional[tuple[float, float, float, int]]:
+    """(monotonic time, CPU seconds every process of the machine has used,
+    CPU seconds this process and its reaped children have used, CPUs), from
+    /proc/stat and getrusage; None when /proc/stat cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+        fields = [int(x) for x in lines[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest is inside user); the
+    # interrupt times are left out: part of them is this process's own
+    # loopback traffic, which getrusage does not count.
+    busy = sum(fields[:3]) / os.sysconf("SC_CLK_TCK")
+    cpus = sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit())
+    ours = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        ours += ru.ru_utime + ru.ru_stime
+    return time.monotonic(), busy, ours, max(cpus, 1)
+
+
+def others_cpu(before: Optional[tuple], after: Optional[tuple]) -> Optional[dict[str, float]]:
+    """What other processes used of the machine between two ``cpu_use()``:
+    CPU seconds, and their share of what the CPUs could give (0 to 1)."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    elapsed = after[0] - before[0]
+    others = max(0.0, (after[1] - before[1]) - (after[2] - before[2]))
+    return {"elapsed_s": elapsed, "cpus": after[3], "busy_s": after[1] - before[1], "ours_s": after[2] - before[2],
+            "others_s": others, "others_share": min(1.0, others / (elapsed * after[3]))}
+
+
+def _label(row: Row) -> str:
+    return f"{row.name} ({row.group})" if row.group else row.name
+
+
+def noise_line(part: Part, others: Optional[dict] = None) -> Optional[str]:
+    """One line saying which rows were too noisy to trust, or None when none
+    was; ``others``: what ``others_cpu`` measured over the part."""
+    noisy = [r for r in part.rows if r.noisy]
+    if not noisy:
+        return None
+    measured = [r for r in part.rows if r.spread is not None]
+    rounds = sorted({len(r.samples) for r in noisy})
+    worst = sorted(noisy, key=lambda r: -(r.spread or 0.0))
+    shown = ", ".join(f"{_label(r)} {100 * (r.spread or 0):.0f}%" for r in worst[:4])
+    more = f" and {len(worst) - 4} more" if len(worst) > 4 else ""
+    if others is not None:
+        share = others["others_share"]
+        why = (f"other processes used {100 * share:.0f}% of the {others['cpus']} CPUs meanwhile"
+               + (" (so the host took them: a busy hypervisor)" if share < 0.05 else ""))
+    else:
+        why = "something else was using the CPUs"
+    return (f"TOO NOISY TO TRUST: {len(noisy)} of {len(measured)} rows spread more than "
+            f"{100 * NOISY_SPREAD:.0f}% over their {'/'.join(map(str, rounds))} rounds (interquartile "
+            f"range / median): {shown}{more}; {why}: their ranking may change from run to run; rerun "
+            f"on an idle machine")
+
+
 # --------------------------------------------------------------------------- table
 
 
@@ -156,9 +260,10 @@ def _render(head: list[str], body: list[list[str]], right: set[int], indent: str
 
 
 def format_part(part: Part) -> str:
-    """The part's table: name, value, p99, CPU s, syscalls/op, ratio, note;
-    one sub-heading per group; then the part's problems and notes."""
-    head = ["name", "value", "p99", "CPU s", "syscalls/op", "ratio", "note"]
+    """The part's table: name, value (the median over the rounds), spread
+    (see ``spread``), p99, CPU s, syscalls/op, ratio, note; one sub-heading
+    per group; then the part's problems, notes and the noisy-rows line."""
+    head = ["name", "value", "spread", "p99", "CPU s", "syscalls/op", "ratio", "note"]
     body: list[list[str]] = []
     group_at: dict[int, str] = {}
     groups = [r.group for r in part.rows]
@@ -175,13 +280,16 @@ def format_part(part: Part) -> str:
             wrong = row.extra.get("wrong")
             if wrong:
                 note = (note + "; " if note else "") + f"WRONG: {wrong}"
+            if row.noisy:
+                note = (note + "; " if note else "") + "noisy"
         value = "-" if row.value is None else f"{fmt_num(row.value)} {row.unit}".rstrip()
+        spr = "-" if row.spread is None else f"{100 * row.spread:.1f}%"
         p99 = "-" if row.p99_us is None else f"{fmt_num(row.p99_us)} us"
         cpu = "-" if row.cpu_s is None else f"{row.cpu_s:.2f}"
         sc = "-" if row.syscalls_per_op is None else f"{row.syscalls_per_op:.2f}"
-        body.append([row.name, value, p99, cpu, sc, fmt_ratio(row.ratio), note])
+        body.append([row.name, value, spr, p99, cpu, sc, fmt_ratio(row.ratio), note])
     indent = "  " if any(g is not None for g in groups) else ""
-    table = _render(head, body, right={1, 2, 3, 4, 5}, indent=indent)
+    table = _render(head, body, right={1, 2, 3, 4, 5, 6}, indent=indent)
     lines = [f"== {part.name}: {part.title}", table[0], table[1]]
     for i, line in enumerate(table[2:]):
         if i in group_at:
@@ -192,6 +300,9 @@ def format_part(part: Part) -> str:
         lines.append(f"PROBLEM: {p}")
     for n in part.extra.get("notes") or []:
         lines.append(f"note: {n}")
+    noise = part.extra.get("noise")
+    if noise:
+        lines.append(noise)
     return "\n".join(lines)
 
 

@@ -498,6 +498,8 @@ def plan(options: Options) -> Plan:
         p = Plan(sizes=[100], others=100, repeats=7, batch_ms=5.0)
     else:
         p = Plan(sizes=[100, 1000], others=1000, repeats=13, batch_ms=10.0)
+    if options.rounds is not None:
+        p.repeats = options.rounds
     if options.duration is not None:
         p.batch_ms = options.duration * 1000.0 / p.repeats
     return p
@@ -563,7 +565,7 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
         for name, res in r["results"].items():
             rows.append(Row(
                 name=name, kind="multiplexing", value=res["median_us"], unit="us",
-                syscalls_per_op=res["syscalls_per_call"],
+                syscalls_per_op=res["syscalls_per_call"], samples=list(res["samples_us"]),
                 ratio=paired_ratio(r, "stdlib", name) if "stdlib" in r["results"] else None,
                 extra={"group": group, "backend": _backend_of(name), "bench": r["bench"], "class": r["class"],
                        "n": r.get("n"), "ready": r.get("ready"), "others": r.get("others"),
