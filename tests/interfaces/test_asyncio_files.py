@@ -876,8 +876,14 @@ def test_an_o_direct_file_on_the_aio_engine_reads_writes_and_cancels(backend, di
         whole = await f.read()
         parts = await asyncio.gather(*(f.pread(4096, off) for off in range(0, 1 << 20, 64 << 10)))
         n = await f.preadinto(block, 8192)
+        # pread and read make their own aligned buffers and cover whole
+        # pages: any offset and size; the caller's own buffer must be aligned
+        odd = [await f.pread(100, 1), await f.pread(5000, (1 << 20) - 10), await f.pread(4096, 100)]
+        await f.seek(3)
+        odd += [await f.read(5), await f.read(4097)]
         with pytest.raises(OSError) as unaligned:
-            await f.pread(100, 1)
+            await f.preadinto(bytearray(100), 1)
+        await f.seek(0)
         block[:] = b"w" * 4096
         wrote = await f.pwrite(block, 4096)
         await f.fsync()
@@ -894,9 +900,10 @@ def test_an_o_direct_file_on_the_aio_engine_reads_writes_and_cancels(backend, di
         await asyncio.sleep(0.05)
         after = bytes(target)
         await f.close()
-        return whole, parts, n, unaligned.value.errno, wrote, size, landed, after
+        return whole, parts, n, odd, unaligned.value.errno, wrote, size, landed, after
 
-    whole, parts, n, err, wrote, size, landed, after = run_on(backend, "aio", go)
+    whole, parts, n, odd, err, wrote, size, landed, after = run_on(backend, "aio", go)
+    assert odd == [data[1:101], data[-10:], data[100:4196], data[3:8], data[8:4105]]
     assert whole == data
     assert parts == [data[off:off + 4096] for off in range(0, 1 << 20, 64 << 10)]
     assert n == 4096 and err == errno.EINVAL and wrote == 4096 and size == len(data)

@@ -33,7 +33,7 @@ import weakref
 from typing import Any, Callable, Optional
 
 from fastio._errors import UnsupportedError
-from fastio.asyncio._fileengine import AT_FDCWD, KernelFiles
+from fastio.asyncio._fileengine import AT_FDCWD, KernelFiles, errno_of
 
 __all__ = ["AioFiles", "is_direct"]
 
@@ -69,14 +69,6 @@ def _close(ctx: Any, efd: int) -> None:
         os.close(efd)
     except OSError:
         pass
-
-
-def _errno_of(call: Callable[..., Any], *args: Any) -> int:
-    """``call(*args)``'s result, or ``-errno`` for its ``OSError``."""
-    try:
-        return int(call(*args) or 0)
-    except OSError as exc:
-        return -(exc.errno or errno.EIO)
 
 
 class AioFiles(KernelFiles):
@@ -167,7 +159,7 @@ class AioFiles(KernelFiles):
         thread: AIO would not move the file position)."""
         self.check()
         if offset < 0:
-            return await self.thread.call(_errno_of, os.write, fd, buf)     # type: ignore[no-any-return]
+            return await self.thread.call(errno_of, os.write, fd, buf)     # type: ignore[no-any-return]
         fut = self.loop.create_future()
         rid = self.ctx.prep_pwrite(fd, buf, offset, user_data=fut)
         return await self.complete(fut, rid)
@@ -179,17 +171,17 @@ class AioFiles(KernelFiles):
         rid = prep(fd, user_data=fut)
         res = await self.complete(fut, rid)
         if res == -errno.EINVAL:    # (a file system without AIO fsync)
-            res = await self.thread.call(_errno_of, os.fdatasync if datasync else os.fsync, fd)
+            res = await self.thread.call(errno_of, os.fdatasync if datasync else os.fsync, fd)
         return res
 
     async def openat(self, path: Any, flags: int, mode: int, dir_fd: int = AT_FDCWD) -> int:
         self.check()
         return await self.thread.call(  # type: ignore[no-any-return]
-            _errno_of, functools.partial(os.open, path, flags, mode, dir_fd=None if dir_fd == AT_FDCWD else dir_fd))
+            errno_of, functools.partial(os.open, path, flags, mode, dir_fd=None if dir_fd == AT_FDCWD else dir_fd))
 
     async def close(self, fd: int) -> int:
-        self.check()
-        return _errno_of(os.close, fd)
+        """``close(2)`` (AIO has no close; works from anywhere: an fd is never left open)."""
+        return errno_of(os.close, fd)
 
     async def fstat(self, fd: int) -> os.stat_result:
         self.check()

@@ -47,7 +47,8 @@ from typing import Any, Callable, Optional, Union
 from fastio import _backend
 from fastio._errors import UnsupportedError
 
-__all__ = ["ENGINES", "UringFiles", "ThreadFiles", "engine_for", "default_engine_name", "stat_result", "wrap"]
+__all__ = ["ENGINES", "UringFiles", "ThreadFiles", "engine_for", "default_engine_name", "errno_of", "stat_result",
+           "wrap"]
 
 ENGINES = ("uring", "aio", "thread")
 
@@ -59,6 +60,8 @@ AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 STATX_BASIC_STATS = 0x7FF
 STATX_SIZE = 64
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # Bumped in a forked child: an engine made before the fork is the parent's.
 _fork_generation = 0
@@ -130,6 +133,14 @@ def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def errno_of(call: Callable[..., Any], *args: Any) -> int:
+    """``call(*args)``'s result, or ``-errno`` for its ``OSError``."""
+    try:
+        return int(call(*args) or 0)
+    except OSError as exc:
+        return -(exc.errno or errno.EIO)
+
+
 def _os_error(res: int, filename: Any = None, filename2: Any = None) -> OSError:
     err = -res
     if filename2 is not None:
@@ -156,7 +167,9 @@ class ThreadFiles:
         return loop
 
     async def call(self, func: Callable[..., Any], *args: Any) -> Any:
-        return await self.loop.run_in_executor(None, func, *args)
+        """``func(*args)`` in the running loop's default executor (a file
+        opened in one loop may be closed in another, as a built-in file may)."""
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
 
 def _loop_ring(loop: asyncio.AbstractEventLoop) -> Any:
@@ -254,17 +267,24 @@ class KernelFiles:
         raise NotImplementedError
 
     async def read_aligned(self, fd: int, n: int, offset: int) -> bytes:
-        """``n`` bytes at ``offset`` (fewer at the end of the file) read into
-        a page-aligned buffer, what ``O_DIRECT`` needs, as ``bytes``."""
+        """``n`` bytes at ``offset`` (fewer at the end of the file), as
+        ``bytes``, for an ``O_DIRECT`` file: the kernel refuses (``EINVAL``)
+        a direct read whose buffer, offset or length is not a multiple of
+        the device's block, so the read covers the whole pages around the
+        range (a page is a multiple of every logical block size Linux
+        allows), into a page-aligned buffer, and the range is cut out."""
         from fastio.aio import aligned_buffer
 
         if n == 0:
             return b""
-        buf = aligned_buffer(n)
-        res = await self.read(fd, buf, offset, True)
+        start = offset - offset % _PAGE
+        end = -(-(offset + n) // _PAGE) * _PAGE
+        buf = aligned_buffer(end - start)
+        res = await self.read(fd, buf, start, True)
         if res < 0:
             raise _os_error(res)
-        return bytes(memoryview(buf)[:res])
+        skip = offset - start
+        return bytes(memoryview(buf)[skip:max(skip, min(res, skip + n))])
 
     # what each engine does with its kernel object: the fd the loop watches
     # (``fd``), hand the requests prepared to the kernel, take off what it
@@ -287,14 +307,46 @@ class KernelFiles:
         """Submit the request just prepared (``ud``, whose ``user_data`` is
         ``fut``): its ``res``, at once if the kernel completed it during the
         submit, else once its completion comes (the loop watching ``fd``)."""
-        self.submit()
-        self.reap()
-        if fut.done():
-            return int(fut.result())
+        try:
+            self.submit()
+            self.reap()
+            if fut.done():
+                return int(fut.result())
+            self.watch()
+        except BaseException:
+            # (a signal handler's exception inside io_uring_enter, a failing
+            # callback): the request may be the kernel's already, and its
+            # buffer with it; the caller hears of the error only once the
+            # kernel has let go.
+            await self.settle(fut, ud)
+            raise
+        return await self.wait(fut, ud)
+
+    def watch(self) -> None:
+        """The loop watches ``fd`` (while requests are out)."""
         if not self.watching:
             self.loop.add_reader(self.fd, self.reap)
             self.watching = True
-        return await self.wait(fut, ud)
+
+    async def settle(self, fut: asyncio.Future, ud: Any) -> None:
+        """Wait, whatever comes, until request ``ud`` (whose ``user_data`` is
+        ``fut``) has completed, after asking the kernel to cancel it."""
+        if fut.done():
+            return
+        try:
+            pending = self.cancel_request(ud)
+            if pending:
+                self.watch()
+                self.submit()
+        except Exception:
+            pending = not self.closed   # (could not ask: it completes by itself; a closed engine drained it)
+        while pending and not fut.done():
+            try:
+                await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                continue
+            except Exception:
+                break
 
     def reap(self) -> None:
         """Hand every completion to its future (or, for a cancelled await, to
@@ -323,7 +375,13 @@ class KernelFiles:
                 raise
             gone = self.loop.create_future()
             self.orphans[fut] = gone
-            if not self.cancel_request(ud):
+            try:
+                pending = self.cancel_request(ud)
+            except Exception:
+                # (the cancel could not be asked for: the request completes
+                # by itself, and its buffer is the kernel's until then)
+                pending = not self.closed
+            if not pending:
                 gone.set_result(None)
             while not gone.done():
                 try:
@@ -488,9 +546,15 @@ class UringFiles(KernelFiles):
         return await self.complete(fut, ud)
 
     async def close(self, fd: int) -> int:
-        self.check()
-        fut = self.loop.create_future()
-        ud = self.ring.prep_close(fd, user_data=fut)
+        """``IORING_OP_CLOSE`` of ``fd``; ``close(2)`` here where the ring
+        cannot take it (a forked child, another loop, a closed ring): an fd
+        is never left open."""
+        try:
+            self.check()
+            fut = self.loop.create_future()
+            ud = self.ring.prep_close(fd, user_data=fut)
+        except Exception:
+            return errno_of(os.close, fd)
         return await self.complete(fut, ud)
 
     async def statx(self, path: Any, flags: int, buf: bytearray, dir_fd: int = AT_FDCWD,

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import collections
 import errno as _errno
+import functools
 import io
 import locale
 import os
@@ -46,7 +48,63 @@ from fastio.asyncio._fileengine import ThreadFiles, UringFiles, engine_for
 __all__ = ["open", "AsyncFile", "AsyncBinaryFile", "AsyncTextFile", "AsyncThreadFile"]
 
 _READ_CHUNK = 64 * 1024      # readline()'s and text read()'s read size
+_SEEK_DATA_HOLE = tuple(getattr(os, name) for name in ("SEEK_DATA", "SEEK_HOLE") if hasattr(os, name))
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
+
+
+class _Turns:
+    """The operations that use one file's position take turns, in the order
+    they were called, as the built-in file's lock makes them (``readline``,
+    the text decoder's state, a read of several requests and ``close`` each
+    see the state the one before left). Cheaper than ``asyncio.Lock`` when
+    nobody waits: a flag."""
+
+    __slots__ = ("busy", "waiters")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiters: Optional[collections.deque] = None
+
+    async def wait(self) -> None:
+        """Wait for the turn (``busy`` was True); it is the caller's on return."""
+        fut = asyncio.get_running_loop().create_future()
+        if self.waiters is None:
+            self.waiters = collections.deque()
+        self.waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()      # (handed the turn, then cancelled: the next one's)
+            raise
+
+    def release(self) -> None:
+        """Hand the turn to the first waiter still waiting, or free it."""
+        waiters = self.waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.busy = False
+
+
+def _in_turn(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` (a coroutine method of a file with ``_turns``) run in its turn."""
+
+    @functools.wraps(method)
+    async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        turns = self._turns
+        if turns.busy:
+            await turns.wait()
+        else:
+            turns.busy = True
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            turns.release()
+
+    return run
 
 
 def _parse_mode(mode: str, buffering: int, encoding: Optional[str], errors: Optional[str],
@@ -112,8 +170,22 @@ def open(file: Union[str, bytes, os.PathLike, int], mode: str = "r", buffering: 
         raise ValueError("negative file descriptor")
     if not closefd and not isinstance(file, int):
         raise ValueError("Cannot use closefd=False with file name")
+    if not binary and encoding is not None:
+        codecs.lookup(_encoding_name(encoding))   # (LookupError before anything is opened)
     return _Opening(_open(file, mode, buffering, encoding, errors, newline, closefd, opener, engine,
                           flags, readable, writable, appending, binary))
+
+
+def _encoding_name(encoding: Optional[str]) -> str:
+    """The codec a text file with ``encoding`` uses, as the built-in decides
+    (``None`` and, from 3.10, ``"locale"``: the locale's; UTF-8 mode makes
+    ``None`` UTF-8)."""
+    if encoding is None:
+        return "utf-8" if sys.flags.utf8_mode else locale.getpreferredencoding(False)
+    if encoding == "locale" and sys.version_info >= (3, 10):
+        getencoding = getattr(locale, "getencoding", None)    # (3.11)
+        return getencoding() if getencoding is not None else locale.getpreferredencoding(False)
+    return encoding
 
 
 class _Opening:
@@ -197,7 +269,7 @@ async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], e
         if cls is not AsyncBinaryFile:
             raw._enable_fast_reads(eng._loop)
     except BaseException:
-        if closefd:
+        if closefd and not isinstance(file, int):   # (the caller's fd stays the caller's, as the built-in's)
             os.close(fd)
         raise
     if binary:
@@ -304,6 +376,7 @@ class AsyncBinaryFile(AsyncFile):
         self._pos: Optional[int] = pos    # None: at the kernel's position (after an append)
         self._rbuf = b""                  # read ahead by readline(), at _pos - len(_rbuf)
         self._size_hint = size_hint       # the size at open: readall's first read
+        self._turns = _Turns()            # what uses the position, one at a time
 
     def __repr__(self) -> str:
         return f"<fastio.asyncio file name={self.name!r} mode={self.mode!r} engine={self.engine!r}>"
@@ -367,12 +440,13 @@ class AsyncBinaryFile(AsyncFile):
     async def _pread(self, n: int, offset: int) -> bytes:
         return await self._eng.read_bytes(self._fd, n, offset, self._direct)
 
+    @_in_turn
     async def read(self, size: Optional[int] = -1) -> bytes:
         """Up to ``size`` bytes (all until EOF when ``size`` is negative or
         None); ``b""`` at EOF."""
         self._check_readable()
         if size is None or size < 0:
-            return await self.readall()
+            return await self._readall()
         size = int(size)
         rbuf = self._rbuf
         if rbuf:
@@ -404,6 +478,7 @@ class AsyncBinaryFile(AsyncFile):
             self._pos = off + got       # short (EOF): the position is where it ended
         return data
 
+    @_in_turn
     async def read1(self, size: int = -1) -> bytes:
         """At most one kernel read: up to ``size`` bytes (64 KiB when negative)."""
         self._check_readable()
@@ -414,9 +489,13 @@ class AsyncBinaryFile(AsyncFile):
             return out
         return await self._read_at_pos(int(size), full=False)
 
+    @_in_turn
     async def readall(self) -> bytes:
         """Everything from the position to EOF."""
         self._check_readable()
+        return await self._readall()
+
+    async def _readall(self) -> bytes:
         parts = [self._rbuf]
         self._rbuf = b""
         # The first read asks for the rest of the file as it was at open,
@@ -431,6 +510,7 @@ class AsyncBinaryFile(AsyncFile):
                 return b"".join(parts)
             want = _READ_CHUNK
 
+    @_in_turn
     async def readinto(self, buffer: Any) -> int:
         """Read into the writable ``buffer``; the number of bytes read."""
         self._check_readable()
@@ -454,6 +534,7 @@ class AsyncBinaryFile(AsyncFile):
             self._pos = off + res
         return done + res
 
+    @_in_turn
     async def readline(self, size: Optional[int] = -1) -> bytes:
         """One line, its ``b"\\n"`` included (or ``size`` bytes at most)."""
         self._check_readable()
@@ -515,6 +596,8 @@ class AsyncBinaryFile(AsyncFile):
         n = len(view)
         done = 0
         while done < n:
+            if done:
+                self._check_open()  # (closed by another task meanwhile: the fd number may be another file's now)
             res = await self._eng.write(self._fd, view[done:], offset if offset < 0 else offset + done)
             if res < 0:
                 raise self._err(res)
@@ -523,6 +606,7 @@ class AsyncBinaryFile(AsyncFile):
             done += res
         return n
 
+    @_in_turn
     async def write(self, data: Any) -> int:
         """Write ``data`` (bytes-like) at the position; its length."""
         self._check_writable()
@@ -543,6 +627,7 @@ class AsyncBinaryFile(AsyncFile):
         """Nothing is held back: writes reach the kernel when awaited."""
         self._check_open()
 
+    @_in_turn
     async def truncate(self, size: Optional[int] = None) -> int:
         """Cut (or extend) the file to ``size`` bytes (default: the position)."""
         self._check_writable()
@@ -574,6 +659,7 @@ class AsyncBinaryFile(AsyncFile):
 
     # -- position ----------------------------------------------------------------
 
+    @_in_turn
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the position, as ``io`` files do; the new position."""
         self._check_open()
@@ -585,10 +671,11 @@ class AsyncBinaryFile(AsyncFile):
         elif whence == os.SEEK_CUR:
             pos = self._position() - len(self._rbuf) + offset
         elif whence == os.SEEK_END:
-            pos = (await self.stat()).st_size + offset
+            pos = os.fstat(self._fd).st_size + offset   # (an fd's size is there without IO)
+        elif whence in _SEEK_DATA_HOLE:
+            pos = os.lseek(self._fd, offset, whence)    # (the kernel's answer)
         else:
-            # SEEK_DATA/SEEK_HOLE: the kernel's answer
-            pos = os.lseek(self._fd, offset, whence)
+            raise ValueError(f"whence value {whence} unsupported")
         if pos < 0:
             raise OSError(_errno.EINVAL, os.strerror(_errno.EINVAL))
         self._rbuf = b""
@@ -597,6 +684,7 @@ class AsyncBinaryFile(AsyncFile):
             os.lseek(self._fd, pos, os.SEEK_SET)    # (the kernel's position: what tell() reads after appends)
         return pos
 
+    @_in_turn
     async def tell(self) -> int:
         """The position."""
         self._check_open()
@@ -604,13 +692,14 @@ class AsyncBinaryFile(AsyncFile):
 
     # -- end -------------------------------------------------------------------
 
+    @_in_turn
     async def close(self) -> None:
         """Close the file (``IORING_OP_CLOSE``); closing twice is allowed."""
         if self._closed:
             return
         self._closed = True
         if self._closefd:
-            res = await self._eng.close(self._fd)
+            res = await self._eng.close(self._fd)   # (close(2) where the engine cannot take it)
             if res < 0:
                 raise self._err(res)
 
@@ -654,8 +743,7 @@ class AsyncTextFile(AsyncFile):
 
     def __init__(self, raw: AsyncBinaryFile, encoding: Optional[str], errors: Optional[str],
                  newline: Optional[str], mode: str) -> None:
-        if encoding is None:
-            encoding = locale.getpreferredencoding(False)
+        encoding = _encoding_name(encoding)
         codecs.lookup(encoding)     # LookupError for an unknown one, as the built-in
         self.buffer = raw
         self.name = raw.name
@@ -673,6 +761,13 @@ class AsyncTextFile(AsyncFile):
         self._chunk = b""       # the bytes decoded into what _text came from
         self._state: Any = None # the decoder's state before _chunk
         self._used = 0          # characters of the chunk's text returned already
+        self._turns = _Turns()
+        if raw._writable:
+            # As the built-in decides: a BOM (utf-16, utf-8-sig ...) is
+            # written only where the file starts (an append: to an empty one).
+            self._encoder = codecs.getincrementalencoder(encoding)(self.errors)
+            if raw._position() != 0:
+                self._encoder.setstate(0)
 
     def __repr__(self) -> str:
         return (f"<fastio.asyncio text file name={self.name!r} mode={self.mode!r} "
@@ -729,6 +824,7 @@ class AsyncTextFile(AsyncFile):
         self._used += len(out)
         return out
 
+    @_in_turn
     async def read(self, size: Optional[int] = -1) -> str:
         """Up to ``size`` characters (all until EOF when negative or None)."""
         self.buffer._check_readable()
@@ -763,6 +859,7 @@ class AsyncTextFile(AsyncFile):
         i = text.find(nl, start)
         return -1 if i < 0 else i + len(nl)
 
+    @_in_turn
     async def readline(self, size: Optional[int] = -1) -> str:
         """One line, its line end included (translated to ``"\\n"`` when
         ``newline`` is None), or ``size`` characters at most."""
@@ -779,6 +876,7 @@ class AsyncTextFile(AsyncFile):
             if not await self._fill():
                 return self._take(len(self._text) if limit < 0 else limit)
 
+    @_in_turn
     async def write(self, s: str) -> int:
         """Write the string ``s`` (``"\\n"`` translated as ``newline`` says);
         its length in characters."""
@@ -790,10 +888,6 @@ class AsyncTextFile(AsyncFile):
             s = s.replace("\n", self._writenl)
         if self._text or self._chunk:
             await self._rewind()
-        if self._encoder is None:
-            self._encoder = codecs.getincrementalencoder(self.encoding)(self.errors)
-            if self.buffer._position() != 0 or self.buffer._appending:
-                self._encoder.setstate(0)   # not at the start: no BOM
         await self.buffer.write(self._encoder.encode(s))
         return n
 
@@ -852,11 +946,13 @@ class AsyncTextFile(AsyncFile):
             got += len(out)
         return self._chunk_start + len(chunk)
 
+    @_in_turn
     async def tell(self) -> int:
         """The byte position of the next character (a ``seek()`` cookie)."""
         self.buffer._check_open()
         return self._byte_position()
 
+    @_in_turn
     async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
         """``seek(tell_result)``, ``seek(0)``, ``seek(0, SEEK_END)``, as text
         files allow."""
@@ -885,6 +981,7 @@ class AsyncTextFile(AsyncFile):
     async def flush(self) -> None:
         await self.buffer.flush()
 
+    @_in_turn
     async def truncate(self, size: Optional[int] = None) -> int:
         if size is None:
             size = self._byte_position()
@@ -899,6 +996,7 @@ class AsyncTextFile(AsyncFile):
     async def stat(self) -> os.stat_result:
         return await self.buffer.stat()
 
+    @_in_turn
     async def close(self) -> None:
         await self.buffer.close()
 
@@ -913,6 +1011,7 @@ class AsyncThreadFile(AsyncFile):
         self.name = f.name if name is None else name
         self.mode = f.mode
         self.engine = "thread"
+        self._turns = _Turns()  # (a built-in text file is not safe for two threads at once)
 
     @classmethod
     async def _open(cls, eng: Any, file: Any, mode: str, buffering: int, encoding: Optional[str],
@@ -948,6 +1047,7 @@ class AsyncThreadFile(AsyncFile):
             return getattr(self._f, attr)
         raise AttributeError(attr)
 
+    @_in_turn
     async def _call(self, method: str, *args: Any) -> Any:
         return await self._eng.call(getattr(self._f, method), *args)
 
@@ -981,25 +1081,29 @@ class AsyncThreadFile(AsyncFile):
     async def flush(self) -> None:
         await self._call("flush")
 
-    async def pread(self, size: int, offset: int) -> bytes:
+    def _flushed(self, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(fd, *args)`` after what the built-in file holds back is written (in the executor)."""
         self._f.flush()
-        return bytes(await self._eng.call(os.pread, self._f.fileno(), size, offset))
+        return call(self._f.fileno(), *args)
+
+    @_in_turn
+    async def _fd_call(self, call: Callable[..., Any], *args: Any) -> Any:
+        return await self._eng.call(self._flushed, call, *args)
+
+    async def pread(self, size: int, offset: int) -> bytes:
+        return bytes(await self._fd_call(os.pread, size, offset))
 
     async def preadinto(self, buffer: Any, offset: int) -> int:
-        self._f.flush()
-        return int(await self._eng.call(os.preadv, self._f.fileno(), [buffer], offset))
+        return int(await self._fd_call(lambda fd, off: os.preadv(fd, [buffer], off), offset))
 
     async def pwrite(self, data: Any, offset: int) -> int:
-        self._f.flush()
-        return int(await self._eng.call(os.pwrite, self._f.fileno(), data, offset))
+        return int(await self._fd_call(os.pwrite, data, offset))
 
     async def fsync(self) -> None:
-        self._f.flush()
-        await self._eng.call(os.fsync, self._f.fileno())
+        await self._fd_call(os.fsync)
 
     async def fdatasync(self) -> None:
-        self._f.flush()
-        await self._eng.call(os.fdatasync, self._f.fileno())
+        await self._fd_call(os.fdatasync)
 
     async def stat(self) -> os.stat_result:
         return await self._eng.call(os.fstat, self._f.fileno())  # type: ignore[no-any-return]
