@@ -405,3 +405,48 @@ def test_o_direct_reads_at_any_offset_and_size(backend, disk_dir, eng_name):  # 
     line_end = data.find(b"\n", 1)
     assert got == [data[:5], data[5:4101], data[100:4196], data[-3:], b"", data[4101:],
                    data[1:line_end + 1] if line_end >= 0 else data[1:]]
+
+
+# ---------------------------------------------------------------- text across chunks
+
+
+def chunky_text() -> str:
+    """Lines that cross the 64 KiB read size, a "\\r\\n" split between two
+    reads, characters of 2 to 4 bytes, every newline kind."""
+    head = "a" * 65535 + "\r\n"        # (its "\r" is byte 65535, its "\n" byte 65536)
+    lines = [f"{i} caf\u00e9 \u20ac \U0001f600 " + "y" * (i * 37 % 300) + ("\n", "\r\n", "\r")[i % 3]
+             for i in range(2000)]
+    return head + "".join(lines) + "no end"
+
+
+@pytest.mark.parametrize("newline", [None, "", "\n", "\r", "\r\n"])
+def test_text_readline_and_tell_across_chunks_match_the_builtin(backend, engine, tmp_path, newline):
+    path = tmp_path / "t"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(chunky_text())
+    with open(path, encoding="utf-8", newline=newline) as f:
+        want = list(f)
+        f.seek(0)
+        whole = f.read()
+
+    async def go():
+        async with fa.open(path, encoding="utf-8", newline=newline) as f:
+            got, marks = [], []
+            while True:
+                marks.append(await f.tell())
+                line = await f.readline()
+                if not line:
+                    break
+                got.append(line)
+            # back to a few of the positions: the same line again
+            again = []
+            for i in (0, 1, len(got) // 2, len(got) - 1):
+                await f.seek(marks[i])
+                again.append((i, await f.readline()))
+            await f.seek(0)
+            return got, again, await f.read()
+
+    got, again, read_all = run_on(backend, engine, go)
+    assert got == want
+    assert all(line == want[i] for i, line in again)
+    assert read_all == whole

@@ -756,11 +756,15 @@ class AsyncTextFile(AsyncFile):
         self._writenl = newline if newline else (os.linesep if newline is None else None)
         self._decoder: Any = None
         self._encoder: Any = None
-        self._text = ""         # decoded, not returned yet
-        self._chunk_start = 0   # the byte position where _text's bytes began
-        self._chunk = b""       # the bytes decoded into what _text came from
+        # The chunk read last and its text: what tell() needs to find the
+        # byte of any of its characters. Each chunk is read once the text
+        # before it is all returned (the callers hold what they took).
+        self._text = ""         # the chunk's text
+        self._used = 0          # characters of _text returned already
+        self._chunk_start = 0   # the byte position where _chunk began
+        self._chunk = b""       # the bytes decoded into _text
         self._state: Any = None # the decoder's state before _chunk
-        self._used = 0          # characters of the chunk's text returned already
+        self._mark: Any = None  # (characters, byte in _chunk, decoder state) tell() found last
         self._turns = _Turns()
         if raw._writable:
             # As the built-in decides: a BOM (utf-16, utf-8-sig ...) is
@@ -803,39 +807,48 @@ class AsyncTextFile(AsyncFile):
         return self._decoder
 
     async def _fill(self) -> bool:
-        """Decode one more chunk into the text buffer; False at EOF."""
+        """Read and decode the next chunk (the text before it is all
+        returned); False at EOF (the decoder's last characters, if any, are
+        then the chunk's text)."""
         dec = self._get_decoder()
-        pos = self.buffer._position()
+        pos = self.buffer._position() - len(self.buffer._rbuf)
         state = dec.getstate()
         data = await self.buffer.read1(_READ_CHUNK)
         final = not data
-        text = dec.decode(data, final)
-        # What tell() needs to find the byte of any character of this text.
-        if self._text:
-            self._chunk += data
-            self._text += text
-        else:
-            self._chunk_start, self._chunk, self._state, self._used = pos, data, state, 0
-            self._text = text
+        self._text = dec.decode(data, final)
+        self._chunk_start, self._chunk, self._state, self._used, self._mark = pos, data, state, 0, None
         return not final
 
+    def _avail(self) -> int:
+        return len(self._text) - self._used
+
     def _take(self, n: int) -> str:
-        out, self._text = self._text[:n], self._text[n:]
-        self._used += len(out)
+        used = self._used
+        out = self._text[used:used + n]
+        self._used = used + len(out)
         return out
+
+    def _forget(self) -> None:
+        """Drop the chunk (after a seek, a write, a read to the end)."""
+        self._text, self._chunk, self._used, self._mark = "", b"", 0, None
 
     @_in_turn
     async def read(self, size: Optional[int] = -1) -> str:
         """Up to ``size`` characters (all until EOF when negative or None)."""
         self.buffer._check_readable()
         if size is None or size < 0:
-            while await self._fill():
-                pass
-            return self._take(len(self._text))
-        while len(self._text) < size:
-            if not await self._fill():
-                break
-        return self._take(size)
+            head = self._take(self._avail())
+            data = await self.buffer.readall()     # (one read, one decode: not chunk by chunk)
+            text = self._get_decoder().decode(data, True)
+            self._forget()
+            return head + text if head else text
+        parts = []
+        while True:
+            got = self._take(size)
+            parts.append(got)
+            size -= len(got)
+            if size == 0 or not await self._fill() and not self._avail():
+                return "".join(parts)
 
     def _line_end(self, start: int) -> int:
         """The index just past the first line end in the text buffer at or
@@ -865,16 +878,27 @@ class AsyncTextFile(AsyncFile):
         ``newline`` is None), or ``size`` characters at most."""
         self.buffer._check_readable()
         limit = -1 if size is None else int(size)
-        start = 0
+        parts: List[str] = []
+        taken = 0           # characters in parts
+        cr = False          # parts end with "\r" (a "\r\n" split between two chunks)
         while True:
-            end = self._line_end(start)
-            if end >= 0 and (limit < 0 or end <= limit):
-                return self._take(end)
-            if 0 <= limit <= len(self._text):
-                return self._take(limit)
-            start = max(len(self._text) - len(self._readnl or "\n"), 0)
-            if not await self._fill():
-                return self._take(len(self._text) if limit < 0 else limit)
+            if cr and self._readnl == "\r\n" and self._avail() and self._text[self._used] == "\n":
+                end = self._used + 1
+            else:
+                end = self._line_end(self._used)
+            if end >= 0 and (limit < 0 or taken + end - self._used <= limit):
+                parts.append(self._take(end - self._used))
+                return "".join(parts)
+            if 0 <= limit <= taken + self._avail():
+                parts.append(self._take(limit - taken))
+                return "".join(parts)
+            piece = self._take(self._avail())
+            if piece:
+                parts.append(piece)
+                taken += len(piece)
+                cr = piece[-1] == "\r"
+            if not await self._fill() and not self._avail():
+                return "".join(parts)
 
     @_in_turn
     async def write(self, s: str) -> int:
@@ -895,7 +919,7 @@ class AsyncTextFile(AsyncFile):
         """Give back what was decoded and not returned: the byte position goes
         back to the next character's (before a write or a seek)."""
         pos = self._byte_position()
-        self._text, self._chunk, self._used = "", b"", 0
+        self._forget()
         self._decoder = None
         self.buffer._rbuf = b""
         self.buffer._pos = pos
@@ -920,24 +944,33 @@ class AsyncTextFile(AsyncFile):
     def _byte_position(self) -> int:
         if not self._text and not self._chunk:
             return self.buffer._position() - len(self.buffer._rbuf)
-        if not self._text:
+        if self._used == len(self._text):
             return self._chunk_start + len(self._chunk) - self._held_back(self._decoder)
-        # Decode the chunk again, byte by byte from its state, until the
-        # characters returned are there: the next character starts there.
+        # Decode the chunk again, byte by byte, from the last position found
+        # (or the chunk's start), until the characters returned are there:
+        # the next character starts there. (From the last one: a loop of
+        # readline() and tell() decodes each byte once.)
+        mark = self._mark
+        if mark is None or mark[0] > self._used:
+            mark = (0, 0, self._state)
+        used, start, state = mark
+        if used == self._used:
+            return self._chunk_start + start
         dec: Any = codecs.getincrementaldecoder(self.encoding)(self.errors)
         if self._readnl is None or self._readnl == "":
             dec = io.IncrementalNewlineDecoder(dec, translate=self._readnl is None)
-        dec.setstate(self._state)
-        want = self._used
+        dec.setstate(state)
+        want = self._used - used
         got = 0
         chunk = self._chunk
         newline_dec = isinstance(dec, io.IncrementalNewlineDecoder)
-        for k in range(len(chunk)):
+        for k in range(start, len(chunk)):
             cr_before = newline_dec and dec.getstate()[1] & 1
             out = dec.decode(chunk[k:k + 1])
             if got + len(out) >= want:
                 held, flag = dec.getstate()
                 if got + len(out) == want and not held and not (newline_dec and flag & 1):
+                    self._mark = (self._used, k + 1, dec.getstate())
                     return self._chunk_start + k + 1
                 if cr_before and got + 1 == want:
                     return self._chunk_start + k    # the last one was a \r held back until this byte
@@ -969,7 +1002,7 @@ class AsyncTextFile(AsyncFile):
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         elif cookie < 0:
             raise ValueError(f"negative seek position {cookie}")
-        self._text, self._chunk, self._used = "", b"", 0
+        self._forget()
         self._decoder = None
         pos = await self.buffer.seek(cookie, whence)
         if self._encoder is not None:
