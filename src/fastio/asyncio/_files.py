@@ -659,9 +659,17 @@ class AsyncBinaryFile(AsyncFile):
 
     # -- position ----------------------------------------------------------------
 
-    @_in_turn
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the position, as ``io`` files do; the new position."""
+        if (whence == os.SEEK_SET and type(offset) is int and offset >= 0 and not self._turns.busy
+                and not self._closed and not self._appending):
+            self._rbuf = b""    # (the common case, with nothing in flight: no turn to wait for)
+            self._pos = offset
+            return offset
+        return await self._seek(offset, whence)  # type: ignore[no-any-return]
+
+    @_in_turn
+    async def _seek(self, offset: int, whence: int) -> int:
         self._check_open()
         offset = int(offset)
         if whence == os.SEEK_SET:
@@ -723,6 +731,19 @@ def _binary_file_class(eng: Any) -> type:
             ``pread`` of a cached range is one compiled call."""
 
             _engine_pread = AsyncBinaryFile.pread   # (what FileCore.pread falls back to)
+
+            async def read(self, size: Optional[int] = -1) -> bytes:
+                # A cached range at the position, nobody else's turn and
+                # nothing read ahead: one compiled call, no turn to take.
+                pos = self._pos
+                if size is not None and size >= 0 and pos is not None and not self._rbuf and not self._turns.busy:
+                    data = self._cached_pread(size, pos)
+                    if data is not None:
+                        self._pos = pos + size
+                        return data  # type: ignore[no-any-return]
+                return await AsyncBinaryFile.read(self, size)
+
+            read.__doc__ = AsyncBinaryFile.read.__doc__
 
             if sys.version_info >= (3, 12):     # (a Python coroutine costs less than a compiled one here)
                 async def pread(self, size: int, offset: int) -> bytes:
