@@ -450,3 +450,38 @@ def test_text_readline_and_tell_across_chunks_match_the_builtin(backend, engine,
     assert got == want
     assert all(line == want[i] for i, line in again)
     assert read_all == whole
+
+
+# ---------------------------------------------------------------- O_DIRECT reads of many tasks
+
+
+@pytest.mark.parametrize("eng_name", ["uring", "aio"])
+def test_direct_reads_of_one_turn_go_to_the_kernel_in_one_submit(backend, disk_dir, eng_name):  # noqa: F811
+    # Submitted one by one, each direct read paid the device's notification
+    # in its own submit, and 64 tasks kept about two reads in flight.
+    (uring_or_skip if eng_name == "uring" else aio_or_skip)(backend)
+    data = os.urandom(64 * 4096)
+    fd = direct_fd_or_skip(os.path.join(disk_dir, "d"), os.O_RDONLY, data)
+
+    async def go():
+        eng = engine_for(asyncio.get_running_loop(), eng_name)
+        submits = []
+        real = eng.submit
+
+        def counting():
+            submits.append(eng.inflight)
+            real()
+        eng.submit = counting
+        async with fa.open(fd, "rb", buffering=0, engine=eng_name, closefd=False) as f:
+            got = await asyncio.gather(*(f.pread(4096, 4096 * i) for i in range(64)))
+            again = await asyncio.gather(*(f.pread(100, 4096 * i + 7) for i in range(64)))   # (pooled buffers)
+        return got, again, submits, {size: len(bufs) for size, bufs in eng.aligned.items()}
+
+    try:
+        got, again, submits, pooled = run_on(backend, eng_name, go)
+    finally:
+        os.close(fd)
+    assert got == [data[4096 * i:4096 * (i + 1)] for i in range(64)]
+    assert again == [data[4096 * i + 7:4096 * i + 107] for i in range(64)]
+    assert len(submits) == 2, submits       # one per turn: each gather's 64 reads together
+    assert pooled == {4096: 64}             # the buffers came back for reuse, no more than the cap

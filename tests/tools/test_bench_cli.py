@@ -151,16 +151,24 @@ def test_quick_json_is_complete(tmp_path):
             assert ring["extra"]["vs_fio_io_uring"] > 0
 
     a = parts["afiles"]
+    probe = tmp_path / "probe"     # (on the file system of data: what O_DIRECT gets there)
+    probe.write_bytes(b"x")
     assert a["baseline"] == afiles.BASELINE
     assert {r["extra"]["group"] for r in a["rows"]} == {g for g, _ in afiles.ROWS.values()}
     for group, _unit in afiles.ROWS.values():
         rows = {r["name"]: r for r in a["rows"] if r["extra"]["group"] == group}
         assert set(rows) == set(afiles.LIBS)
         # what needs nothing but the stdlib and fastio is measured; the others say why not
+        row_key = next(k for k, v in afiles.ROWS.items() if v[0] == group)[0]
+        direct_refused = row_key == "direct4k" and afiles.direct_refused(str(probe)) is not None
         for name in ("executor", "sync", "fastio-thread"):
-            assert rows[name]["skipped"] is None, rows[name]
-        for name in ("fastio-uring", "fastio-uring/floop", "aiofiles", "aiofile", "anyio"):
-            assert (rows[name]["skipped"] is None) == (afiles.why_not(name) is None), rows[name]
+            if direct_refused or afiles.why_not_row(name, row_key):
+                assert rows[name]["skipped"], rows[name]
+            else:
+                assert rows[name]["skipped"] is None, rows[name]
+        for name in ("fastio-uring", "fastio-uring/floop", "fastio-aio", "aiofiles", "aiofile", "anyio"):
+            can = afiles.why_not(name) is None and afiles.why_not_row(name, row_key) is None and not direct_refused
+            assert (rows[name]["skipped"] is None) == can, rows[name]
 
     s = parts["selectors"]
     groups = {r["extra"]["group"] for r in s["rows"]}
@@ -231,11 +239,17 @@ def test_afiles_part_leaves_nothing_behind_and_reports_a_library_that_fails(tmp_
     monkeypatch.setattr(afiles, "LIBS", ("executor", "sync", "fastio-thread"))
     part = afiles.run(Options(quick=True, parts=["afiles"], directory=str(tmp_path)), lambda text: None)
     assert os.listdir(tmp_path) == []
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    no_direct = afiles.direct_refused(str(probe))
     assert part.extra["problems"] == ["executor: OSError: [Errno 5] boom"]
     assert len(part.rows) == 3 * len(afiles.ROWS)
     for row in part.rows:
+        workload = next(k for k, v in afiles.ROWS.items() if v[0] == row.group)[0]
         if row.name == "executor":
             assert row.skipped == "failed: OSError: [Errno 5] boom" and row.value is None
+        elif afiles.why_not_row(row.name, workload) or workload == "direct4k" and no_direct:
+            assert row.skipped and row.value is None, row
         else:
             assert row.skipped is None and row.value > 0, row
 

@@ -9,13 +9,16 @@ Workloads (each ``async (lib, ...) -> operations per second``; also what
 ``rand4k``  random 4 KiB reads of one file from T tasks at once, each at
             offsets of its own (``pread`` where the library has it, else seek
             + read on a file object per task)
+``direct4k`` the same with the file opened ``O_DIRECT`` (no page cache: the
+            device's own rate), for what can read into aligned memory
 ``seq1m``   a sequential read of the file in 1 MiB chunks, one task (MiB/s)
 ``files``   4 KiB files opened, read whole and closed, T at a time
 ``append``  4 KiB appends, each followed by fsync, one task
 
 Libraries (``LIBS``): ``fastio-uring`` on the stdlib loop,
 ``fastio-uring/floop`` on fastio's compiled loop (the requests on the loop's
-own ring), ``fastio-thread``, ``executor``, ``aiofiles``, ``aiofile``,
+own ring), ``fastio-aio`` (Linux AIO: the ``O_DIRECT`` row only, the one
+where it is asynchronous), ``fastio-thread``, ``executor``, ``aiofiles``, ``aiofile``,
 ``anyio``, ``sync`` (``os.pread`` / built-in ``open``, no asyncio). One that
 is not installed is a skipped row saying how to get it (``pip install
 'fastio[bench]'`` brings them).
@@ -34,7 +37,8 @@ from typing import Callable, Optional
 
 from fastio._bench._types import Options, Part, Row
 
-LIBS = ("fastio-uring", "fastio-uring/floop", "fastio-thread", "executor", "aiofiles", "aiofile", "anyio", "sync")
+LIBS = ("fastio-uring", "fastio-uring/floop", "fastio-aio", "fastio-thread", "executor", "aiofiles", "aiofile", "anyio",
+        "sync")
 BASELINE = "executor"
 BLOCK = 4096
 CHUNK = 1 << 20
@@ -43,6 +47,7 @@ CHUNK = 1 << 20
 ROWS = {
     ("rand4k", 1): ("random 4 KiB reads, 1 task", "ops/s"),
     ("rand4k", 64): ("random 4 KiB reads, 64 tasks", "ops/s"),
+    ("direct4k", 64): ("random 4 KiB O_DIRECT reads, 64 tasks", "ops/s"),
     ("seq1m", 1): ("sequential 1 MiB reads", "MiB/s"),
     ("files", 64): ("4 KiB files opened, read, closed, 64 at a time", "ops/s"),
     ("append", 1): ("4 KiB appends + fsync", "ops/s"),
@@ -57,6 +62,11 @@ def why_not(lib: str) -> Optional[str]:
             __import__(mod)
         except ImportError:
             return f"{mod} is not installed (pip install {mod}, or the bench extra)"
+    if lib == "fastio-aio":
+        from fastio import aio
+
+        if not aio.available():
+            return f"Linux AIO unusable: {aio.why_unavailable()}"
     if lib.startswith("fastio-uring"):
         from fastio import uring
 
@@ -68,6 +78,37 @@ def why_not(lib: str) -> Optional[str]:
         if _backend.name() != "c":
             return "fastio's compiled loop needs the c backend"
     return None
+
+
+#: why a library has no number for a workload (its row says so)
+_NOT_DIRECT = {
+    "fastio-thread": "the thread engine reads with os.pread into an unaligned buffer, which O_DIRECT refuses",
+    "aiofiles": "reads into an unaligned buffer of its own, which O_DIRECT refuses (EINVAL)",
+    "anyio": "reads into an unaligned buffer of its own, which O_DIRECT refuses (EINVAL)",
+    "aiofile": "opens the file itself, with no way to ask for O_DIRECT",
+}
+
+
+def why_not_row(lib: str, row: str) -> Optional[str]:
+    """None if ``lib`` has a number for workload ``row``, else why not."""
+    if row == "direct4k":
+        return _NOT_DIRECT.get(lib)
+    if lib == "fastio-aio":
+        return "Linux AIO is asynchronous only for O_DIRECT files: measured in the O_DIRECT row"
+    return None
+
+
+def direct_refused(path: str) -> Optional[str]:
+    """None if ``path``'s file system opens it ``O_DIRECT``, else why not."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC))
+    except OSError as exc:
+        return f"this file system refuses O_DIRECT ({exc.strerror})"
+    return None
+
+
+def _direct_opener(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_DIRECT)
 
 
 def new_loop(lib: str) -> asyncio.AbstractEventLoop:
@@ -86,7 +127,7 @@ def offsets(n: int, size: int, seed: int) -> list[int]:
 
 
 def _engine(lib: str) -> str:
-    return "thread" if lib == "fastio-thread" else "uring"
+    return {"fastio-thread": "thread", "fastio-aio": "aio"}.get(lib, "uring")
 
 
 def _read_whole(path: str) -> bytes:
@@ -99,16 +140,20 @@ def _append_durably(fd: int, block: bytes) -> None:
     os.fsync(fd)
 
 
-async def rand4k(lib: str, path: str, size: int, tasks: int, seconds: float) -> float:
+async def rand4k(lib: str, path: str, size: int, tasks: int, seconds: float, direct: bool = False) -> float:
     """Random 4 KiB reads per second from ``tasks`` tasks (the clock starts
-    once the file is open)."""
+    once the file is open); ``direct``: the file opened ``O_DIRECT``, each
+    read into page-aligned memory."""
     end = 0.0
     count = 0
     loop = asyncio.get_running_loop()
 
-    async def each(read: Callable, seed: int, per: int = 64) -> None:
+    # (made before the clock starts: 64 tasks' offsets take longer than a quick run's sample)
+    all_offs = [offsets(4096, size, seed) for seed in range(tasks)]
+
+    async def each(read: Callable, seed: int, per: int = 64 if tasks == 1 else 4) -> None:
         nonlocal count, end
-        offs = offsets(4096, size, seed)
+        offs = all_offs[seed]
         i = 0
         if not end:
             end = time.perf_counter() + seconds
@@ -121,16 +166,27 @@ async def rand4k(lib: str, path: str, size: int, tasks: int, seconds: float) -> 
     if lib.startswith("fastio"):
         import fastio.asyncio as fa
 
-        f = await fa.open(path, "rb", engine=_engine(lib))
+        if direct:
+            f = await fa.open(path, "rb", buffering=0, opener=_direct_opener, engine=_engine(lib))
+        else:
+            f = await fa.open(path, "rb", engine=_engine(lib))
         try:
             await asyncio.gather(*(each(lambda off: f.pread(BLOCK, off), s) for s in range(tasks)))
         finally:
             await f.close()
     elif lib == "executor":
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECT if direct else 0))
         try:
-            await asyncio.gather(*(each(lambda off: loop.run_in_executor(None, os.pread, fd, BLOCK, off), s)
-                                   for s in range(tasks)))
+            if direct:
+                from fastio.aio import aligned_buffer
+
+                async def task(seed: int) -> None:
+                    buf = aligned_buffer(BLOCK)
+                    await each(lambda off: loop.run_in_executor(None, os.preadv, fd, [buf], off), seed)
+                await asyncio.gather(*(task(s) for s in range(tasks)))
+            else:
+                await asyncio.gather(*(each(lambda off: loop.run_in_executor(None, os.pread, fd, BLOCK, off), s)
+                                       for s in range(tasks)))
         finally:
             os.close(fd)
     elif lib == "aiofile":
@@ -158,12 +214,21 @@ async def rand4k(lib: str, path: str, size: int, tasks: int, seconds: float) -> 
                 await (f.close() if lib == "aiofiles" else f.aclose())
         await asyncio.gather(*(seek_read(s) for s in range(tasks)))
     else:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECT if direct else 0))
         try:
             offs = offsets(4096, size, 0)
             i = 0
             end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
+            if direct:
+                from fastio.aio import aligned_buffer
+
+                bufs = [aligned_buffer(BLOCK)]
+                while time.perf_counter() < end:
+                    for _ in range(256):
+                        os.preadv(fd, bufs, offs[i & 4095])
+                        i += 1
+                    count += 256
+            while not direct and time.perf_counter() < end:
                 for _ in range(256):
                     os.pread(fd, BLOCK, offs[i & 4095])
                     i += 1
@@ -352,16 +417,20 @@ async def appends(lib: str, directory: str, seconds: float) -> float:
 def measure(lib: str, rows: list[tuple[str, int]], big: str, small: str, seconds: float,
             warmup: float = 0.05) -> dict[tuple[str, int], float]:
     """Each of ``rows`` for ``lib`` on a new loop of its kind: operations
-    per second (MiB/s for seq1m), after a warm-up of ``warmup`` seconds."""
+    per second (MiB/s for seq1m), after a warm-up of ``warmup`` seconds
+    (rows ``lib`` cannot do, ``why_not_row``, are left out)."""
     loop = new_loop(lib)
     out = {}
     size = os.path.getsize(big)
     paths = sorted(os.path.join(small, p) for p in os.listdir(small))
     try:
         for row, tasks in rows:
+            if why_not_row(lib, row):
+                continue
+
             def job(secs: float, row: str = row, tasks: int = tasks):
-                if row == "rand4k":
-                    return rand4k(lib, big, size, tasks, secs)
+                if row in ("rand4k", "direct4k"):
+                    return rand4k(lib, big, size, tasks, secs, direct=row == "direct4k")
                 if row == "seq1m":
                     return seq1m(lib, big, secs)
                 if row == "append":
@@ -424,7 +493,8 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
         method=(f"Each library in turn on a new event loop (fastio's for */floop, else the stdlib's), "
                 f"{rounds} round(s) alternating the libraries, {seconds:.2f} s per row and round, the median "
                 f"reported; ratio to {BASELINE} (loop.run_in_executor of the same system calls, what "
-                f"aiofiles and anyio do underneath). rand4k: random 4 KiB reads; files: open, read whole, "
+                f"aiofiles and anyio do underneath). rand4k: random 4 KiB reads; O_DIRECT: the same, the "
+                f"file opened O_DIRECT, each read into page-aligned memory; files: open, read whole, "
                 f"close; append: a 4 KiB write then fsync. The page cache is warm (read once) but the "
                 f"kernel may drop pages; libraries not installed are skipped (pip install 'fastio[bench]')."),
         extra={"directory": directory, "size": size, "small_files": nsmall, "rounds": rounds,
@@ -434,9 +504,12 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
     samples: dict[str, dict[tuple[str, int], list[float]]] = {lib: {k: [] for k in ROWS} for lib in LIBS}
     progress(f"writing a {size >> 20} MiB file and {nsmall} small files in {directory}")
     top = None
+    no_direct: Optional[str] = None
     try:
         big, small = make_data(directory, size, nsmall)
         top = os.path.dirname(big)
+        no_direct = direct_refused(big)
+        rows = [key for key in ROWS if not (no_direct and key[0] == "direct4k")]
         for r in range(rounds):
             order = LIBS[r % len(LIBS):] + LIBS[:r % len(LIBS)]
             for lib in order:
@@ -444,7 +517,7 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
                 if skipped[lib]:
                     continue
                 try:
-                    got = measure(lib, list(ROWS), big, small, seconds, warmup)
+                    got = measure(lib, rows, big, small, seconds, warmup)
                 except Exception as exc:  # noqa: BLE001 - the row fails, the part goes on
                     problems.append(f"{lib}: {type(exc).__name__}: {exc}")
                     skipped[lib] = f"failed: {type(exc).__name__}: {exc}"
@@ -460,9 +533,10 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
         for lib in LIBS:
             kind = kinds.get(lib, "asynchronous")
             vals = samples[lib][key]
-            if skipped[lib] or not vals:
-                part.rows.append(Row.skip(lib, kind, skipped[lib] or "not measured", unit, group=group))
+            why = skipped[lib] or why_not_row(lib, key[0]) or (no_direct if key[0] == "direct4k" else None)
+            if why or not vals:
+                part.rows.append(Row.skip(lib, kind, why or "not measured", unit, group=group))
             else:
-                part.rows.append(Row(lib, kind, statistics.median(vals), unit,
+                part.rows.append(Row(lib, kind, statistics.median(vals), unit, samples=list(vals),
                                      extra={"group": group, "min": min(vals), "max": max(vals)}))
     return part

@@ -146,7 +146,7 @@ class AioFiles(KernelFiles):
         self.check()
         fut = self.loop.create_future()
         rid = self.ctx.prep_pread(fd, buf, offset, user_data=fut)
-        return await self.complete(fut, rid)
+        return await self.complete(fut, rid, direct)
 
     async def read_bytes(self, fd: int, n: int, offset: int, direct: bool = True) -> bytes:
         """``n`` bytes at ``offset`` (fewer at the end of the file), read into
