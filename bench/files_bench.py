@@ -2,7 +2,7 @@
 aiofiles, aiofile (caio), anyio's open_file and a plain synchronous loop.
 
 The workloads and libraries are those of the ``afiles`` part of ``python -m
-fastio bench`` (``fastio._bench.afiles``: rand4k, files, seq1m, append; the
+fastio bench`` (``fastio._bench.afiles``: rand4k, direct4k, files, seq1m, append; the
 libraries in ``afiles.LIBS``), here with more rows (1, 8 and 64 tasks;
 10,000 small files) and one process per library and round. A library that is
 not installed is left out with a note (``pip install aiofiles aiofile
@@ -53,8 +53,8 @@ def main() -> None:
         return
     if args.quick:
         args.rounds, args.seconds = 2, 0.2
-    rows = [("rand4k", 1), ("rand4k", 8), ("rand4k", 64), ("files", 1), ("files", 64), ("seq1m", 1),
-            ("append", 1)]
+    rows = [("rand4k", 1), ("rand4k", 8), ("rand4k", 64), ("direct4k", 1), ("direct4k", 8), ("direct4k", 64),
+            ("files", 1), ("files", 64), ("seq1m", 1), ("append", 1)]
     libs = []
     for lib in args.libs.split(","):
         why = afiles.why_not(lib)
