@@ -16,6 +16,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF
 
 from fastio._c._aio cimport FIO_RWF_NOWAIT
+from fastio._c._loop_core cimport LoopCore
 from fastio._c._sys cimport fio_fork_generation, fio_fork_init
 
 from libc.errno cimport EAGAIN
@@ -68,6 +69,10 @@ def pread_nowait(int fd, Py_ssize_t n, long long offset):
     return result
 
 
+# The largest cached read made without releasing the GIL (16 KiB: 1-2 us).
+cdef enum:
+    HOLD_GIL_MAX = 16384
+
 cdef object _get_running_loop = asyncio.events._get_running_loop   # (C on every supported Python)
 
 cdef extern from "Python.h":
@@ -93,7 +98,8 @@ cdef class FileCore:
     cdef object _loopref            # the engine's weak reference to its loop
     cdef unsigned long _fork_gen
     cdef unsigned long _thread      # where the loop was found running last (Python < 3.12)
-    cdef bint _stdlib_loop          # it is an asyncio.BaseEventLoop (whose _thread_id says where it runs)
+    cdef bint _stdlib_loop          # an asyncio.BaseEventLoop (whose _thread_id says where it runs)
+    cdef bint _core_loop            # fastio's compiled loop (its _thread_id a C field, the same rule)
 
     def __cinit__(self):
         self._fd = -1
@@ -106,8 +112,11 @@ cdef class FileCore:
         self._fork_gen = fio_fork_generation()
         self._fast = not self._direct
         loop = loopref()
-        self._stdlib_loop = (isinstance(loop, asyncio.BaseEventLoop)
-                             and type(loop).is_running is asyncio.BaseEventLoop.is_running)
+        # Both run asyncio.BaseEventLoop.run_forever, which sets _thread_id
+        # to the thread it runs in and back to None when it returns.
+        stdlib_rules = type(loop).is_running is asyncio.BaseEventLoop.is_running
+        self._core_loop = stdlib_rules and isinstance(loop, LoopCore)
+        self._stdlib_loop = stdlib_rules and isinstance(loop, asyncio.BaseEventLoop)
 
     cdef bint _on_loop(self) except -1:
         """Whether the engine's loop is the running loop, and not the
@@ -124,6 +133,9 @@ cdef class FileCore:
         # runs in; another loop, running, in the thread where it was found
         # running last, is the running loop of this thread (one loop runs
         # per thread at a time).
+        if self._core_loop:
+            tid = (<LoopCore>loop)._thread_id
+            return tid is not None and <unsigned long>tid == PyThread_get_thread_ident()
         if self._stdlib_loop:
             tid = loop._thread_id
             return tid is not None and <unsigned long>tid == PyThread_get_thread_ident()
@@ -148,8 +160,14 @@ cdef class FileCore:
         if n < 0 or off < 0 or not self._on_loop():
             return None
         raw = fio_bytes_new(NULL, n)
-        with nogil:
+        if n <= HOLD_GIL_MAX:
+            # RWF_NOWAIT never waits for the device or a page lock (EAGAIN
+            # instead): a copy of a few pages, shorter than a release and
+            # re-take of the GIL.
             got = fio_sys_preadv2(self._fd, fio_bytes_data(raw), <size_t>n, off, FIO_RWF_NOWAIT)
+        else:
+            with nogil:
+                got = fio_sys_preadv2(self._fd, fio_bytes_data(raw), <size_t>n, off, FIO_RWF_NOWAIT)
         result = <object>raw
         Py_DECREF(result)
         if got == n:
