@@ -28,6 +28,7 @@ default executor, as aiofiles does.
 
 from __future__ import annotations
 
+import _multibytecodec
 import asyncio
 import codecs
 import collections
@@ -50,6 +51,37 @@ __all__ = ["open", "AsyncFile", "AsyncBinaryFile", "AsyncTextFile", "AsyncThread
 _READ_CHUNK = 64 * 1024      # readline()'s and text read()'s read size
 _SEEK_DATA_HOLE = tuple(getattr(os, name) for name in ("SEEK_DATA", "SEEK_HOLE") if hasattr(os, name))
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
+
+# A text file's tell() cookie, laid out as the built-in's (CPython's C
+# TextIOWrapper: so one may be given to the other's seek()): a 64-bit byte
+# where decoding can start again with nothing held, then 32 bits each of the
+# decoder's flags there, of the bytes beyond it to feed and of the characters
+# to skip, then whether the last of them came from the end of the file. With
+# nothing but a byte it is that byte's position.
+_MASK64 = (1 << 64) - 1
+_MASK32 = (1 << 32) - 1
+
+
+def _pack_cookie(start: int, flags: int = 0, feed: int = 0, skip: int = 0, eof: bool = False) -> int:
+    return start | flags << 64 | feed << 96 | skip << 128 | int(eof) << 160
+
+
+def _initial_codec_flags(encoding: str, newline: Optional[str]) -> int:
+    """The flags a cookie with none gets: a CJK decoder's initial ones (0
+    is no state of an ISO-2022 decoder, whose CPython codec then calls a
+    NULL function: the built-in's ``seek(1)`` of an iso2022_jp file crashes
+    the interpreter), shifted as the newline decoder keeps them; else 0."""
+    dec = codecs.getincrementaldecoder(encoding)()
+    if not isinstance(dec, _multibytecodec.MultibyteIncrementalDecoder):
+        return 0
+    flags = dec.getstate()[1]
+    return flags << 1 if newline is None or newline == "" else flags
+
+
+def _unpack_cookie(cookie: int) -> tuple:
+    """(start, flags, characters to skip); the bytes to feed need no
+    separate step (decoding them is the start of decoding on)."""
+    return cookie & _MASK64, cookie >> 64 & _MASK32, cookie >> 128 & _MASK32
 
 
 class _Turns:
@@ -766,6 +798,7 @@ class AsyncTextFile(AsyncFile):
                  newline: Optional[str], mode: str) -> None:
         encoding = _encoding_name(encoding)
         codecs.lookup(encoding)     # LookupError for an unknown one, as the built-in
+        self._plain_flags = _initial_codec_flags(encoding, newline)
         self.buffer = raw
         self.name = raw.name
         self.mode = mode
@@ -783,9 +816,10 @@ class AsyncTextFile(AsyncFile):
         self._text = ""         # the chunk's text
         self._used = 0          # characters of _text returned already
         self._chunk_start = 0   # the byte position where _chunk began
-        self._chunk = b""       # the bytes decoded into _text
-        self._state: Any = None # the decoder's state before _chunk
-        self._mark: Any = None  # (characters, byte in _chunk, decoder state) tell() found last
+        self._chunk = b""       # the bytes decoded into _text (from a point where nothing is held)
+        self._flags = 0         # the decoder's flags where _chunk begins
+        self._mark: Any = None  # (characters, byte in _chunk, flags): a restart point tell() found last
+        self._pos_flags = 0     # the decoder's flags at the position, with no chunk (a seek() set them)
         self._turns = _Turns()
         if raw._writable:
             # As the built-in decides: a BOM (utf-16, utf-8-sig ...) is
@@ -833,11 +867,12 @@ class AsyncTextFile(AsyncFile):
         then the chunk's text)."""
         dec = self._get_decoder()
         pos = self.buffer._position() - len(self.buffer._rbuf)
-        state = dec.getstate()
+        held, flags = dec.getstate()    # (held: the last bytes of the chunk before, not decoded yet)
         data = await self.buffer.read1(_READ_CHUNK)
         final = not data
         self._text = dec.decode(data, final)
-        self._chunk_start, self._chunk, self._state, self._used, self._mark = pos, data, state, 0, None
+        self._chunk_start, self._chunk, self._flags = pos - len(held), held + data, flags
+        self._used, self._mark = 0, None
         return not final
 
     def _avail(self) -> int:
@@ -851,7 +886,7 @@ class AsyncTextFile(AsyncFile):
 
     def _forget(self) -> None:
         """Drop the chunk (after a seek, a write, a read to the end)."""
-        self._text, self._chunk, self._used, self._mark = "", b"", 0, None
+        self._text, self._chunk, self._used, self._mark, self._pos_flags = "", b"", 0, None, 0
 
     @_in_turn
     async def read(self, size: Optional[int] = -1) -> str:
@@ -939,7 +974,7 @@ class AsyncTextFile(AsyncFile):
     async def _rewind(self) -> None:
         """Give back what was decoded and not returned: the byte position goes
         back to the next character's (before a write or a seek)."""
-        pos = self._byte_position()
+        pos = self._locate()[1]
         self._forget()
         self._decoder = None
         self.buffer._rbuf = b""
@@ -962,49 +997,57 @@ class AsyncTextFile(AsyncFile):
             pass
         return len(enc.encode("\r"))
 
-    def _byte_position(self) -> int:
+    def _locate(self) -> tuple:
+        """(tell()'s cookie, the byte where the next character begins), as
+        the built-in finds them: from a point of the chunk where nothing was
+        held, the characters returned are decoded again byte by byte; the
+        last such point before the next character, with the decoder's flags
+        there, and what must be decoded and skipped beyond it, make the
+        cookie."""
         if not self._text and not self._chunk:
-            return self.buffer._position() - len(self.buffer._rbuf)
+            pos = self.buffer._position() - len(self.buffer._rbuf)
+            return _pack_cookie(pos, self._pos_flags), pos
+        end = self._chunk_start + len(self._chunk)
         if self._used == len(self._text):
-            return self._chunk_start + len(self._chunk) - self._held_back(self._decoder)
-        # Decode the chunk again, byte by byte, from the last position found
-        # (or the chunk's start), until the characters returned are there:
-        # the next character starts there. (From the last one: a loop of
-        # readline() and tell() decodes each byte once.)
+            held, flags = self._decoder.getstate()
+            if not held:
+                return _pack_cookie(end, flags), end - self._held_back(self._decoder)
+        # From the restart point found last (a loop of readline() and tell()
+        # decodes each byte once) or the chunk's start.
         mark = self._mark
         if mark is None or mark[0] > self._used:
-            mark = (0, 0, self._state)
-        used, start, state = mark
-        if used == self._used:
-            return self._chunk_start + start
-        dec: Any = codecs.getincrementaldecoder(self.encoding)(self.errors)
-        if self._readnl is None or self._readnl == "":
-            dec = io.IncrementalNewlineDecoder(dec, translate=self._readnl is None)
-        dec.setstate(state)
-        want = self._used - used
-        got = 0
+            mark = (0, 0, self._flags)
+        chars, safe, safe_flags = mark
+        skip = self._used - chars
         chunk = self._chunk
-        newline_dec = isinstance(dec, io.IncrementalNewlineDecoder)
-        for k in range(start, len(chunk)):
-            cr_before = newline_dec and dec.getstate()[1] & 1
-            out = dec.decode(chunk[k:k + 1])
-            if got + len(out) >= want:
-                held, flag = dec.getstate()
-                if got + len(out) == want and not held and not (newline_dec and flag & 1):
-                    self._mark = (self._used, k + 1, dec.getstate())
-                    return self._chunk_start + k + 1
-                if cr_before and got + 1 == want:
-                    return self._chunk_start + k    # the last one was a \r held back until this byte
-                raise io.UnsupportedOperation(f"tell(): the position of a character of {self.encoding!r} "
-                                              "that is not at a byte boundary")
-            got += len(out)
-        return self._chunk_start + len(chunk)
+        fed = decoded = 0
+        if skip:
+            dec: Any = codecs.getincrementaldecoder(self.encoding)(self.errors)
+            if self._readnl is None or self._readnl == "":
+                dec = io.IncrementalNewlineDecoder(dec, translate=self._readnl is None)
+            dec.setstate((b"", safe_flags))
+            for k in range(safe, len(chunk)):
+                decoded += len(dec.decode(chunk[k:k + 1]))
+                fed += 1
+                held, flags = dec.getstate()
+                if not held and decoded <= skip:
+                    safe, safe_flags, skip, fed, decoded = k + 1, flags, skip - decoded, 0, 0
+                if decoded >= skip:
+                    break
+        self._mark = (self._used - skip, safe, safe_flags)
+        start = self._chunk_start + safe
+        if not skip:
+            return _pack_cookie(start, safe_flags), start
+        # The next character came out of the last byte fed, or of the end.
+        eof = decoded < skip
+        nxt = start + fed - (0 if eof or decoded == skip else 1)
+        return _pack_cookie(start, safe_flags, fed, skip, eof), nxt
 
     @_in_turn
     async def tell(self) -> int:
         """The byte position of the next character (a ``seek()`` cookie)."""
         self.buffer._check_open()
-        return self._byte_position()
+        return self._locate()[0]
 
     @_in_turn
     async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
@@ -1014,7 +1057,7 @@ class AsyncTextFile(AsyncFile):
         if whence == os.SEEK_CUR:
             if cookie != 0:
                 raise io.UnsupportedOperation("can't do nonzero cur-relative seeks")
-            cookie = self._byte_position()
+            cookie = self._locate()[0]
             whence = os.SEEK_SET
         elif whence == os.SEEK_END:
             if cookie != 0:
@@ -1023,14 +1066,29 @@ class AsyncTextFile(AsyncFile):
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         elif cookie < 0:
             raise ValueError(f"negative seek position {cookie}")
+        start, flags, skip = _unpack_cookie(cookie) if whence == os.SEEK_SET else (0, 0, 0)
         self._forget()
         self._decoder = None
-        pos = await self.buffer.seek(cookie, whence)
+        pos = await self.buffer.seek(start, whence)
         if self._encoder is not None:
             self._encoder.reset()
             if pos != 0:
                 self._encoder.setstate(0)
-        return pos
+        if whence == os.SEEK_END:
+            return pos
+        if cookie and self.buffer.readable():
+            # As the built-in: past the start the decoder looks for no BOM,
+            # and takes the flags the cookie says (a CJK codec's initial
+            # ones where it says none).
+            if not flags >> 1 if self._readnl is None or self._readnl == "" else not flags:
+                flags |= self._plain_flags
+            self._get_decoder().setstate((b"", flags))
+            self._pos_flags = flags
+            while skip:
+                if not self._avail() and not await self._fill() and not self._avail():
+                    raise OSError(f"can't restore the text position of cookie {cookie}")
+                skip -= len(self._take(skip))
+        return cookie
 
     async def flush(self) -> None:
         await self.buffer.flush()
@@ -1038,7 +1096,7 @@ class AsyncTextFile(AsyncFile):
     @_in_turn
     async def truncate(self, size: Optional[int] = None) -> int:
         if size is None:
-            size = self._byte_position()
+            size = self._locate()[1]
         return await self.buffer.truncate(size)
 
     async def fsync(self) -> None:
@@ -1065,6 +1123,7 @@ class AsyncThreadFile(AsyncFile):
         self.name = f.name if name is None else name
         self.mode = f.mode
         self.engine = "thread"
+        self._plain_flags = 0   # (a text file's: what a cookie with no flags gets, as AsyncTextFile's)
         self._turns = _Turns()  # (a built-in text file is not safe for two threads at once)
 
     @classmethod
@@ -1075,7 +1134,10 @@ class AsyncThreadFile(AsyncFile):
 
         f = await eng.call(lambda: builtins.open(file, mode, buffering, encoding, errors, newline, closefd,
                                                  opener))
-        return cls(eng, f, name)
+        self = cls(eng, f, name)
+        if isinstance(f, io.TextIOWrapper):
+            self._plain_flags = _initial_codec_flags(f.encoding, newline)
+        return self
 
     def __repr__(self) -> str:
         return f"<fastio.asyncio file name={self.name!r} mode={self.mode!r} engine='thread'>"
@@ -1124,6 +1186,9 @@ class AsyncThreadFile(AsyncFile):
         return int(await self._call("write", data))
 
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if self._plain_flags and whence == os.SEEK_SET and 0 < offset < 1 << 64:
+            await self._call("seek", offset | self._plain_flags << 64, whence)
+            return offset
         return int(await self._call("seek", offset, whence))
 
     async def tell(self) -> int:
