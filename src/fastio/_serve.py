@@ -10,11 +10,12 @@ from typing import Any
 
 
 def registry() -> dict[str, Any]:
-    """Every echo server by name: ``fastio.models.MODELS`` and the C reference."""
+    """Every echo server by name: ``fastio.models.MODELS`` and the C references."""
     from fastio import loadgen, models
 
     out = dict(models.MODELS)
-    out[loadgen.CEchoServer.name] = loadgen.CEchoServer
+    for server in (loadgen.CEchoServer, loadgen.CUringEchoServer):
+        out[server.name] = server
     return out
 
 

@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, Optional, Sequence, Tuple, Union
 
-__all__ = ["LoadResult", "run", "run_process", "CEchoServer", "main", "ERROR_KEYS", "LATENCY_KEYS"]
+__all__ = ["LoadResult", "run", "run_process", "CEchoServer", "CUringEchoServer", "main", "ERROR_KEYS", "LATENCY_KEYS"]
 
 Address = Union[Tuple[str, int], str]
 
@@ -468,6 +468,7 @@ class CEchoServer:
     name: ClassVar[str] = "c-epoll"
     model: ClassVar[str] = "reference"
     summary: ClassVar[str] = "plain C epoll echo server (csrc/fio_echo.h), level-triggered, one thread, GIL released"
+    _entry: ClassVar[str] = "serve"     # the compiled loop it runs
 
     def __init__(self, address: Address = ("127.0.0.1", 0), *, backend: str | None = None,
                  backlog: int = 1024) -> None:
@@ -553,7 +554,7 @@ class CEchoServer:
         self._serving = threading.get_ident()
         try:
             assert self._sock is not None
-            self.stats = _extension().serve(self._sock.fileno(), self._wake_r)
+            self.stats = getattr(_extension(), self._entry)(self._sock.fileno(), self._wake_r)
         finally:
             self._done.set()
 
@@ -663,6 +664,33 @@ class CEchoServer:
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else ("serving" if self._serving is not None else "idle")
         return f"<{type(self).__name__} {self._requested!r} {state}>"
+
+
+class CUringEchoServer(CEchoServer):
+    """The reference echo server on io_uring: plain C, one thread, one
+    request in flight per connection (a recv into its buffer, then the send
+    of what came), one ``io_uring_enter`` per turn (``csrc/fio_echo_uring.h``).
+
+    The interface and life cycle of ``CEchoServer`` (``name`` "c-uring");
+    its ring is made in the serving thread and every request on it is
+    cancelled and reaped before ``stop()`` returns.
+    """
+
+    name: ClassVar[str] = "c-uring"
+    summary: ClassVar[str] = ("plain C io_uring echo server (csrc/fio_echo_uring.h), one request in flight "
+                              "per connection, one io_uring_enter per turn, GIL released")
+    _entry: ClassVar[str] = "serve_uring"
+
+    @classmethod
+    def why_unavailable(cls, backend: str | None = None) -> str | None:
+        """None when the server can run here, else why not (the compiled
+        extension is missing, or io_uring cannot be used)."""
+        reason = super().why_unavailable(backend)
+        if reason is not None:
+            return reason
+        from fastio import _backend
+
+        return _backend.load("uring", "c").why_unavailable()
 
 
 def _remove_socket_file(path: str) -> None:

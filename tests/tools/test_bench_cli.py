@@ -657,7 +657,7 @@ def test_echo_rounds_alternate_and_report_medians(monkeypatch):
     assert e1.spread == pytest.approx(report.spread([150.0, 100.0, 260.0])) and e1.noisy
     assert not by[("c-epoll", 64)].noisy
     assert part.extra["rounds"] == 3 and part.extra["cpus"] == "shared"
-    assert part.extra["notes"] == ["c-epoll, the ceiling, is first at 1 connection; first at 64 connections"]
+    assert part.extra["notes"] == ["the C ceiling: c-epoll first at 1 connection; c-epoll first at 64 connections"]
 
 
 def test_echo_model_failing_in_round_one_is_skipped_after(monkeypatch):
@@ -681,10 +681,13 @@ def test_echo_ceiling_note():
         return Row(name, "k", value, "req/s", spread=spread, extra={"group": "1 connection"})
 
     rows = [row("c-epoll", 100.0, 0.02), row("nonblocking", 120.0, 0.01), row("blocking", 101.0, 0.03),
-            row("asyncio", 80.0, 0.01)]
+            row("asyncio", 80.0, 0.01), row("c-uring", 90.0, 0.01)]
     note = echo._ceiling_note(rows, [1, 64])
-    assert note == ("c-epoll, the ceiling, is below nonblocking +20% (busy polling: a whole CPU, no wait), "
+    assert note == ("the C ceiling: c-epoll below nonblocking +20% (busy polling: a whole CPU, no wait), "
                     "blocking +1% (within the spread) at 1 connection")
+    # The better of the two C servers is the ceiling; the other is no row above it.
+    rows = [row("c-epoll", 100.0, 0.02), row("c-uring", 110.0, 0.01), row("uring", 105.0, 0.01)]
+    assert echo._ceiling_note(rows, [1]) == "the C ceiling: c-uring first at 1 connection"
     assert echo._ceiling_note([row("asyncio", 1.0)], [1]) is None  # no ceiling row measured
 
 

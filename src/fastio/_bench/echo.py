@@ -51,14 +51,16 @@ from fastio._bench._types import Options, Part, Row
 from fastio._serve import registry as _registry
 
 BASELINE = "asyncio"
-CEILING = "c-epoll"
+#: The plain C servers: the best of them is the ceiling a Python server is held to.
+CEILINGS = ("c-epoll", "c-uring")
 SIZE = 64
 DEFAULT_CONNECTIONS = [1, 64]
 DEFAULT_ROUNDS = 5
 #: Where the load generator runs (--cpus): on the server's CPU, or on another.
 PLACEMENTS = ("shared", "split")
 # --quick: one model per way of doing IO, the baseline and the reference.
-QUICK_MODELS = ("blocking", "nonblocking", "epoll", "sigio", "uring-multishot", "aio", "asyncio", "c-epoll")
+QUICK_MODELS = ("blocking", "nonblocking", "epoll", "sigio", "uring-multishot", "aio", "asyncio", "c-epoll",
+                "c-uring")
 #: Models that never wait (busy polling): they answer one connection without
 #: a wake-up, so they may rank above the C ceiling there, paying a whole CPU.
 BUSY_POLLING = ("nonblocking",)
@@ -348,17 +350,19 @@ def _combine(per_round: dict[int, Row]) -> Row:
 
 
 def _ceiling_note(rows: list[Row], counts: list[int]) -> str | None:
-    """Where the C ceiling ranks: first, or below which rows (by median)."""
+    """Where the C ceiling (the better C server of each group) ranks: first,
+    or below which rows (by median)."""
     parts = []
     for n in counts:
         group = _group(n)
         measured = [r for r in rows if r.group == group and r.skipped is None and r.value]
-        top = next((r for r in measured if r.name == CEILING), None)
-        if top is None:
+        tops = [r for r in measured if r.name in CEILINGS]
+        if not tops:
             continue
-        above = [r for r in measured if r.name != CEILING and _value(r) > _value(top)]
+        top = max(tops, key=_value)
+        above = [r for r in measured if r.name not in CEILINGS and _value(r) > _value(top)]
         if not above:
-            parts.append(f"first at {group}")
+            parts.append(f"{top.name} first at {group}")
             continue
         said = []
         for r in sorted(above, key=lambda r: -_value(r)):
@@ -369,8 +373,8 @@ def _ceiling_note(rows: list[Row], counts: list[int]) -> str | None:
             if r.spread is not None and top.spread is not None and gap <= max(r.spread, top.spread):
                 why.append("within the spread")
             said.append(f"{r.name} +{100 * gap:.0f}%" + (f" ({', '.join(why)})" if why else ""))
-        parts.append(f"below {', '.join(said)} at {group}")
-    return f"{CEILING}, the ceiling, is " + "; ".join(parts) if parts else None
+        parts.append(f"{top.name} below {', '.join(said)} at {group}")
+    return "the C ceiling: " + "; ".join(parts) if parts else None
 
 
 def run(options: Options, progress: Callable[[str], None]) -> Part:
@@ -419,13 +423,14 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
             elif (name, group) in last:
                 out.append(last[(name, group)])
         base = data.get((BASELINE, group), {})
-        ceiling = data.get((CEILING, group), {})
         for row in out:
             if row.group != group or row.skipped is not None:
                 continue
             mine = {r: _value(x) for r, x in data[(row.name, group)].items()}
             row.ratio = _paired(mine, {r: _value(x) for r, x in base.items()})
-            row.extra["vs_" + CEILING] = _paired(mine, {r: _value(x) for r, x in ceiling.items()})
+            for ceiling in CEILINGS:
+                theirs = data.get((ceiling, group), {})
+                row.extra["vs_" + ceiling] = _paired(mine, {r: _value(x) for r, x in theirs.items()})
 
     from fastio._bench import report
 
@@ -442,8 +447,9 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
         "user+system time over a round's window (warmup included); syscalls/op counts every system call "
         "of every server thread (perf raw_syscalls tracepoint) per request, when the kernel allows it "
         "(all three: medians over the rounds). Ratio: the median over the rounds of req/s over the "
-        "stdlib asyncio default loop's in the same round at the same connection count. 'c-epoll' is a "
-        "plain C epoll server, the ceiling a Python server is held to; 'nonblocking' busy-polls (a whole "
+        "stdlib asyncio default loop's in the same round at the same connection count. 'c-epoll' and "
+        "'c-uring' are plain C servers (epoll; io_uring, one io_uring_enter per turn), the better of which "
+        "is the ceiling a Python server is held to; 'nonblocking' busy-polls (a whole "
         "CPU even when idle), so at one connection it can answer faster than any server that waits."
     )
     extra: dict[str, Any] = {"size": SIZE, "rounds": rounds, "duration_s": duration, "warmup_s": warmup,

@@ -116,6 +116,11 @@ cdef extern from "fio_echo.h" nogil:
                        int (*interrupted)(void *arg) noexcept nogil, void *arg)
 
 
+cdef extern from "fio_echo_uring.h" nogil:
+    int fio_echo_uring_serve(int listen_fd, int wake_fd, fio_echo_stats *st,
+                             int (*interrupted)(void *arg) noexcept nogil, void *arg)
+
+
 cdef extern from "Python.h":
     # Declared without an exception spec: called under `with gil` from C,
     # the exception it may set stays pending and is raised once the run
@@ -273,6 +278,32 @@ def serve(listen_fd, wake_fd):
     cdef int ret
     with nogil:
         ret = fio_echo_serve(lfd, wfd, &st, interrupted, NULL)
+    return served(ret, &st)
+
+
+def serve_uring(listen_fd, wake_fd):
+    """serve_uring(listen_fd, wake_fd) -> dict
+
+    ``serve`` on io_uring (``csrc/fio_echo_uring.h``): one request in flight
+    per connection, one ``io_uring_enter`` per turn. Every request is
+    reaped and every connection closed on return; the two fds stay open.
+    Returns the server's counters.
+
+    :raises OSError: io_uring could not be set up (EPERM where
+        ``kernel.io_uring_disabled`` refuses it), or the listener became
+        unusable.
+    """
+    cdef int lfd = as_fd(listen_fd)
+    cdef int wfd = as_fd(wake_fd)
+    cdef fio_echo_stats st
+    cdef int ret
+    with nogil:
+        ret = fio_echo_uring_serve(lfd, wfd, &st, interrupted, NULL)
+    return served(ret, &st)
+
+
+cdef dict served(int ret, fio_echo_stats *st):
+    """The counters of a server run that returned ``ret``, or its error raised."""
     if ret == -EINTR and PyErr_Occurred() != NULL:
         reraise()
     if ret < 0:
