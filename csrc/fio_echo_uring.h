@@ -8,11 +8,16 @@
  *   may answer -EAGAIN, and a one-shot POLL_ADD waits for the next client;
  *   EMFILE/ENFILE release a spare fd to accept and close the pending
  *   connection, as fio_echo.h does; TCP connections get TCP_NODELAY;
- * - every connection has one request in flight at a time: a RECV of up to
- *   FIO_ECHO_BUF bytes into its own buffer, then a SEND of what came (the rest
- *   again after a short send), then the next RECV;
+ * - every connection has a RECV of up to FIO_ECHO_BUF bytes into its own
+ *   buffer; what comes is echoed by a SEND (MSG_WAITALL) linked to the next
+ *   RECV (IOSQE_IO_LINK), so the kernel starts that RECV only once the SEND
+ *   has read the buffer, and no submit is needed between them; a short or
+ *   failed SEND cancels the linked RECV, and once both are reaped the rest
+ *   is sent again (or the connection closed);
  * - one io_uring_enter per turn submits everything the last completions
- *   queued and waits for the next one;
+ *   queued and waits for one completion more than the SENDs it submits
+ *   (those mostly complete during the submit), with a 1 ms bound so that a
+ *   SEND waiting for room cannot hold the loop;
  * - EOF, a reset or any other error closes that connection only;
  * - a POLL_ADD on the wake fd ends the loop (the fd is not drained): every
  *   request left is cancelled by its user_data and reaped before any buffer
@@ -47,36 +52,51 @@
  * pointer is this small). */
 enum { FIO_EU_ACCEPT = 1, FIO_EU_ACCEPT_POLL = 2, FIO_EU_WAKE = 3, FIO_EU_CANCEL = 4 };
 
-enum fio_eu_op { FIO_EU_RECV, FIO_EU_SEND, FIO_EU_POLL_IN, FIO_EU_POLL_OUT };
+/* A connection's receive-side request; its SEND has user_data | FIO_EU_TX. */
+enum fio_eu_op { FIO_EU_RECV, FIO_EU_POLL_IN, FIO_EU_POLL_OUT };
+#define FIO_EU_TX ((uint64_t)1)
 
 struct fio_eu_conn {
     int fd;
-    enum fio_eu_op op;            /* the request in flight */
-    uint32_t off, len;            /* SEND: buf[off, len) is still to go */
+    enum fio_eu_op op;            /* the receive-side request in flight */
+    uint8_t inflight;             /* its requests not yet reaped (0-2) */
+    uint8_t dead;                 /* EOF or error: close once inflight is 0 */
+    uint8_t need_room;            /* the SEND answered -EAGAIN: poll for POLLOUT */
+    uint32_t off, len;            /* buf[off, len) is still to be sent */
     unsigned char *buf;           /* FIO_ECHO_BUF bytes */
     struct fio_eu_conn *prev, *next;
 };
 
 struct fio_eu {
     struct fio_ring ring;
-    int listen_fd, spare_fd, tcp, stopping;
+    int listen_fd, spare_fd, tcp, stopping, timed;
     uint32_t inflight;            /* requests submitted or queued, not yet completed */
+    uint32_t sends;               /* SENDs queued since the last io_uring_enter */
     struct fio_eu_conn head;      /* circular list of live connections */
     struct fio_echo_stats *st;
 };
 
-/* A free SQE, submitting what is queued when the SQ is full; NULL only if
- * the kernel refused that submit (its error in *err). */
+/* Room for n SQEs, submitting what is queued when the SQ is short: 0, or
+ * the error of a submit the kernel refused. */
+FIO_INLINE int fio_eu_room(struct fio_eu *s, uint32_t n)
+{
+    while (fio_ring_sq_space(&s->ring) < n) {
+        int ret = fio_sys_io_uring_enter(s->ring.fd, fio_ring_flush_sq(&s->ring), 0, 0, NULL, 0);
+        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+            return ret;
+    }
+    return 0;
+}
+
+/* A free SQE; NULL only if the kernel refused a submit (its error in *err). */
 FIO_INLINE struct fio_io_uring_sqe *fio_eu_sqe(struct fio_eu *s, int *err)
 {
-    struct fio_io_uring_sqe *sqe = fio_ring_get_sqe(&s->ring);
-    while (sqe == NULL) {
-        int ret = fio_sys_io_uring_enter(s->ring.fd, fio_ring_flush_sq(&s->ring), 0, 0, NULL, 0);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-            *err = ret;
-            return NULL;
-        }
-        sqe = fio_ring_get_sqe(&s->ring);
+    struct fio_io_uring_sqe *sqe;
+    if ((*err = fio_eu_room(s, 1)) < 0)
+        return NULL;
+    if ((sqe = fio_ring_get_sqe(&s->ring)) == NULL) {
+        *err = -EBUSY;   /* (not after fio_eu_room) */
+        return NULL;
     }
     s->inflight++;
     return sqe;
@@ -104,7 +124,7 @@ FIO_INLINE int fio_eu_poll(struct fio_eu *s, int fd, uint32_t mask, uint64_t use
     return 0;
 }
 
-/* The connection's next request: op, on its buffer. */
+/* The connection's next receive-side request: op, on its buffer. */
 FIO_INLINE int fio_eu_issue(struct fio_eu *s, struct fio_eu_conn *c, enum fio_eu_op op)
 {
     int err = 0;
@@ -112,12 +132,10 @@ FIO_INLINE int fio_eu_issue(struct fio_eu *s, struct fio_eu_conn *c, enum fio_eu
     if (sqe == NULL)
         return err;
     c->op = op;
+    c->inflight++;
     switch (op) {
     case FIO_EU_RECV:
         fio_prep_sendrecv(sqe, FIO_OP_RECV, c->fd, c->buf, FIO_ECHO_BUF, 0);
-        break;
-    case FIO_EU_SEND:
-        fio_prep_sendrecv(sqe, FIO_OP_SEND, c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
         break;
     case FIO_EU_POLL_IN:
         fio_prep_poll_add(sqe, c->fd, POLLIN, 0);
@@ -128,6 +146,26 @@ FIO_INLINE int fio_eu_issue(struct fio_eu *s, struct fio_eu_conn *c, enum fio_eu
     }
     sqe->user_data = (uint64_t)(uintptr_t)c;
     return 0;
+}
+
+/* Send buf[off, len) and receive again after it: two SQEs of one submit
+ * (the kernel ends a link chain at the end of a submit, so room for both
+ * is made first). */
+FIO_INLINE int fio_eu_echo(struct fio_eu *s, struct fio_eu_conn *c)
+{
+    int err = fio_eu_room(s, 2);
+    if (err < 0)
+        return err;
+    struct fio_io_uring_sqe *sqe = fio_ring_get_sqe(&s->ring);
+    if (sqe == NULL)
+        return -EBUSY;   /* (not after fio_eu_room) */
+    fio_prep_sendrecv(sqe, FIO_OP_SEND, c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL | MSG_WAITALL);
+    sqe->flags |= FIO_IOSQE_IO_LINK;
+    sqe->user_data = (uint64_t)(uintptr_t)c | FIO_EU_TX;
+    s->inflight++;
+    c->inflight++;
+    s->sends++;
+    return fio_eu_issue(s, c, FIO_EU_RECV);
 }
 
 /* Only once the connection has nothing in flight. */
@@ -200,6 +238,7 @@ FIO_INLINE int fio_eu_accepted(struct fio_eu *s, int res)
     c->fd = res;
     c->buf = buf;
     c->off = c->len = 0;
+    c->inflight = c->dead = c->need_room = 0;
     c->next = s->head.next;
     c->prev = &s->head;
     s->head.next->prev = c;
@@ -211,46 +250,68 @@ FIO_INLINE int fio_eu_accepted(struct fio_eu *s, int res)
     return fio_eu_accept(s);
 }
 
-/* The completion of connection c's request. */
-FIO_INLINE int fio_eu_done(struct fio_eu *s, struct fio_eu_conn *c, int res)
+/* What a connection does once none of its requests is in flight. */
+FIO_INLINE int fio_eu_settle(struct fio_eu *s, struct fio_eu_conn *c)
 {
-    if (s->stopping) {
-        fio_eu_close(s, c, 0);
+    if (c->inflight > 0)
+        return 0;
+    if (c->dead || s->stopping) {
+        fio_eu_close(s, c, c->dead > 1);
         return 0;
     }
+    if (c->need_room) {
+        c->need_room = 0;
+        return fio_eu_issue(s, c, FIO_EU_POLL_OUT);
+    }
+    return fio_eu_echo(s, c);   /* after a short SEND: the rest */
+}
+
+/* The completion of connection c's SEND. */
+FIO_INLINE int fio_eu_sent(struct fio_eu *s, struct fio_eu_conn *c, int res)
+{
+    c->inflight--;
+    if (res == -EAGAIN)
+        c->need_room = 1;
+    else if (res <= 0)
+        c->dead = 2;
+    else
+        c->off += (uint32_t)res;
+    /* A full SEND leaves its linked RECV running; anything else cancelled it. */
+    return fio_eu_settle(s, c);
+}
+
+/* The completion of connection c's receive-side request. */
+FIO_INLINE int fio_eu_done(struct fio_eu *s, struct fio_eu_conn *c, int res)
+{
+    c->inflight--;
+    if (s->stopping || c->dead)
+        return fio_eu_settle(s, c);
     switch (c->op) {
     case FIO_EU_POLL_IN:
         if (res < 0) {
-            fio_eu_close(s, c, 1);
-            return 0;
+            c->dead = 2;
+            return fio_eu_settle(s, c);
         }
         return fio_eu_issue(s, c, FIO_EU_RECV);
     case FIO_EU_POLL_OUT:
         if (res < 0) {
-            fio_eu_close(s, c, 1);
-            return 0;
+            c->dead = 2;
+            return fio_eu_settle(s, c);
         }
-        return fio_eu_issue(s, c, FIO_EU_SEND);
+        return fio_eu_echo(s, c);
     case FIO_EU_RECV:
+        if (res == -ECANCELED && c->off < c->len)
+            return fio_eu_settle(s, c);   /* its SEND fell short */
         if (res == -EAGAIN)
             return fio_eu_issue(s, c, FIO_EU_POLL_IN);
         if (res <= 0) {
-            fio_eu_close(s, c, res < 0);   /* 0: EOF */
-            return 0;
+            c->dead = res < 0 ? 2 : 1;   /* 0: EOF */
+            return fio_eu_settle(s, c);
         }
         s->st->bytes += (uint64_t)res;
         c->off = 0;
         c->len = (uint32_t)res;
-        return fio_eu_issue(s, c, FIO_EU_SEND);
-    case FIO_EU_SEND:
-        if (res == -EAGAIN)
-            return fio_eu_issue(s, c, FIO_EU_POLL_OUT);
-        if (res <= 0) {
-            fio_eu_close(s, c, 1);
-            return 0;
-        }
-        c->off += (uint32_t)res;
-        return fio_eu_issue(s, c, c->off < c->len ? FIO_EU_SEND : FIO_EU_RECV);
+        return fio_eu_echo(s, c);
     }
     return 0;
 }
@@ -274,6 +335,8 @@ FIO_INLINE int fio_eu_handle(struct fio_eu *s, const struct fio_io_uring_cqe *cq
     case FIO_EU_CANCEL:
         return 0;
     default:
+        if (cqe->user_data & FIO_EU_TX)
+            return fio_eu_sent(s, (struct fio_eu_conn *)(uintptr_t)(cqe->user_data & ~FIO_EU_TX), cqe->res);
         return fio_eu_done(s, (struct fio_eu_conn *)(uintptr_t)cqe->user_data, cqe->res);
     }
 }
@@ -291,10 +354,15 @@ FIO_INLINE int fio_eu_cancel_all(struct fio_eu *s)
         sqe->user_data = FIO_EU_CANCEL;
     }
     for (struct fio_eu_conn *c = s->head.next; c != &s->head; c = c->next) {
-        if ((sqe = fio_eu_sqe(s, &err)) == NULL)
-            return err;
-        fio_prep_target(sqe, FIO_OP_ASYNC_CANCEL, -1, (uint64_t)(uintptr_t)c, 0);
-        sqe->user_data = FIO_EU_CANCEL;
+        /* The SEND first: cancelling it cancels the RECV linked behind it,
+         * which no cancel by user_data finds before it starts. */
+        const uint64_t targets[] = {(uint64_t)(uintptr_t)c | FIO_EU_TX, (uint64_t)(uintptr_t)c};
+        for (size_t i = 0; i < 2; i++) {
+            if ((sqe = fio_eu_sqe(s, &err)) == NULL)
+                return err;
+            fio_prep_target(sqe, FIO_OP_ASYNC_CANCEL, -1, targets[i], 0);
+            sqe->user_data = FIO_EU_CANCEL;
+        }
     }
     return 0;
 }
@@ -304,8 +372,24 @@ FIO_INLINE int fio_eu_cancel_all(struct fio_eu *s)
 FIO_INLINE int fio_eu_turn(struct fio_eu *s, const sigset_t *waitmask, int *woken,
                            struct fio_io_uring_cqe *cqes, int (*interrupted)(void *arg), void *arg)
 {
-    int ret = fio_sys_io_uring_enter(s->ring.fd, fio_ring_flush_sq(&s->ring), 1, FIO_IORING_ENTER_GETEVENTS,
+    int ret;
+    if (s->sends > 0 && s->timed) {
+        /* One completion more than the SENDs: those mostly complete during
+         * the submit. A SEND that must wait for room would hold that wait:
+         * 1 ms bounds it (the next turn waits for one). */
+        struct fio_kernel_timespec ts = {0, 1000000};
+        struct fio_io_uring_getevents_arg ea;
+        memset(&ea, 0, sizeof(ea));
+        ea.sigmask = (uint64_t)(uintptr_t)waitmask;
+        ea.sigmask_sz = waitmask != NULL ? _NSIG / 8 : 0;
+        ea.ts = (uint64_t)(uintptr_t)&ts;
+        ret = fio_sys_io_uring_enter(s->ring.fd, fio_ring_flush_sq(&s->ring), s->sends + 1,
+                                     FIO_IORING_ENTER_GETEVENTS | FIO_IORING_ENTER_EXT_ARG, &ea, sizeof(ea));
+    } else {
+        ret = fio_sys_io_uring_enter(s->ring.fd, fio_ring_flush_sq(&s->ring), 1, FIO_IORING_ENTER_GETEVENTS,
                                      waitmask, waitmask != NULL ? _NSIG / 8 : 0);
+    }
+    s->sends = 0;
     /* A wait cut short by a signal answers -EINTR only when nothing was
      * submitted; otherwise it answers the submit count, and only the empty
      * CQ tells. The hook runs in both cases (a spurious call finds nothing). */
@@ -358,11 +442,12 @@ FIO_INLINE int fio_echo_uring_serve(int listen_fd, int wake_fd, struct fio_echo_
     if (cqes == NULL)
         return -ENOMEM;
 
-    /* This thread alone submits and reaps: the kernel may then run the
-     * completions' work only when we wait (6.1); older kernels refuse the
-     * flags (EINVAL) and get a plain ring. */
+    /* This thread alone submits and reaps, and the completions' work may
+     * wait until it enters the kernel (6.0; not DEFER_TASKRUN, with which
+     * that work would itself wait for the SENDs + 1 completions the turn
+     * asks for); older kernels refuse the flags (EINVAL) and get a plain ring. */
     memset(&p, 0, sizeof(p));
-    p.flags = FIO_IORING_SETUP_SINGLE_ISSUER | FIO_IORING_SETUP_DEFER_TASKRUN;
+    p.flags = FIO_IORING_SETUP_SINGLE_ISSUER | FIO_IORING_SETUP_COOP_TASKRUN;
     ret = fio_ring_init(&s.ring, FIO_EU_ENTRIES, &p);
     if (ret == -EINVAL) {
         memset(&p, 0, sizeof(p));
@@ -372,6 +457,7 @@ FIO_INLINE int fio_echo_uring_serve(int listen_fd, int wake_fd, struct fio_echo_
         free(cqes);
         return ret;
     }
+    s.timed = (p.features & FIO_IORING_FEAT_EXT_ARG) != 0;
     /* Not having a spare fd only loses the EMFILE remedy. */
     s.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     /* Signals are let in only while waiting, as in fio_echo_serve. */

@@ -148,6 +148,7 @@ struct fio_kernel_timespec {
 #define FIO_IORING_SETUP_SQPOLL (1U << 1)
 #define FIO_IORING_SETUP_SQ_AFF (1U << 2)
 #define FIO_IORING_SETUP_CQSIZE (1U << 3)
+#define FIO_IORING_SETUP_COOP_TASKRUN (1U << 8)
 #define FIO_IORING_SETUP_SQE128 (1U << 10)
 #define FIO_IORING_SETUP_CQE32 (1U << 11)
 #define FIO_IORING_SETUP_SINGLE_ISSUER (1U << 12)
@@ -168,6 +169,8 @@ struct fio_kernel_timespec {
 #define FIO_IORING_ENTER_SQ_WAKEUP (1U << 1)
 #define FIO_IORING_ENTER_SQ_WAIT (1U << 2)
 #define FIO_IORING_ENTER_EXT_ARG (1U << 3)
+
+#define FIO_IOSQE_IO_LINK (1U << 2)
 
 #define FIO_IORING_CQE_F_BUFFER (1U << 0)
 #define FIO_IORING_CQE_F_MORE (1U << 1)

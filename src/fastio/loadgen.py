@@ -667,9 +667,11 @@ class CEchoServer:
 
 
 class CUringEchoServer(CEchoServer):
-    """The reference echo server on io_uring: plain C, one thread, one
-    request in flight per connection (a recv into its buffer, then the send
-    of what came), one ``io_uring_enter`` per turn (``csrc/fio_echo_uring.h``).
+    """The reference echo server on io_uring: plain C, one thread; each
+    connection's recv into its buffer is answered by a send linked to the
+    next recv (``IOSQE_IO_LINK``), and one ``io_uring_enter`` per turn
+    submits and waits for one completion more than its sends
+    (``csrc/fio_echo_uring.h``).
 
     The interface and life cycle of ``CEchoServer`` (``name`` "c-uring");
     its ring is made in the serving thread and every request on it is
@@ -677,8 +679,8 @@ class CUringEchoServer(CEchoServer):
     """
 
     name: ClassVar[str] = "c-uring"
-    summary: ClassVar[str] = ("plain C io_uring echo server (csrc/fio_echo_uring.h), one request in flight "
-                              "per connection, one io_uring_enter per turn, GIL released")
+    summary: ClassVar[str] = ("plain C io_uring echo server (csrc/fio_echo_uring.h), each send linked to "
+                              "the next recv, one io_uring_enter per turn, GIL released")
     _entry: ClassVar[str] = "serve_uring"
 
     @classmethod

@@ -563,3 +563,51 @@ def test_uring_server_echoes_a_message_bigger_than_its_buffer_whole():
     assert bytes(got) == data
     assert s.stats["bytes"] == len(data) and s.stats["conn_errors"] == 0
 
+
+
+def test_peer_that_stops_reading_gets_every_byte_after_it_reads_again(server_class):
+    # The echo of 4 MB cannot fit the socket buffers while the client does
+    # not read: the server's send waits for room (c-uring: its linked recv
+    # waits behind it), then everything arrives whole and in order.
+    data = os.urandom(4 << 20)
+    with server_class() as s:
+        with socket.create_connection(s.address) as c:
+            c.settimeout(10)
+            sender = threading.Thread(target=c.sendall, args=(data,), daemon=True)
+            sender.start()
+            time.sleep(0.3)
+            got = bytearray()
+            while len(got) < len(data):
+                chunk = c.recv(1 << 20)
+                assert chunk
+                got += chunk
+            sender.join(10)
+    assert bytes(got) == data
+    assert s.stats["conn_errors"] == 0
+
+
+def test_stop_while_a_send_waits_for_room_is_prompt(server_class):
+    # A client that sends and never reads leaves the server's send waiting
+    # for room; stop() must still cancel it, reap everything and return.
+    before = open_fds()
+    s = server_class()
+    s.start()
+    c = socket.create_connection(s.address)
+    c.setblocking(False)
+    chunk = b"x" * 65536
+    sent = 0
+    deadline = time.monotonic() + 5
+    try:
+        while time.monotonic() < deadline and sent < 64 << 20:
+            try:
+                sent += c.send(chunk)
+            except BlockingIOError:
+                break   # both directions full: the server is stuck in its send
+        assert sent > 0
+        time.sleep(0.1)
+        start = time.monotonic()
+        s.stop(timeout=5)
+        assert time.monotonic() - start < 3
+    finally:
+        c.close()
+    assert open_fds() == before

@@ -448,7 +448,8 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
         "of every server thread (perf raw_syscalls tracepoint) per request, when the kernel allows it "
         "(all three: medians over the rounds). Ratio: the median over the rounds of req/s over the "
         "stdlib asyncio default loop's in the same round at the same connection count. 'c-epoll' and "
-        "'c-uring' are plain C servers (epoll; io_uring, one io_uring_enter per turn), the better of which "
+        "'c-uring' are plain C servers (epoll; io_uring, sends linked to the next recv, one "
+        "io_uring_enter per turn), the better of which "
         "is the ceiling a Python server is held to; 'nonblocking' busy-polls (a whole "
         "CPU even when idle), so at one connection it can answer faster than any server that waits."
     )

@@ -284,8 +284,9 @@ def serve(listen_fd, wake_fd):
 def serve_uring(listen_fd, wake_fd):
     """serve_uring(listen_fd, wake_fd) -> dict
 
-    ``serve`` on io_uring (``csrc/fio_echo_uring.h``): one request in flight
-    per connection, one ``io_uring_enter`` per turn. Every request is
+    ``serve`` on io_uring (``csrc/fio_echo_uring.h``): each connection's
+    recv is answered by a send linked to its next recv, and one
+    ``io_uring_enter`` per turn submits and waits. Every request is
     reaped and every connection closed on return; the two fds stay open.
     Returns the server's counters.
 
