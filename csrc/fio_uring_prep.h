@@ -23,7 +23,7 @@ enum {
     FIO_OP_FALLOCATE = 17, FIO_OP_OPENAT = 18, FIO_OP_CLOSE = 19, FIO_OP_STATX = 21,
     FIO_OP_READ = 22, FIO_OP_WRITE = 23, FIO_OP_SEND = 26, FIO_OP_RECV = 27,
     FIO_OP_SPLICE = 30, FIO_OP_SHUTDOWN = 34, FIO_OP_RENAMEAT = 35, FIO_OP_UNLINKAT = 36,
-    FIO_OP_MKDIRAT = 37, FIO_OP_SYMLINKAT = 38, FIO_OP_LINKAT = 39,
+    FIO_OP_MKDIRAT = 37, FIO_OP_SYMLINKAT = 38, FIO_OP_LINKAT = 39, FIO_OP_FTRUNCATE = 55,
 };
 
 #define FIO_IOSQE_BUFFER_SELECT (1U << 5)
@@ -78,6 +78,13 @@ FIO_INLINE void fio_prep_fsync(struct fio_io_uring_sqe *sqe, int fd, uint32_t fs
 FIO_INLINE void fio_prep_fallocate(struct fio_io_uring_sqe *sqe, int fd, int mode, uint64_t offset, uint64_t len)
 {
     fio_prep_rw(sqe, FIO_OP_FALLOCATE, fd, len, (uint32_t)mode, offset);
+}
+
+/* FTRUNCATE (Linux 6.9): the new length in off; addr, len and the op flags
+ * stay 0 (the kernel refuses anything else there with EINVAL). */
+FIO_INLINE void fio_prep_ftruncate(struct fio_io_uring_sqe *sqe, int fd, uint64_t length)
+{
+    fio_prep_rw(sqe, FIO_OP_FTRUNCATE, fd, 0, 0, length);
 }
 
 /* OPENAT: path is a NUL-terminated string the caller keeps alive until the

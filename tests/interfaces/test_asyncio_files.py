@@ -10,6 +10,7 @@ pipe gets."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import errno
 import io
 import os
@@ -455,6 +456,49 @@ def test_an_unknown_engine_is_refused(tmp_path, monkeypatch):
 
     monkeypatch.delenv("FASTIO_FILE_ENGINE")
     asyncio.run(go())
+
+
+def test_truncate_is_a_ring_request_where_the_kernel_has_ftruncate(backend, tmp_path):
+    uring_or_skip(backend)
+    loop = asyncio.new_event_loop()
+    try:
+        eng = engine_for(loop, "uring", ring_factory=backend.Ring)
+        if _fileengine.IORING_OP_FTRUNCATE not in eng.opcodes:
+            pytest.skip("this kernel's io_uring has no FTRUNCATE (Linux 6.9)")
+        on_thread = []
+        real_call = eng.thread.call
+
+        async def recording_call(func, *args):
+            on_thread.extend((func, *args))
+            return await real_call(func, *args)
+
+        eng.thread.call = recording_call
+        path = tmp_path / "f"
+        path.write_bytes(b"0123456789")
+        with builtins.open(path, "r+b") as ref:     # the built-in's errno for a size past the fs's limit
+            try:
+                os.ftruncate(ref.fileno(), 1 << 62)
+                too_big = None
+            except OSError as exc:
+                too_big = exc.errno
+
+        async def go():
+            async with fa.open(path, "r+b", engine="uring") as f:
+                assert await f.truncate(3) == 3
+                assert os.path.getsize(path) == 3
+                await f.seek(2)
+                assert await f.truncate() == 2
+                assert await f.truncate(1 << 20) == 1 << 20
+                if too_big is not None:
+                    with pytest.raises(OSError) as info:
+                        await f.truncate(1 << 62)
+                    assert info.value.errno == too_big
+
+        loop.run_until_complete(asyncio.wait_for(go(), TIMEOUT))
+        assert os.path.getsize(path) == 1 << 20
+        assert os.ftruncate not in on_thread
+    finally:
+        loop.close()
 
 
 def test_the_loop_ring_is_closed_with_the_loop(backend):

@@ -225,6 +225,35 @@ def test_path_operations_rename_unlink_mkdir_symlink_link(ring, tmp_path):
         ring.prep_linkat(AT_FDCWD, "a", AT_FDCWD, "b\0")
 
 
+def test_ftruncate_cuts_and_extends_the_file(ring, tmp_path):
+    if uring.IORING_OP_FTRUNCATE not in ring.probe():
+        pytest.skip("this kernel's io_uring has no FTRUNCATE (Linux 6.9)")
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        ring.prep_ftruncate(fd, 4)
+        assert wait_all(ring, 1)[0].res == 0
+        assert path.read_bytes() == b"0123"
+        ring.prep_ftruncate(fd, 1 << 20)
+        assert wait_all(ring, 1)[0].res == 0
+        assert os.fstat(fd).st_size == 1 << 20
+        ring.prep_ftruncate(fd, 1 << 63)               # negative as the kernel's loff_t
+        assert wait_all(ring, 1)[0].res == -errno.EINVAL
+    finally:
+        os.close(fd)
+    rfd = os.open(path, os.O_RDONLY)
+    try:
+        ring.prep_ftruncate(rfd, 0)                   # not open for writing
+        assert wait_all(ring, 1)[0].res in (-errno.EINVAL, -errno.EBADF)
+    finally:
+        os.close(rfd)
+    assert os.stat(path).st_size == 1 << 20
+    with pytest.raises(OverflowError):
+        ring.prep_ftruncate(0, -1)
+    assert ring.sq_ready == 0
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

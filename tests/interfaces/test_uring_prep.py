@@ -99,7 +99,7 @@ def test_fixed(ring):
         ring.prep_read_fixed(5, 0, 0, nbytes=4000, buf_offset=100)
 
 
-def test_fsync_fallocate_close_shutdown(ring):
+def test_fsync_fallocate_close_shutdown_ftruncate(ring):
     r1 = ring.prep_fsync(4, fsync_flags=uring.FSYNC_DATASYNC)
     expect(sqe_of(ring, 0), opcode=uring.IORING_OP_FSYNC, fd=4, op_flags=1, user_data=r1)
     r2 = ring.prep_fallocate(4, 1, 4096, 1 << 20)
@@ -109,6 +109,9 @@ def test_fsync_fallocate_close_shutdown(ring):
     expect(sqe_of(ring, 2), opcode=uring.IORING_OP_CLOSE, fd=9, user_data=r3)
     r4 = ring.prep_shutdown(9, socket.SHUT_WR)
     expect(sqe_of(ring, 3), opcode=uring.IORING_OP_SHUTDOWN, fd=9, len=socket.SHUT_WR, user_data=r4)
+    r5 = ring.prep_ftruncate(4, 1 << 40)
+    # the length in off, nothing in addr or len
+    expect(sqe_of(ring, 4), opcode=uring.IORING_OP_FTRUNCATE, fd=4, addr=0, len=0, off=1 << 40, user_data=r5)
 
 
 def test_openat_statx(ring):

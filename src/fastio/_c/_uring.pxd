@@ -206,7 +206,7 @@ cdef extern from "fio_uring_prep.h" nogil:
         FIO_OP_ASYNC_CANCEL, FIO_OP_LINK_TIMEOUT, FIO_OP_CONNECT, FIO_OP_FALLOCATE,
         FIO_OP_OPENAT, FIO_OP_CLOSE, FIO_OP_STATX, FIO_OP_READ, FIO_OP_WRITE,
         FIO_OP_SEND, FIO_OP_RECV, FIO_OP_SPLICE, FIO_OP_SHUTDOWN, FIO_OP_RENAMEAT,
-        FIO_OP_UNLINKAT, FIO_OP_MKDIRAT, FIO_OP_SYMLINKAT, FIO_OP_LINKAT
+        FIO_OP_UNLINKAT, FIO_OP_MKDIRAT, FIO_OP_SYMLINKAT, FIO_OP_LINKAT, FIO_OP_FTRUNCATE
     enum:
         FIO_IORING_RECVSEND_POLL_FIRST
     void fio_prep_rw(fio_io_uring_sqe *sqe, uint8_t op, int fd, uint64_t addr, uint32_t len, uint64_t off)
@@ -217,6 +217,7 @@ cdef extern from "fio_uring_prep.h" nogil:
                            uint64_t offset, uint16_t buf_index)
     void fio_prep_fsync(fio_io_uring_sqe *sqe, int fd, uint32_t fsync_flags)
     void fio_prep_fallocate(fio_io_uring_sqe *sqe, int fd, int mode, uint64_t offset, uint64_t len)
+    void fio_prep_ftruncate(fio_io_uring_sqe *sqe, int fd, uint64_t length)
     void fio_prep_openat(fio_io_uring_sqe *sqe, int dfd, const char *path, int flags, uint32_t mode)
     void fio_prep_close(fio_io_uring_sqe *sqe, int fd)
     void fio_prep_path2(fio_io_uring_sqe *sqe, uint8_t op, int fd, const char *path, uint32_t len,

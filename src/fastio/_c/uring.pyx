@@ -225,6 +225,19 @@ cdef class Ring(RingRegistry):
         fio_prep_fallocate(sqe, cfd, cmode, off, ln)
         return self.commit(idx, sqe, flags)
 
+    def prep_ftruncate(self, fd, length, *, user_data=None, flags=0):
+        """Queue an ftruncate of ``fd`` to ``length`` bytes (Linux 6.9: an
+        older kernel completes it with ``-EINVAL``; ``probe()`` tells). The
+        kernel always runs it on an io-wq thread. Matches
+        ``io_uring_prep_ftruncate(3)``."""
+        cdef int cfd = as_fd(fd)
+        cdef uint64_t ln = as_u64(length)
+        cdef uint32_t idx = self.new_slot(user_data, as_c_int(flags), False)
+        cdef fio_io_uring_sqe *sqe
+        sqe = self.sqe_for(idx)
+        fio_prep_ftruncate(sqe, cfd, ln)
+        return self.commit(idx, sqe, flags)
+
     def prep_openat(self, dfd, path, open_flags=0, mode=0o666, *, user_data=None, flags=0):
         """Queue an openat of ``path`` (str, bytes or path-like) relative to
         ``dfd`` (``os.open``'s ``dir_fd``; ``AT_FDCWD`` for the cwd); the new fd

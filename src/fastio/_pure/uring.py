@@ -188,6 +188,10 @@ class Ring(RingRegistry):
         return self._simple(_OP["IORING_OP_FALLOCATE"], as_fd(fd), _u64(length),
                             as_c_int(mode) & 0xFFFFFFFF, _as_offset(offset), 0, user_data, flags)
 
+    def prep_ftruncate(self, fd, length, *, user_data=None, flags=0):
+        """Queue an ftruncate (the length in off); see ``fastio._c.uring.Ring.prep_ftruncate``."""
+        return self._simple(_OP["IORING_OP_FTRUNCATE"], as_fd(fd), 0, 0, _u64(length), 0, user_data, flags)
+
     def prep_openat(self, dfd, path, open_flags=0, mode=0o666, *, user_data=None, flags=0):
         """Queue an openat; see ``fastio._c.uring.Ring.prep_openat``."""
         cdfd = as_c_int(dfd)

@@ -54,6 +54,8 @@ ENGINES = ("uring", "aio", "thread")
 
 #: io_uring's FSYNC_DATASYNC (fsync_flags of IORING_OP_FSYNC)
 FSYNC_DATASYNC = 1
+#: the opcode of ftruncate, which not every kernel's io_uring has (probe())
+IORING_OP_FTRUNCATE = 55
 #: statx(2)
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
@@ -267,6 +269,11 @@ class KernelFiles:
         """Ask the kernel to cancel request ``ud``: True if its completion is
         still to come, False if the engine is closed (its requests drained)."""
         raise NotImplementedError
+
+    async def ftruncate(self, fd: int, size: int) -> int:
+        """``ftruncate(2)`` (0 or ``-errno``), on a thread: the kernel
+        engine has no request for it."""
+        return await self.thread.call(errno_of, os.ftruncate, fd, size)  # type: ignore[no-any-return]
 
     async def read(self, fd: int, buf: Any, offset: int, direct: bool = False) -> int:
         raise NotImplementedError
@@ -628,6 +635,15 @@ class UringFiles(KernelFiles):
         self.check()
         fut = self.loop.create_future()
         ud = getattr(self.ring, "prep_" + name)(*args, user_data=fut)
+        return await self.complete(fut, ud)
+
+    async def ftruncate(self, fd: int, size: int) -> int:
+        """``IORING_OP_FTRUNCATE`` where this kernel has it (6.9), a thread otherwise."""
+        if IORING_OP_FTRUNCATE not in self.opcodes:
+            return await super().ftruncate(fd, size)
+        self.check()
+        fut = self.loop.create_future()
+        ud = self.ring.prep_ftruncate(fd, size, user_data=fut)
         return await self.complete(fut, ud)
 
     async def fallocate(self, fd: int, mode: int, offset: int, length: int) -> int:

@@ -667,7 +667,11 @@ class AsyncBinaryFile(AsyncFile):
             size = self._position() - len(self._rbuf)
         if size < 0:
             raise OSError(_errno.EINVAL, os.strerror(_errno.EINVAL))
-        await self._eng.thread.call(os.ftruncate, self._fd, size)
+        if size >= 1 << 63:     # (off_t's range, as os.ftruncate refuses it)
+            raise OverflowError("Python int too large to convert to C long")
+        res = await self._eng.ftruncate(self._fd, size)
+        if res < 0:
+            raise self._err(res)
         return size
 
     async def fsync(self) -> None:
