@@ -36,6 +36,7 @@ import errno as _errno
 import functools
 import io
 import locale
+import operator
 import os
 import stat as _stat
 import sys
@@ -306,7 +307,7 @@ async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], e
         raise
     if binary:
         return raw
-    return AsyncTextFile(raw, encoding, errors, newline, mode)
+    return AsyncTextFile(raw, encoding, errors, newline, mode, line_buffering=buffering == 1)
 
 
 def _binary_mode(mode: str) -> str:
@@ -353,6 +354,10 @@ class AsyncFile:
     @property
     def closed(self) -> bool:
         raise NotImplementedError
+
+    async def isatty(self) -> bool:
+        """Whether the file is a terminal (``ValueError`` once closed)."""
+        return os.isatty(self.fileno())
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self
@@ -437,11 +442,15 @@ class AsyncBinaryFile(AsyncFile):
         self._check_open()
         return self._readable
 
-    def writable(self) -> bool:
+    async def writable(self) -> bool:
+        """Whether the file was opened for writing (a coroutine, as in
+        aiofiles, where ``readable()`` is a plain call)."""
         self._check_open()
         return self._writable
 
-    def seekable(self) -> bool:
+    async def seekable(self) -> bool:
+        """True: a kernel-engine file is a regular file or a block device
+        (a coroutine, as in aiofiles)."""
         self._check_open()
         return True
 
@@ -509,6 +518,18 @@ class AsyncBinaryFile(AsyncFile):
         if got < size and self._pos == off + size:
             self._pos = off + got       # short (EOF): the position is where it ended
         return data
+
+    @_in_turn
+    async def peek(self, size: int = 0) -> bytes:
+        """Bytes at the position, the position left where it is: what was
+        read ahead, or else one kernel read of ``io.DEFAULT_BUFFER_SIZE``
+        bytes, kept for the reads that follow. As the built-in's, it may
+        be more or fewer than ``size`` (b"" at EOF)."""
+        operator.index(size)    # (TypeError for a float, as the built-in)
+        self._check_readable()
+        if not self._rbuf:
+            self._rbuf = await self._read_at_pos(io.DEFAULT_BUFFER_SIZE, full=False)
+        return self._rbuf
 
     @_in_turn
     async def read1(self, size: int = -1) -> bytes:
@@ -799,7 +820,7 @@ class AsyncTextFile(AsyncFile):
     ``AsyncBinaryFile``, decoded and encoded here."""
 
     def __init__(self, raw: AsyncBinaryFile, encoding: Optional[str], errors: Optional[str],
-                 newline: Optional[str], mode: str) -> None:
+                 newline: Optional[str], mode: str, line_buffering: bool = False) -> None:
         encoding = _encoding_name(encoding)
         codecs.lookup(encoding)     # LookupError for an unknown one, as the built-in
         self._plain_flags = _initial_codec_flags(encoding, newline)
@@ -810,6 +831,9 @@ class AsyncTextFile(AsyncFile):
         self.encoding = encoding
         self.errors = errors if errors is not None else "strict"
         self.newlines_arg = newline
+        #: ``buffering=1`` was asked for (as the built-in's attribute; every
+        #: write reaches the kernel when awaited, whole lines or not)
+        self.line_buffering = line_buffering
         self._readnl = newline
         self._writenl = newline if newline else (os.linesep if newline is None else None)
         self._decoder: Any = None
@@ -846,11 +870,11 @@ class AsyncTextFile(AsyncFile):
     def readable(self) -> bool:
         return self.buffer.readable()
 
-    def writable(self) -> bool:
-        return self.buffer.writable()
+    async def writable(self) -> bool:
+        return await self.buffer.writable()
 
-    def seekable(self) -> bool:
-        return self.buffer.seekable()
+    async def seekable(self) -> bool:
+        return await self.buffer.seekable()
 
     @property
     def newlines(self) -> Any:
@@ -1156,14 +1180,14 @@ class AsyncThreadFile(AsyncFile):
     def readable(self) -> bool:
         return bool(self._f.readable())
 
-    def writable(self) -> bool:
+    async def writable(self) -> bool:
         return bool(self._f.writable())
 
-    def seekable(self) -> bool:
+    async def seekable(self) -> bool:
         return bool(self._f.seekable())
 
     def __getattr__(self, attr: str) -> Any:
-        if attr in ("encoding", "errors", "newlines", "buffer"):
+        if attr in ("encoding", "errors", "newlines", "buffer", "line_buffering"):
             return getattr(self._f, attr)
         raise AttributeError(attr)
 
@@ -1176,6 +1200,9 @@ class AsyncThreadFile(AsyncFile):
 
     async def read1(self, size: int = -1) -> Any:
         return await self._call("read1", size)
+
+    async def peek(self, size: int = 0) -> bytes:
+        return await self._call("peek", size)  # type: ignore[no-any-return]
 
     async def readall(self) -> Any:
         return await self._call("read", -1)
