@@ -5,6 +5,7 @@ from typing import Any, Callable, Optional
 from typing_extensions import disjoint_base
 
 def pread_nowait(fd: int, n: int, offset: int) -> Optional[bytes]: ...
+def fs_type(fd: int) -> int: ...
 
 @disjoint_base
 class FileCore:

@@ -8,7 +8,9 @@ buffer the caller made: a ``bytearray`` that is zeroed first and copied into
 ``bytes`` after, two passes over fresh memory that cost more than the read
 itself for large sizes (about 2 ms per MiB against 0.15 ms for ``os.pread``
 on this project's test machine). Here the kernel copies straight into the
-``bytes`` object returned, as ``os.pread`` does."""
+``bytes`` object returned, as ``os.pread`` does. ``fs_type()``: the file
+system a file is on, which tells the engine a procfs or sysfs file (whose
+reads the kernel cannot do asynchronously) from the others."""
 
 import asyncio
 
@@ -19,7 +21,7 @@ from fastio._c._aio cimport FIO_RWF_NOWAIT
 from fastio._c._loop_core cimport LoopCore
 from fastio._c._sys cimport fio_fork_generation, fio_fork_init
 
-from libc.errno cimport EAGAIN
+from libc.errno cimport EAGAIN, errno
 from libc.string cimport strerror
 
 
@@ -67,6 +69,27 @@ def pread_nowait(int fd, Py_ssize_t n, long long offset):
     result = <object>raw    # (a new reference: the one from fio_bytes_new is dropped next)
     Py_DECREF(result)
     return result
+
+
+cdef extern from "<sys/vfs.h>" nogil:
+    struct statfs:
+        long f_type     # (__fsword_t: a long on every architecture fastio builds for)
+    int fstatfs(int fd, statfs *buf)
+
+
+def fs_type(int fd):
+    """fs_type(fd) -> int
+
+    The magic number of the file system ``fd``'s file is on (``fstatfs(2)``'s
+    ``f_type``, as ``linux/magic.h`` names them: ``0x9fa0`` procfs ...);
+    ``OSError`` for a bad fd."""
+    cdef statfs st
+    cdef int rc
+    with nogil:
+        rc = fstatfs(fd, &st)
+    if rc != 0:
+        raise OSError(errno, strerror(errno).decode())
+    return <unsigned int>st.f_type
 
 
 # The largest cached read made without releasing the GIL (16 KiB: 1-2 us).

@@ -475,6 +475,10 @@ class UringFiles(KernelFiles):
         self.fd = self.ring.fileno()
         self.opcodes = frozenset(self.ring.probe())     # what this kernel's io_uring can do
         self.nowait = hasattr(os, "RWF_NOWAIT")         # reads try preadv2(RWF_NOWAIT) first
+        # fds whose file system refuses RWF_NOWAIT (EOPNOTSUPP: tmpfs on
+        # Linux 6.18, for one): their reads go straight to the ring, and the
+        # other files keep the try
+        self.no_nowait: set[int] = set()
         self.backend = "pure" if type(self.ring).__module__.startswith("fastio._pure") else "c"
         self.pread_nowait = _backend.load("_fileio", self.backend).pread_nowait
 
@@ -523,7 +527,7 @@ class UringFiles(KernelFiles):
         not read (nothing, or the part not cached) goes to the ring."""
         self.check()    # (first: a forked child or another loop is refused whether or not the cache has it)
         done = 0
-        if self.nowait and offset >= 0 and not direct:
+        if self.nowait and offset >= 0 and not direct and fd not in self.no_nowait:
             try:
                 done = os.preadv(fd, (buf,), offset, os.RWF_NOWAIT)
             except BlockingIOError:
@@ -531,7 +535,7 @@ class UringFiles(KernelFiles):
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     return -exc.errno   # (as the ring would report it: ESPIPE, EBADF ...)
-                self.nowait = False     # (a file system without it: the ring only, from now on)
+                self.no_nowait.add(fd)  # (a file system without it: this file's reads go to the ring)
             else:
                 n = memoryview(buf).nbytes
                 if done == n or done == 0 and n > 0 or _at_end(fd, offset + done):
@@ -554,13 +558,16 @@ class UringFiles(KernelFiles):
         head = b""
         if direct:
             return await self.read_aligned(fd, n, offset)
-        if self.nowait and offset >= 0 and n > 0:
+        if self.nowait and offset >= 0 and n > 0 and fd not in self.no_nowait:
             try:
                 got = self.pread_nowait(fd, n, offset)    # (None: not cached)
             except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                if exc.errno == errno.ENOSYS:
+                    self.nowait = False         # (no preadv2 in this build: for no file)
+                elif exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                    self.no_nowait.add(fd)      # (this file's file system cannot)
+                else:
                     raise
-                self.nowait = False
                 got = None
             if got is not None:
                 if len(got) == n or not got or _at_end(fd, offset + len(got)):
@@ -602,6 +609,7 @@ class UringFiles(KernelFiles):
         """``IORING_OP_CLOSE`` of ``fd``; ``close(2)`` here where the ring
         cannot take it (a forked child, another loop, a closed ring): an fd
         is never left open."""
+        self.no_nowait.discard(fd)
         try:
             self.check()
             fut = self.loop.create_future()
@@ -651,6 +659,35 @@ class UringFiles(KernelFiles):
         fut = self.loop.create_future()
         ud = self.ring.prep_fallocate(fd, mode, offset, length, user_data=fut)
         return await self.complete(fut, ud)
+
+
+#: linux/magic.h: the file systems whose files have no pages to wait for
+#: but content the kernel makes on each read, synchronously (procfs,
+#: sysfs, debugfs, tracefs, cgroup, cgroup2, securityfs, configfs,
+#: efivarfs, bpf, pstore): their files get the thread engine
+PSEUDO_FS = frozenset({0x9FA0, 0x62656572, 0x64626720, 0x74726163, 0x27E0EB, 0x63677270, 0x73636673,
+                       0x62656570, 0xDE5E81E4, 0xCAFE4A11, 0x6165676C})
+
+
+def refuses_nowait(fd: int) -> bool:
+    """Whether ``fd``'s file system refuses ``preadv2(RWF_NOWAIT)``
+    (EOPNOTSUPP, which the kernel answers before it reads anything): one
+    1-byte try. Its reads are then never non-blocking in the kernel."""
+    if not hasattr(os, "RWF_NOWAIT"):
+        return False
+    try:
+        os.preadv(fd, (bytearray(1),), 0, os.RWF_NOWAIT)
+    except OSError as exc:
+        return exc.errno == errno.EOPNOTSUPP
+    return False
+
+
+def on_pseudo_fs(fd: int) -> bool:
+    """Whether ``fd`` is a file of procfs, sysfs or another of ``PSEUDO_FS``."""
+    try:
+        return _backend.load("_fileio").fs_type(fd) in PSEUDO_FS
+    except OSError:
+        return False
 
 
 def _at_end(fd: int, offset: int) -> bool:
