@@ -7,7 +7,6 @@ backends. aiofiles itself is the oracle (the test extra installs it)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from types import ModuleType
 
@@ -15,35 +14,15 @@ import pytest
 
 import fastio.asyncio as fa
 import fastio.asyncio.os as aos
-from fastio.asyncio._fileengine import engine_for
+
+from test_asyncio_files import engine, run_on  # noqa: F401
 
 aiofiles = pytest.importorskip("aiofiles", reason="aiofiles is not installed (the test extra brings it)")
 import aiofiles.os  # noqa: E402
 
-TIMEOUT = 10.0
 # What aiofiles' file objects have and ours do not, and why: both hand out the
 # synchronous built-in file underneath, which a kernel-engine file has none of.
 NOT_OURS = {"detach", "raw"}
-
-
-@pytest.fixture(params=["uring", "aio", "thread"])
-def engine(request, backend):
-    kernel = {"uring": backend.uring, "aio": backend.aio}.get(request.param)
-    if kernel is not None and not kernel.available():
-        pytest.skip(f"{request.param} unusable here: {kernel.why_unavailable()}")
-    return request.param
-
-
-def run(backend, engine, coro_fn, loop_factory=asyncio.new_event_loop):
-    loop = loop_factory()
-    try:
-        if engine == "uring":
-            engine_for(loop, "uring", ring_factory=backend.Ring)
-        elif engine == "aio":
-            engine_for(loop, "aio", context_factory=backend.aio.Context)
-        return loop.run_until_complete(asyncio.wait_for(coro_fn(), TIMEOUT))
-    finally:
-        loop.close()
 
 
 def public(obj):
@@ -60,7 +39,7 @@ def test_every_public_name_of_an_aiofiles_file_is_on_ours(backend, engine, tmp_p
             assert ours.engine == engine
             return {n for n in public(theirs) - NOT_OURS if not hasattr(ours, n)}
 
-    assert run(backend, engine, go) == set()
+    assert run_on(backend, engine, go) == set()
 
 
 def test_every_name_of_aiofiles_os_and_its_path_is_on_ours():
@@ -123,12 +102,8 @@ async def program(open_, os_, root):
 def test_an_aiofiles_program_runs_unchanged(backend, engine, tmp_path):
     (tmp_path / "aiofiles").mkdir()
     (tmp_path / "fastio").mkdir()
-    theirs = run(backend, engine, lambda: program(aiofiles.open, aiofiles.os, str(tmp_path / "aiofiles")))
-
-    def ours_open(*args, **kwargs):
-        return fa.open(*args, engine=engine, **kwargs)
-
-    ours = run(backend, engine, lambda: program(ours_open, aos, str(tmp_path / "fastio")))
+    theirs = run_on(backend, engine, lambda: program(aiofiles.open, aiofiles.os, str(tmp_path / "aiofiles")))
+    ours = run_on(backend, engine, lambda: program(fa.open, aos, str(tmp_path / "fastio")))
     assert ours == theirs
     assert len(theirs) == 13     # (both missing-file errors among them)
 
@@ -137,7 +112,7 @@ def test_an_aiofiles_program_runs_unchanged_on_fastios_loop(backend, tmp_path):
     # (fa.Loop: the compiled loop on the c backend, the selector loop on pure)
     (tmp_path / "aiofiles").mkdir()
     (tmp_path / "fastio").mkdir()
-    theirs = run(backend, "thread", lambda: program(aiofiles.open, aiofiles.os, str(tmp_path / "aiofiles")),
-                 fa.Loop)
-    ours = run(backend, "uring", lambda: program(fa.open, aos, str(tmp_path / "fastio")), fa.Loop)
+    theirs = run_on(backend, "thread", lambda: program(aiofiles.open, aiofiles.os, str(tmp_path / "aiofiles")),
+                    fa.Loop)
+    ours = run_on(backend, "uring", lambda: program(fa.open, aos, str(tmp_path / "fastio")), fa.Loop)
     assert ours == theirs

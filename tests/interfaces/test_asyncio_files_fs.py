@@ -19,7 +19,7 @@ import fastio.asyncio as fa
 from fastio.asyncio import _fileengine
 from fastio.asyncio._fileengine import engine_for
 
-TIMEOUT = 10.0
+from test_asyncio_files import aio_or_skip, run_on, uring_or_skip
 PROC_SUPER_MAGIC = 0x9FA0
 SYSFS_MAGIC = 0x62656572
 TMPFS_MAGIC = 0x01021994
@@ -27,24 +27,6 @@ TMPFS_MAGIC = 0x01021994
 
 def fs_type_of(backend):
     return importlib.import_module(f"fastio._{backend.name}._fileio").fs_type
-
-
-def kernel_engine_or_skip(backend, name):
-    kernel = backend.uring if name == "uring" else backend.aio
-    if not kernel.available():
-        pytest.skip(f"{name} unusable here: {kernel.why_unavailable()}")
-
-
-def run(backend, engine, coro_fn):
-    loop = asyncio.new_event_loop()
-    try:
-        if engine == "uring":
-            engine_for(loop, "uring", ring_factory=backend.Ring)
-        else:
-            engine_for(loop, "aio", context_factory=backend.aio.Context)
-        return loop.run_until_complete(asyncio.wait_for(coro_fn(loop), TIMEOUT))
-    finally:
-        loop.close()
 
 
 class CountingRing:
@@ -93,17 +75,17 @@ def test_fs_type_names_the_file_system(backend, tmp_path):
 @pytest.mark.parametrize("path", ["/proc/sys/kernel/ostype", "/proc/self/mounts",
                                   "/sys/kernel/mm/transparent_hugepage/enabled"])
 def test_a_procfs_or_sysfs_file_gets_the_thread_engine(backend, engine, path):
-    kernel_engine_or_skip(backend, engine)
+    (uring_or_skip if engine == "uring" else aio_or_skip)(backend)
     if not os.path.exists(path):
         pytest.skip(f"{path} is not on this kernel")
     with open(path, "rb") as f:
         want = f.read()
 
-    async def go(loop):
+    async def go():
         async with fa.open(path, "rb", engine=engine) as f:
             return f.engine, await f.read()
 
-    got_engine, got = run(backend, engine, go)
+    got_engine, got = run_on(backend, engine, go)
     assert got_engine == "thread"
     if "self" not in path:      # (/proc/self/* is the reading process's: the same process here, but it may move)
         assert got == want
@@ -115,7 +97,7 @@ def test_a_file_system_without_rwf_nowait_leaves_the_try_on_for_the_other_files(
     # Regression: a read of one tmpfs file (EOPNOTSUPP for RWF_NOWAIT) switched
     # the page-cache try off for every file of the loop, so every later
     # cached read went round the ring.
-    kernel_engine_or_skip(backend, "uring")
+    uring_or_skip(backend)
     if not os.path.isdir("/dev/shm"):
         pytest.skip("no /dev/shm (tmpfs) on this machine")
     shm_fd, shm_path = tempfile.mkstemp(dir="/dev/shm")
@@ -133,8 +115,8 @@ def test_a_file_system_without_rwf_nowait_leaves_the_try_on_for_the_other_files(
         finally:
             os.close(fd)
 
-        async def go(loop):
-            eng = engine_for(loop, "uring")
+        async def go():
+            eng = engine_for(asyncio.get_running_loop(), "uring")
             eng.ring = ring = CountingRing(eng.ring)
             async with fa.open(shm_path, "rb", engine="uring") as t, fa.open(regular, "rb", engine="uring") as r:
                 assert t.engine == r.engine == "uring"
@@ -156,7 +138,7 @@ def test_a_file_system_without_rwf_nowait_leaves_the_try_on_for_the_other_files(
                 got = await eng.read_bytes(r.fileno(), 4096, 4096)
                 return got, ring.reads - before
 
-        assert run(backend, "uring", go) == (data[4096:], 0)
+        assert run_on(backend, "uring", go) == (data[4096:], 0)
     finally:
         os.close(shm_fd)
         os.unlink(shm_path)

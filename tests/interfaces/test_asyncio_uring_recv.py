@@ -205,6 +205,33 @@ def test_nothing_is_delivered_while_paused_and_all_of_it_after(loop, sockpair):
     assert run(loop, main()) == b"first-while-paused-1-while-paused-2-after"
 
 
+def test_the_buffers_of_one_turn_are_one_data_received(loop, sockpair):
+    # A readiness loop reads what a socket holds in one recv() (the stdlib's
+    # up to 256 KiB); the ring fills 16 KiB buffers, and what several of
+    # them hold when the loop delivers is one data_received, not one each
+    # (an echo protocol would make a write per buffer).
+    a, b = sockpair
+    payload = os.urandom(100 * 1024)
+
+    async def main():
+        transport, p = await accepted(loop, a)
+        transport.pause_reading()
+        b.sendall(payload)
+        for _ in range(20):
+            await asyncio.sleep(0.005)      # (the kernel's buffers fill meanwhile, or the socket's)
+        transport.resume_reading()
+        for _ in range(400):
+            if len(p.data) >= len(payload):
+                break
+            await asyncio.sleep(0.005)
+        transport.close()
+        return bytes(p.data), [e for e in p.events if e[0] == "data"]
+
+    data, calls = run(loop, main())
+    assert data == payload
+    assert len(calls) <= 2, calls        # (7 buffers' worth: one call, or two if the last came late)
+
+
 def test_pause_inside_data_received_stops_delivery_at_once(loop, sockpair):
     a, b = sockpair
 

@@ -123,6 +123,15 @@ def deliver(RecvState st):
                 return
             item = backlog.popleft()
             if type(item) is bytes:
+                if backlog and type(backlog[0]) is bytes:
+                    # Several recv buffers of one stream came in this turn:
+                    # one data_received for them all, as a readiness loop's
+                    # one large recv() gives (a 100 KiB message is 7 of the
+                    # 16 KiB buffers, and an echo protocol's 7 writes).
+                    parts = [item]
+                    while backlog and type(backlog[0]) is bytes:
+                        parts.append(backlog.popleft())
+                    item = b"".join(parts)
                 if isinstance(transport._protocol, _BufferedProtocol):
                     # set_protocol() (start_tls, say) made it a BufferedProtocol
                     # after its reads became the recv's: copied into its buffer.
