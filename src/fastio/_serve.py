@@ -14,7 +14,7 @@ def registry() -> dict[str, Any]:
     from fastio import loadgen, models
 
     out = dict(models.MODELS)
-    for server in (loadgen.CEchoServer, loadgen.CUringEchoServer):
+    for server in (loadgen.CEchoServer, loadgen.CUringEchoServer, loadgen.CThreadsEchoServer):
         out[server.name] = server
     return out
 

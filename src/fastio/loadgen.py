@@ -70,7 +70,8 @@ from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, Optional, Sequence, Tuple, Union
 
-__all__ = ["LoadResult", "run", "run_process", "CEchoServer", "CUringEchoServer", "main", "ERROR_KEYS", "LATENCY_KEYS"]
+__all__ = ["LoadResult", "run", "run_process", "CEchoServer", "CUringEchoServer", "CThreadsEchoServer", "main",
+           "ERROR_KEYS", "LATENCY_KEYS"]
 
 Address = Union[Tuple[str, int], str]
 
@@ -693,6 +694,23 @@ class CUringEchoServer(CEchoServer):
         from fastio import _backend
 
         return _backend.load("uring", "c").why_unavailable()
+
+
+class CThreadsEchoServer(CEchoServer):
+    """The reference echo server in the blocking model: plain C, a thread
+    per connection, each a blocking ``recv`` answered by a blocking ``send``
+    (two system calls per request, the fewest an echo can make), the
+    serving thread accepting (``csrc/fio_echo_threads.h``). The ceiling at
+    few connections; with many, each request is a thread wake-up.
+
+    The interface and life cycle of ``CEchoServer`` (``name`` "c-threads");
+    ``stop()`` shuts every connection down and joins its thread.
+    """
+
+    name: ClassVar[str] = "c-threads"
+    summary: ClassVar[str] = ("plain C echo server, a thread per connection doing blocking recv and send "
+                              "(csrc/fio_echo_threads.h), GIL released")
+    _entry: ClassVar[str] = "serve_threads"
 
 
 def _remove_socket_file(path: str) -> None:

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from fastio import loadgen
-from fastio.loadgen import ERROR_KEYS, LATENCY_KEYS, CEchoServer, CUringEchoServer, LoadResult
+from fastio.loadgen import ERROR_KEYS, LATENCY_KEYS, CEchoServer, CThreadsEchoServer, CUringEchoServer, LoadResult
 
 SHORT = dict(duration=0.3, warmup=0.05, timeout=2.0)
 
@@ -182,9 +182,10 @@ def check_consistent(r: LoadResult, *, duration: float | None = None):
         assert duration <= r.elapsed < duration + 1.0  # ends at the first wakeup past it
 
 
-@pytest.fixture(scope="module", params=[CEchoServer, CUringEchoServer], ids=["c-epoll", "c-uring"])
+@pytest.fixture(scope="module", params=[CEchoServer, CUringEchoServer, CThreadsEchoServer],
+                ids=["c-epoll", "c-uring", "c-threads"])
 def server_class(request):
-    """Each of the two C reference servers (epoll, io_uring)."""
+    """Each of the C reference servers (epoll, io_uring, a thread per connection)."""
     why = request.param.why_unavailable()
     if why is not None:
         pytest.skip(f"{request.param.name} cannot run here: {why}")
@@ -488,7 +489,8 @@ def test_server_interface_and_cleanup(server_class):
     before = open_fds()
     threads = threading.active_count()
     s = server_class(("127.0.0.1", 0))
-    assert s.model == "reference" and s.name == {CEchoServer: "c-epoll", CUringEchoServer: "c-uring"}[server_class]
+    assert s.model == "reference"
+    assert s.name == {CEchoServer: "c-epoll", CUringEchoServer: "c-uring", CThreadsEchoServer: "c-threads"}[server_class]
     assert s.summary and server_class.why_unavailable() is None
     with pytest.raises(RuntimeError):
         s.address

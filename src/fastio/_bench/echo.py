@@ -52,7 +52,7 @@ from fastio._serve import registry as _registry
 
 BASELINE = "asyncio"
 #: The plain C servers: the best of them is the ceiling a Python server is held to.
-CEILINGS = ("c-epoll", "c-uring")
+CEILINGS = ("c-epoll", "c-uring", "c-threads")
 SIZE = 64
 DEFAULT_CONNECTIONS = [1, 64]
 DEFAULT_ROUNDS = 5
@@ -447,9 +447,9 @@ def run(options: Options, progress: Callable[[str], None]) -> Part:
         "user+system time over a round's window (warmup included); syscalls/op counts every system call "
         "of every server thread (perf raw_syscalls tracepoint) per request, when the kernel allows it "
         "(all three: medians over the rounds). Ratio: the median over the rounds of req/s over the "
-        "stdlib asyncio default loop's in the same round at the same connection count. 'c-epoll' and "
-        "'c-uring' are plain C servers (epoll; io_uring, sends linked to the next recv, one "
-        "io_uring_enter per turn), the better of which "
+        "stdlib asyncio default loop's in the same round at the same connection count. 'c-epoll', "
+        "'c-uring' and 'c-threads' are plain C servers (epoll; io_uring, sends linked to the next recv, one "
+        "io_uring_enter per turn; a thread per connection, blocking recv and send), the best of which "
         "is the ceiling a Python server is held to; 'nonblocking' busy-polls (a whole "
         "CPU even when idle), so at one connection it can answer faster than any server that waits."
     )

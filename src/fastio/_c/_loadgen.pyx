@@ -121,6 +121,11 @@ cdef extern from "fio_echo_uring.h" nogil:
                              int (*interrupted)(void *arg) noexcept nogil, void *arg)
 
 
+cdef extern from "fio_echo_threads.h" nogil:
+    int fio_echo_threads_serve(int listen_fd, int wake_fd, fio_echo_stats *st,
+                               int (*interrupted)(void *arg) noexcept nogil, void *arg)
+
+
 cdef extern from "Python.h":
     # Declared without an exception spec: called under `with gil` from C,
     # the exception it may set stays pending and is raised once the run
@@ -272,13 +277,7 @@ def serve(listen_fd, wake_fd):
 
     :raises OSError: setup failed or the listener became unusable.
     """
-    cdef int lfd = as_fd(listen_fd)
-    cdef int wfd = as_fd(wake_fd)
-    cdef fio_echo_stats st
-    cdef int ret
-    with nogil:
-        ret = fio_echo_serve(lfd, wfd, &st, interrupted, NULL)
-    return served(ret, &st)
+    return run_server(fio_echo_serve, listen_fd, wake_fd)
 
 
 def serve_uring(listen_fd, wake_fd):
@@ -294,12 +293,35 @@ def serve_uring(listen_fd, wake_fd):
         ``kernel.io_uring_disabled`` refuses it), or the listener became
         unusable.
     """
+    return run_server(fio_echo_uring_serve, listen_fd, wake_fd)
+
+
+def serve_threads(listen_fd, wake_fd):
+    """serve_threads(listen_fd, wake_fd) -> dict
+
+    ``serve`` in the blocking model (``csrc/fio_echo_threads.h``): a thread
+    per connection, each a blocking recv answered by a blocking send. Every
+    connection is closed and every thread joined on return; the two fds
+    stay open. Returns the server's counters.
+
+    :raises OSError: setup failed or the listener became unusable.
+    """
+    return run_server(fio_echo_threads_serve, listen_fd, wake_fd)
+
+
+ctypedef int (*serve_fn)(int listen_fd, int wake_fd, fio_echo_stats *st,
+                        int (*interrupted)(void *arg) noexcept nogil, void *arg) noexcept nogil
+
+
+cdef dict run_server(serve_fn serve, listen_fd, wake_fd):
+    """One of the C servers on ``listen_fd`` until ``wake_fd`` is readable,
+    the GIL released: its counters, or its error raised."""
     cdef int lfd = as_fd(listen_fd)
     cdef int wfd = as_fd(wake_fd)
     cdef fio_echo_stats st
     cdef int ret
     with nogil:
-        ret = fio_echo_uring_serve(lfd, wfd, &st, interrupted, NULL)
+        ret = serve(lfd, wfd, &st, interrupted, NULL)
     return served(ret, &st)
 
 
