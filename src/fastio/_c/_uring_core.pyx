@@ -41,6 +41,7 @@ cdef extern from "Python.h":
 
 cdef long long DRAIN_LIMIT_NS = 10000000000LL   # close(): give up (leak) after 10 s
 cdef long long DRAIN_STEP_NS = 100000000LL      # and re-check every 100 ms
+cdef long long SQ_WAIT_LIMIT_NS = 10000000000LL  # a full SQ under SQPOLL: wait up to 10 s for the SQ thread
 
 if fio_fork_init() != 0:
     raise ImportError("pthread_atfork failed: fastio cannot detect fork()")
@@ -462,13 +463,20 @@ cdef class RingCore:
         """A free SQE; on a full SQ, submit first (documented rule), but never
         the open link chain at the end of the queue: the kernel ends a chain
         at the end of a submission, so it would run split. A chain that
-        fills the whole SQ raises OSError(EBUSY)."""
+        fills the whole SQ raises OSError(EBUSY).
+
+        With SQPOLL the kernel thread frees entries when it gets to them:
+        ENTER_SQ_WAIT sleeps until one is free, but returns early, with no
+        error, when a signal or task work is pending for this thread, so it
+        is repeated (handlers run between) until an entry frees or
+        SQ_WAIT_LIMIT_NS has passed."""
         cdef fio_io_uring_sqe *sqe = fio_ring_get_sqe(&self.ring)
-        cdef int ret, attempt
+        cdef int ret, attempt = 0
         cdef uint32_t start
+        cdef long long deadline = 0, now
         if sqe != NULL:
             return sqe
-        for attempt in range(3):
+        while True:
             start = fio_ring_open_chain_start(&self.ring)
             if start != self.ring.sq.sqe_tail and self.ring.sq.sqe_tail - start >= fio_ring_sq_ready(&self.ring):
                 raise OSError(EBUSY, f"the submission queue ({self.sq_entries} entries) is full with one open "
@@ -478,13 +486,23 @@ cdef class RingCore:
             sqe = fio_ring_get_sqe(&self.ring)
             if sqe != NULL:
                 return sqe
-            if self.ring.flags & FIO_IORING_SETUP_SQPOLL:
-                ret = self.enter(0, 0, FIO_IORING_ENTER_SQ_WAIT, -1)
-                if ret < 0 and ret != -EINTR:
-                    raise_errno(-ret)
-                sqe = fio_ring_get_sqe(&self.ring)
-                if sqe != NULL:
-                    return sqe
+            if not self.ring.flags & FIO_IORING_SETUP_SQPOLL:
+                attempt += 1
+                if attempt == 3:
+                    break
+                continue
+            now = fio_monotonic_ns()
+            if deadline == 0:
+                deadline = now + SQ_WAIT_LIMIT_NS
+            elif now > deadline:
+                break
+            ret = self.enter(0, 0, FIO_IORING_ENTER_SQ_WAIT | FIO_IORING_ENTER_SQ_WAKEUP, -1)
+            if ret < 0 and ret != -EINTR:
+                raise_errno(-ret)
+            PyErr_CheckSignals()
+            sqe = fio_ring_get_sqe(&self.ring)
+            if sqe != NULL:
+                return sqe
         raise OSError(EBUSY, "the submission queue is full and the kernel takes no more "
                       "requests now; reap completions, then queue again")
 

@@ -18,6 +18,7 @@ import mmap
 import os
 import platform
 import threading
+import time
 import warnings
 
 from fastio._errors import UnsupportedError
@@ -43,6 +44,7 @@ _c_long = ctypes.c_long
 _syscall = _libc.syscall
 _OP = abi.OPCODES
 _DRAIN_LIMIT_NS = 10_000_000_000
+_SQ_WAIT_LIMIT_NS = 10_000_000_000   # a full SQ under SQPOLL: wait up to 10 s for the SQ thread
 _DRAIN_STEP_NS = 100_000_000
 
 # Ring state (registered buffers, buffer rings) the kernel may still write
@@ -345,8 +347,6 @@ class RingCore:
                 pos = (pos + 1) & 0xFFFFFFFF
             self._sqe_tail = head
             self._tail_publish()
-            import time
-
             start = time.monotonic_ns()
             last_cancel = 0
             sink: list = []
@@ -493,10 +493,15 @@ class RingCore:
             self._check()
 
     def _next_sqe(self):
+        """A free SQE, submitting first on a full SQ (see the C twin: never
+        the open link chain; under SQPOLL, SQ_WAIT repeated, for it returns
+        early on a pending signal or task work, up to _SQ_WAIT_LIMIT_NS)."""
         sqe = self._get_sqe()
         if sqe is not None:
             return sqe
-        for _ in range(3):
+        attempt = 0
+        deadline = None
+        while True:
             start = self._open_chain_start()
             if start != self._sqe_tail and ((self._sqe_tail - start) & 0xFFFFFFFF) >= self._sq_ready():
                 raise OSError(errno.EBUSY, f"the submission queue ({self._sq_n} entries) is full with one open "
@@ -506,13 +511,22 @@ class RingCore:
             sqe = self._get_sqe()
             if sqe is not None:
                 return sqe
-            if self._setup_flags & abi.SETUP_SQPOLL:
-                ret = self._enter_raw(0, 0, abi.ENTER_SQ_WAIT, -1)
-                if ret < 0 and -ret != EINTR:
-                    raise_errno(-ret)
-                sqe = self._get_sqe()
-                if sqe is not None:
-                    return sqe
+            if not self._setup_flags & abi.SETUP_SQPOLL:
+                attempt += 1
+                if attempt == 3:
+                    break
+                continue
+            now = time.monotonic_ns()
+            if deadline is None:
+                deadline = now + _SQ_WAIT_LIMIT_NS
+            elif now > deadline:
+                break
+            ret = self._enter_raw(0, 0, abi.ENTER_SQ_WAIT | abi.ENTER_SQ_WAKEUP, -1)
+            if ret < 0 and -ret != EINTR:
+                raise_errno(-ret)
+            sqe = self._get_sqe()
+            if sqe is not None:
+                return sqe
         raise OSError(errno.EBUSY, "the submission queue is full and the kernel takes no more "
                       "requests now; reap completions, then queue again")
 
@@ -701,8 +715,6 @@ class RingCore:
             if ret == -errno.ETIME:
                 break
             if deadline >= 0:
-                import time
-
                 timeout_ns = deadline - time.monotonic_ns()
                 if timeout_ns <= 0:
                     break
