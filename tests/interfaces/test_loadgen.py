@@ -588,6 +588,30 @@ def test_peer_that_stops_reading_gets_every_byte_after_it_reads_again(server_cla
     assert s.stats["conn_errors"] == 0
 
 
+def test_a_peer_that_never_reads_is_slowed_not_buffered(server_class):
+    # A client that sends and never reads: the server stops reading once its
+    # send waits for room (c-epoll: it polls for EPOLLOUT only; c-uring: the
+    # next recv is linked behind the send; c-threads: the thread blocks in
+    # send), so the client stalls once the socket buffers are full, never
+    # after all it has to send.
+    limit = 256 << 20
+    with server_class() as s:
+        with socket.create_connection(s.address) as c:
+            c.setblocking(False)
+            chunk = b"x" * 65536
+            sent = stalls = 0
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and sent < limit and stalls < 20:
+                try:
+                    sent += c.send(chunk)
+                    stalls = 0
+                except BlockingIOError:
+                    stalls += 1
+                    time.sleep(0.05)
+            assert stalls == 20, f"{sent} bytes taken without a stall of 1 s"
+            assert sent < 64 << 20
+
+
 def test_stop_while_a_send_waits_for_room_is_prompt(server_class):
     # A client that sends and never reads leaves the server's send waiting
     # for room; stop() must still cancel it, reap everything and return.
