@@ -1006,3 +1006,42 @@ def test_an_o_direct_file_on_the_uring_engine_reads_aligned_and_keeps_the_cache_
     (part, whole), nowait = run_on(backend, "uring", go)
     assert part == data[8192:12288] and whole == data
     assert nowait       # still on for the loop's other files
+
+
+def test_truncate_and_pwrite_after_a_read_ahead_keep_the_builtins_results(backend, engine, tmp_path):
+    """``peek()`` and ``readline()`` read ahead; ``truncate()`` must drop
+    what they read (the built-in open does: a read after it gave the cut
+    bytes), and ``pwrite()``, which drops it too, must put the position
+    back where the caller stands (it jumped past the read-ahead)."""
+    path = tmp_path / "f"
+    data = b"line1\nline2\nline3\n" + bytes(range(256)) * 40
+
+    def reference():
+        path.write_bytes(data)
+        with open(path, "r+b") as f:
+            first = f.readline()
+            f.truncate()
+            cut = (f.read(), f.tell(), os.path.getsize(path))
+        path.write_bytes(data)
+        with open(path, "r+b") as f:
+            f.peek(1)
+            f.seek(0, os.SEEK_CUR)      # (the built-in has no pwrite: the unbuffered write)
+            os.pwrite(f.fileno(), b"X", 9000)
+            moved = (f.tell(), f.read(4))
+        return first, cut, moved
+
+    async def ours():
+        path.write_bytes(data)
+        async with fa.open(path, "r+b", engine=engine) as f:
+            await f.peek(1)
+            first = await f.readline()
+            await f.truncate()
+            cut = (await f.read(), await f.tell(), os.path.getsize(path))
+        path.write_bytes(data)
+        async with fa.open(path, "r+b", engine=engine) as f:
+            await f.peek(1)
+            await f.pwrite(b"X", 9000)
+            moved = (await f.tell(), await f.read(4))
+        return first, cut, moved
+
+    assert run_on(backend, engine, ours) == reference() == (b"line1\n", (b"", 6, 6), (0, b"line"))

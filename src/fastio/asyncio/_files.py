@@ -484,6 +484,13 @@ class AsyncBinaryFile(AsyncFile):
     def _err(self, res: int) -> OSError:
         return _fileengine._os_error(res)
 
+    def _drop_read_ahead(self) -> None:
+        """Forget the bytes read ahead (``peek``, ``readline``): the position
+        goes back to the first of them, where the caller stands."""
+        if self._rbuf:
+            self._pos = self._position() - len(self._rbuf)
+            self._rbuf = b""
+
     # -- reads -----------------------------------------------------------------
 
     async def _pread(self, n: int, offset: int) -> bytes:
@@ -647,7 +654,7 @@ class AsyncBinaryFile(AsyncFile):
         self._check_writable()
         if offset < 0:
             raise ValueError("negative offset")
-        self._rbuf = b""    # (what was read ahead may be what this overwrites)
+        self._drop_read_ahead()     # (what was read ahead may be what this overwrites)
         return await self._write_all(memoryview(data).cast("B"), offset)
 
     # -- writes ------------------------------------------------------------------
@@ -674,9 +681,7 @@ class AsyncBinaryFile(AsyncFile):
         if isinstance(data, str):
             raise TypeError("a bytes-like object is required, not 'str'")
         view = memoryview(data).cast("B")
-        if self._rbuf:
-            self._pos = self._position() - len(self._rbuf)
-            self._rbuf = b""
+        self._drop_read_ahead()
         if self._appending:
             self._pos = None
             return await self._write_all(view, -1)
@@ -692,8 +697,9 @@ class AsyncBinaryFile(AsyncFile):
     async def truncate(self, size: Optional[int] = None) -> int:
         """Cut (or extend) the file to ``size`` bytes (default: the position)."""
         self._check_writable()
+        self._drop_read_ahead()     # (it may be past the new end: the built-in open drops it too)
         if size is None:
-            size = self._position() - len(self._rbuf)
+            size = self._position()
         if size < 0:
             raise OSError(_errno.EINVAL, os.strerror(_errno.EINVAL))
         if size >= 1 << 63:     # (off_t's range, as os.ftruncate refuses it)
