@@ -142,3 +142,37 @@ def test_a_file_system_without_rwf_nowait_leaves_the_try_on_for_the_other_files(
     finally:
         os.close(shm_fd)
         os.unlink(shm_path)
+
+
+def test_an_fd_number_noted_as_refusing_rwf_nowait_is_forgotten_with_its_file(backend, tmp_path):
+    # Regression: only the engine's close() dropped the note, so a tmpfs file
+    # opened with closefd=False (or dropped unclosed) left its fd number
+    # marked, and the next file to get that number lost the page-cache try.
+    uring_or_skip(backend)
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm (tmpfs) on this machine")
+    regular = tmp_path / "cached"
+    data = os.urandom(8192)
+    regular.write_bytes(data)
+
+    async def go():
+        eng = engine_for(asyncio.get_running_loop(), "uring")
+        eng.ring = ring = CountingRing(eng.ring)
+        shm_fd, shm_path = tempfile.mkstemp(dir="/dev/shm")
+        try:
+            os.write(shm_fd, b"hello tmpfs")
+            if fs_type_of(backend)(shm_fd) != TMPFS_MAGIC or not _fileengine.refuses_nowait(shm_fd):
+                pytest.skip("/dev/shm here is not a tmpfs that refuses RWF_NOWAIT (Linux 6.18's does)")
+            async with fa.open(shm_fd, "rb", closefd=False, engine="uring") as t:
+                assert await t.read() == b"hello tmpfs"
+        finally:
+            os.close(shm_fd)
+            os.unlink(shm_path)
+        async with fa.open(regular, "rb", engine="uring") as r:
+            if _fileengine.refuses_nowait(r.fileno()):
+                pytest.skip("the test directory's file system refuses RWF_NOWAIT too")
+            before = ring.reads
+            got = await r.pread(4096, 4096)
+            return r.fileno() == shm_fd, got, ring.reads - before
+
+    assert run_on(backend, "uring", go) == (True, data[4096:], 0)

@@ -224,6 +224,10 @@ class KernelFiles:
             raise RuntimeError("the engine's event loop is gone")
         return loop
 
+    def forget(self, fd: int) -> None:
+        """``fd`` is no longer the file it was (closed, or handed back to its
+        owner): drop what the engine noted about it."""
+
     def check(self) -> None:
         if self.generation != _fork_generation:
             raise RuntimeError(f"fastio.asyncio file IO used in a forked child: the {self.what} is the parent's")
@@ -605,11 +609,14 @@ class UringFiles(KernelFiles):
         ud = self.ring.prep_openat(dir_fd, path, flags, mode, user_data=fut)
         return await self.complete(fut, ud)
 
+    def forget(self, fd: int) -> None:
+        self.no_nowait.discard(fd)   # (a later file with this number may well take RWF_NOWAIT)
+
     async def close(self, fd: int) -> int:
         """``IORING_OP_CLOSE`` of ``fd``; ``close(2)`` here where the ring
         cannot take it (a forked child, another loop, a closed ring): an fd
         is never left open."""
-        self.no_nowait.discard(fd)
+        self.forget(fd)
         try:
             self.check()
             fut = self.loop.create_future()

@@ -427,7 +427,10 @@ class AsyncBinaryFile(AsyncFile):
         return f"<fastio.asyncio file name={self.name!r} mode={self.mode!r} engine={self.engine!r}>"
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True) and self._closefd:
+        if getattr(self, "_closed", True):
+            return
+        self._eng.forget(self._fd)
+        if self._closefd:
             import warnings
 
             warnings.warn(f"unclosed file {self!r}", ResourceWarning, source=self)
@@ -777,10 +780,12 @@ class AsyncBinaryFile(AsyncFile):
         if self._closed:
             return
         self._closed = True
-        if self._closefd:
-            res = await self._eng.close(self._fd)   # (close(2) where the engine cannot take it)
-            if res < 0:
-                raise self._err(res)
+        if not self._closefd:
+            self._eng.forget(self._fd)              # (the caller's fd: it may become another file)
+            return
+        res = await self._eng.close(self._fd)       # (close(2) where the engine cannot take it)
+        if res < 0:
+            raise self._err(res)
 
 
 _compiled_class: Optional[type] = None
