@@ -36,7 +36,8 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastio._c._common cimport raise_errno
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.string cimport strerror
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy, strerror
 
 from fastio._c._inflight cimport Slot
 from fastio._c._loop_engine cimport Engine, FdEntry, fire
@@ -86,13 +87,39 @@ cdef class RecvState:
     and are not delivered yet, kept across pause_reading/resume_reading."""
 
     cdef object transport
-    cdef object backlog         # deque of bytes, then 0 (EOF) or -errno
+    cdef object backlog         # deque of RECEIVED (the bytes in acc), then 0 (EOF) or -errno
+    cdef char *acc              # the bytes of consecutive recv buffers not delivered yet
+    cdef Py_ssize_t acc_len, acc_cap
     cdef FdEntry entry          # the fd entry of the current reader
     cdef uint64_t armed_ud      # the recv in flight, 0 for none
     cdef bint reading           # the transport wants data now
     cdef bint queued            # its delivery is in the ready queue
     cdef bint ended             # EOF or an error came: never re-armed
     cdef UringEngine engine
+
+    def __dealloc__(self):
+        free(self.acc)
+
+    cdef object take(self):
+        """The bytes gathered in acc, as one bytes; acc is emptied (and
+        given back when a large message made it large)."""
+        data = PyBytes_FromStringAndSize(self.acc, self.acc_len)
+        self.acc_len = 0
+        if self.acc_cap > ACC_KEEP:
+            free(self.acc)
+            self.acc = NULL
+            self.acc_cap = 0
+        return data
+
+
+# The backlog's item for the bytes in RecvState.acc: one item for every run
+# of recv buffers that arrive before a delivery, so there is one
+# data_received for them all (as a readiness loop's one large recv() gives)
+# and no Python object made per buffer. A bytes per 16 KiB buffer, then their
+# join, made 8 allocations per 100 KiB message and kept glibc giving its heap
+# top back and faulting it in again (bench/RESULTS.md).
+cdef object RECEIVED = object()
+cdef Py_ssize_t ACC_KEEP = 1 << 18   # acc kept up to 256 KiB between deliveries
 
 
 cdef object os_error(int err):
@@ -121,27 +148,22 @@ def deliver(RecvState st):
         while backlog:
             if not st.reading or transport._conn_lost:
                 return
-            item = backlog.popleft()
-            if type(item) is bytes:
-                if backlog and type(backlog[0]) is bytes:
-                    # Several recv buffers of one stream came in this turn:
-                    # one data_received for them all, as a readiness loop's
-                    # one large recv() gives (a 100 KiB message is 7 of the
-                    # 16 KiB buffers, and an echo protocol's 7 writes).
-                    parts = [item]
-                    while backlog and type(backlog[0]) is bytes:
-                        parts.append(backlog.popleft())
-                    item = b"".join(parts)
+            item = backlog[0]
+            if item is RECEIVED:
+                item = st.take()
+                backlog.popleft()
                 if isinstance(transport._protocol, _BufferedProtocol):
                     # set_protocol() (start_tls, say) made it a BufferedProtocol
                     # after its reads became the recv's: copied into its buffer.
                     buffered_data(transport, item)
                 else:
                     protocol_data(transport, item)
-            elif item == 0:
-                transport._read_ready__on_eof()
             else:
-                transport._fatal_error(os_error(-item), "Fatal read error on socket transport")
+                backlog.popleft()
+                if item == 0:
+                    transport._read_ready__on_eof()
+                else:
+                    transport._fatal_error(os_error(-item), "Fatal read error on socket transport")
     finally:
         # A KeyboardInterrupt in data_received leaves the loop: what is left
         # is delivered in the next turn it runs, not only when more arrives.
@@ -209,20 +231,33 @@ cdef class LoopRing(Ring):
         cdef uint32_t bid = 0
         cdef object data = None
         cdef int res = cqe.res
+        cdef Py_ssize_t n = 0, cap
+        cdef char *grown
         cdef FdEntry entry = st.entry
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
             bid = cqe.flags >> FIO_IORING_CQE_BUFFER_SHIFT
-            data = PyBytes_FromStringAndSize(self.bufs.bufs + <size_t>bid * self.bufs.size,
-                                             res if 0 < res <= <int>self.bufs.size else 0)
+            n = res if 0 < res <= <int>self.bufs.size else 0
+            if st.acc_len + n > st.acc_cap:
+                cap = st.acc_cap if st.acc_cap else 1 << 14
+                while cap < st.acc_len + n:
+                    cap *= 2
+                grown = <char *>realloc(st.acc, <size_t>cap)
+                if grown == NULL:
+                    raise MemoryError()
+                st.acc = grown
+                st.acc_cap = cap
+            data = RECEIVED
         elif res == 0 or (res < 0 and res != -ENOBUFS and res != -ECANCELED):
             data = res
         if data is not None and st.reading and not st.queued and entry is not None and self.fired is not None:
             fire(self.fired, entry, POLLIN)
             st.queued = True
-        if data is not None:
+        if data is not None and not (data is RECEIVED and st.backlog and st.backlog[-1] is RECEIVED):
             st.backlog.append(data)
         # Nothing below raises.
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
+            memcpy(st.acc + st.acc_len, self.bufs.bufs + <size_t>bid * self.bufs.size, <size_t>n)
+            st.acc_len += n
             self.bufs.recycle(<uint16_t>bid)
         if type(data) is int:
             st.ended = True
