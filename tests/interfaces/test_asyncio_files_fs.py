@@ -19,7 +19,7 @@ import fastio.asyncio as fa
 from fastio.asyncio import _fileengine
 from fastio.asyncio._fileengine import engine_for
 
-from test_asyncio_files import aio_or_skip, run_on, uring_or_skip
+from test_asyncio_files import aio_or_skip, disk_dir, run_on, uring_or_skip  # noqa: F401
 PROC_SUPER_MAGIC = 0x9FA0
 SYSFS_MAGIC = 0x62656572
 TMPFS_MAGIC = 0x01021994
@@ -42,6 +42,17 @@ class CountingRing:
 
     def __getattr__(self, name):
         return getattr(self._ring, name)
+
+
+def refuses_nowait(fd):
+    """Whether fd's file system refuses preadv2(RWF_NOWAIT) (EOPNOTSUPP)."""
+    if not hasattr(os, "RWF_NOWAIT"):
+        return False
+    try:
+        os.preadv(fd, (bytearray(1),), 0, os.RWF_NOWAIT)
+    except OSError as exc:
+        return exc.errno == errno.EOPNOTSUPP
+    return False
 
 
 def test_fs_type_names_the_file_system(backend, tmp_path):
@@ -103,14 +114,14 @@ def test_a_file_system_without_rwf_nowait_leaves_the_try_on_for_the_other_files(
     shm_fd, shm_path = tempfile.mkstemp(dir="/dev/shm")
     try:
         os.write(shm_fd, b"hello tmpfs")
-        if fs_type_of(backend)(shm_fd) != TMPFS_MAGIC or not _fileengine.refuses_nowait(shm_fd):
+        if fs_type_of(backend)(shm_fd) != TMPFS_MAGIC or not refuses_nowait(shm_fd):
             pytest.skip("/dev/shm here is not a tmpfs that refuses RWF_NOWAIT (Linux 6.18's does)")
         regular = tmp_path / "cached"
         data = os.urandom(8192)
         regular.write_bytes(data)
         fd = os.open(regular, os.O_RDONLY)
         try:
-            if _fileengine.refuses_nowait(fd):
+            if refuses_nowait(fd):
                 pytest.skip("the test directory's file system refuses RWF_NOWAIT too")
         finally:
             os.close(fd)
@@ -161,7 +172,7 @@ def test_an_fd_number_noted_as_refusing_rwf_nowait_is_forgotten_with_its_file(ba
         shm_fd, shm_path = tempfile.mkstemp(dir="/dev/shm")
         try:
             os.write(shm_fd, b"hello tmpfs")
-            if fs_type_of(backend)(shm_fd) != TMPFS_MAGIC or not _fileengine.refuses_nowait(shm_fd):
+            if fs_type_of(backend)(shm_fd) != TMPFS_MAGIC or not refuses_nowait(shm_fd):
                 pytest.skip("/dev/shm here is not a tmpfs that refuses RWF_NOWAIT (Linux 6.18's does)")
             async with fa.open(shm_fd, "rb", closefd=False, engine="uring") as t:
                 assert await t.read() == b"hello tmpfs"
@@ -169,10 +180,42 @@ def test_an_fd_number_noted_as_refusing_rwf_nowait_is_forgotten_with_its_file(ba
             os.close(shm_fd)
             os.unlink(shm_path)
         async with fa.open(regular, "rb", engine="uring") as r:
-            if _fileengine.refuses_nowait(r.fileno()):
+            if refuses_nowait(r.fileno()):
                 pytest.skip("the test directory's file system refuses RWF_NOWAIT too")
             before = ring.reads
             got = await r.pread(4096, 4096)
             return r.fileno() == shm_fd, got, ring.reads - before
 
     assert run_on(backend, "uring", go) == (True, data[4096:], 0)
+
+
+@pytest.mark.parametrize("engine", ["uring", "aio", "thread"])
+def test_opening_and_closing_a_file_reads_nothing(backend, engine, disk_dir):
+    # Regression: the open probed RWF_NOWAIT with a 1-byte read, which set the
+    # file's atime (relatime: once per change) where the built-in open does not.
+    if engine == "uring":
+        uring_or_skip(backend)
+    elif engine == "aio":
+        aio_or_skip(backend)
+    path = os.path.join(disk_dir, "f")
+
+    def fresh():
+        with open(path, "wb") as f:
+            f.write(b"x" * 8192)
+        old = os.stat(path)
+        os.utime(path, ns=(old.st_mtime_ns - 10**9, old.st_mtime_ns))   # atime before mtime
+        return os.stat(path).st_atime_ns
+
+    before = fresh()
+    with open(path, "rb") as f:
+        f.read(1)
+    if os.stat(path).st_atime_ns == before:
+        pytest.skip(f"{disk_dir} does not update atime on a read (noatime)")
+    before = fresh()
+
+    async def go():
+        async with fa.open(path, "rb", engine=engine) as f:
+            return f.engine
+
+    assert run_on(backend, engine, go) == engine
+    assert os.stat(path).st_atime_ns == before

@@ -676,19 +676,6 @@ PSEUDO_FS = frozenset({0x9FA0, 0x62656572, 0x64626720, 0x74726163, 0x27E0EB, 0x6
                        0x62656570, 0xDE5E81E4, 0xCAFE4A11, 0x6165676C})
 
 
-def refuses_nowait(fd: int) -> bool:
-    """Whether ``fd``'s file system refuses ``preadv2(RWF_NOWAIT)``
-    (EOPNOTSUPP, which the kernel answers before it reads anything): one
-    1-byte try. Its reads are then never non-blocking in the kernel."""
-    if not hasattr(os, "RWF_NOWAIT"):
-        return False
-    try:
-        os.preadv(fd, (bytearray(1),), 0, os.RWF_NOWAIT)
-    except OSError as exc:
-        return exc.errno == errno.EOPNOTSUPP
-    return False
-
-
 def on_pseudo_fs(fd: int) -> bool:
     """Whether ``fd`` is a file of procfs, sysfs or another of ``PSEUDO_FS``."""
     try:

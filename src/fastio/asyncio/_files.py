@@ -296,14 +296,13 @@ async def _open(file: Any, mode: str, buffering: int, encoding: Optional[str], e
             thread_file = await AsyncThreadFile._open(eng.thread, fd, mode, buffering, encoding, errors, newline,
                                                       closefd, None, name=file)
             return thread_file
-        if readable and not direct and _fileengine.refuses_nowait(fd):
-            if _fileengine.on_pseudo_fs(fd):
-                # procfs, sysfs ...: the kernel makes the content in the read
-                # call itself (io_uring would hand each to a worker thread)
-                return await AsyncThreadFile._open(eng.thread, fd, mode, buffering, encoding, errors, newline,
-                                                   closefd, None, name=file)
-            if isinstance(eng, UringFiles):
-                eng.no_nowait.add(fd)   # (tmpfs ...: reads go to the ring without the try)
+        if _fileengine.on_pseudo_fs(fd):
+            # procfs, sysfs ...: the kernel makes the content in the read call
+            # itself (io_uring would hand each to a worker thread). (A file
+            # system that refuses RWF_NOWAIT, tmpfs on 6.18, is found by the
+            # first read: a 1-byte try here would be a read, and set atime.)
+            return await AsyncThreadFile._open(eng.thread, fd, mode, buffering, encoding, errors, newline,
+                                               closefd, None, name=file)
         cls = _binary_file_class(eng)
         raw = cls(eng, fd, file, mode, readable, writable, appending, closefd,
                   st.st_size if appending else 0, st.st_size, direct)
