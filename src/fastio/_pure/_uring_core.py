@@ -34,6 +34,7 @@ from fastio._util import (
     remaining,
     timeout_to_ns,
 )
+from fastio._pure._calllock import CallLock
 from fastio._pure._inflight import InflightTable
 from fastio._pure._inflight import unpin as _unpin
 from fastio._pure._uring_types import BufRing, Completion, _i64
@@ -46,6 +47,19 @@ _OP = abi.OPCODES
 _DRAIN_LIMIT_NS = 10_000_000_000
 _SQ_WAIT_LIMIT_NS = 10_000_000_000   # a full SQ under SQPOLL: wait up to 10 s for the SQ thread
 _DRAIN_STEP_NS = 100_000_000
+
+
+class _NoGroup:
+    """Stands for "no buffer group" in a run with no branch (_handle_cqe):
+    its count is written and never read."""
+
+    __slots__ = ("_inflight",)
+
+    def __init__(self):
+        self._inflight = 0
+
+
+_NO_GROUP = _NoGroup()
 
 # Ring state (registered buffers, buffer rings) the kernel may still write
 # into after close() gave up on a request; the slots are kept by their table.
@@ -106,8 +120,7 @@ class RingCore:
         self._fd = -1
         self._closing = False
         self._fork_gen = fork_generation()
-        self._lock = threading.Lock()
-        self._owner = None
+        self._lock = CallLock("Ring")
         self._busy = 0
         self._batches = 0
         self._table = InflightTable()
@@ -240,26 +253,6 @@ class RingCore:
             raise ValueError("I/O operation on closed Ring")
         check_fork(self._fork_gen, "Ring")
 
-    def _acquire(self) -> None:
-        """Serialise ring memory accesses between threads (the C backend has
-        the GIL for that); re-entry from a signal handler or a finalizer
-        running inside a ring call is refused rather than deadlocking."""
-        me = threading.get_ident()
-        if self._owner == me:
-            raise RuntimeError("Ring used re-entrantly (from a signal handler or a finalizer "
-                               "running inside one of its own calls)")
-        self._lock.acquire()
-        self._owner = me
-        if self._fd < 0 or self._closing:
-            # Closed while this call was between two holds of the lock (by a
-            # signal handler, say): stop before touching the unmapped ring.
-            self._release()
-            raise ValueError("I/O operation on closed Ring")
-
-    def _release(self) -> None:
-        self._owner = None
-        self._lock.release()
-
     @property
     def closed(self):
         """True once the ring is closed."""
@@ -275,17 +268,27 @@ class RingCore:
         """Cancel, wait, release, unmap, close; see ``fastio._c.uring.Ring.close``."""
         if getattr(self, "_fd", -1) < 0 or self._closing:
             return
-        if self._fork_gen == fork_generation():
-            if self._busy or self._batches or self._owner is not None or self._reg_changing:
-                raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
-                                   "waiting in it, or a signal handler, finalizer or callback inside a "
-                                   "prep_*, peek, wait or batch call); close it once that call has returned")
-            if self._table.inflight and self._wrong_issuer():
-                raise RuntimeError("Ring.close() from another thread on a SETUP_SINGLE_ISSUER ring with "
-                                   "requests in flight: the kernel refuses io_uring_enter from any thread "
-                                   "but the one that created the ring (EEXIST), so they could not be "
-                                   "cancelled and reaped; close it from that thread")
-        self._shutdown()
+        if self._fork_gen != fork_generation():
+            self._shutdown()    # (the lock may be held by a thread the child does not have)
+            return
+        self._refuse_close(self._lock.owned())
+        # Another thread's prep or reap holds the lock briefly, never across a wait.
+        with self._lock():
+            if self._fd < 0 or self._closing:
+                return
+            self._refuse_close(False)
+            self._shutdown()
+
+    def _refuse_close(self, in_call: bool) -> None:
+        if in_call or self._busy or self._batches or self._reg_changing:
+            raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
+                               "waiting in it, or a signal handler, finalizer or callback inside a "
+                               "prep_*, peek, wait or batch call); close it once that call has returned")
+        if self._table.inflight and self._wrong_issuer():
+            raise RuntimeError("Ring.close() from another thread on a SETUP_SINGLE_ISSUER ring with "
+                               "requests in flight: the kernel refuses io_uring_enter from any thread "
+                               "but the one that created the ring (EEXIST), so they could not be "
+                               "cancelled and reaped; close it from that thread")
 
     def _wrong_issuer(self) -> bool:
         return bool(self._setup_flags & abi.SETUP_SINGLE_ISSUER) and threading.get_ident() != self._issuer
@@ -342,7 +345,9 @@ class RingCore:
             else:
                 head = self._sq_head.value
             pos = head
-            while pos != self._sqe_tail:
+            while True:   # (not `while cond:`: CPython 3.13, gh-130279)
+                if pos == self._sqe_tail:
+                    break
                 self._forget_ud(self._sqes[pos & self._sq_mask].user_data)
                 pos = (pos + 1) & 0xFFFFFFFF
             self._sqe_tail = head
@@ -350,15 +355,18 @@ class RingCore:
             start = time.monotonic_ns()
             last_cancel = 0
             sink: list = []
-            while self._table.inflight:
+            while True:   # (not `while cond:`: CPython 3.13, gh-130279)
+                if not self._table.inflight:
+                    break
                 now = time.monotonic_ns()
                 if now - start > _DRAIN_LIMIT_NS:
                     return False
-                if now - last_cancel > 1_000_000_000 and self._sq_ready() < self._sq_n:
-                    sqe = self._get_sqe()
+                sqe = self._free_sqe() if now - last_cancel > 1_000_000_000 else None
+                if sqe is not None:
                     self._prep_rw(sqe, _OP["IORING_OP_ASYNC_CANCEL"], -1, 0, 0, 0)
                     sqe.op_flags = abi.ASYNC_CANCEL_ANY | abi.ASYNC_CANCEL_ALL
                     sqe.user_data = abi.UD_INTERNAL
+                    self._sqe_tail = (self._sqe_tail + 1) & 0xFFFFFFFF
                     last_cancel = now
                 self._tail_publish()
                 if self._enter_raw(self._sq_ready(), 1, abi.ENTER_GETEVENTS, _DRAIN_STEP_NS) == -errno.EEXIST:
@@ -406,21 +414,20 @@ class RingCore:
         self._table.slots[idx].user_data = user_data
         return idx
 
-    def _abandon(self, idx) -> None:
-        if idx is not None:
-            self._slot_release(idx)
-
     # ---- the SQ ------------------------------------------------------------
 
     def _sq_ready(self) -> int:
         return (self._sqe_tail - self._sq_head.value) & 0xFFFFFFFF
 
-    def _get_sqe(self):
+    def _free_sqe(self):
+        """The SQE at the local tail, or None on a full SQ. It joins the
+        queue only when its filler advances ``_sqe_tail`` past it, the last
+        store, once it is whole: a signal handler that raises anywhere
+        before leaves it unqueued (the next fill overwrites it), never a
+        queued SQE holding a previous request's fields."""
         if self._sq_ready() >= self._sq_n:
             return None
-        sqe = self._sqes[self._sqe_tail & self._sq_mask]
-        self._sqe_tail = (self._sqe_tail + 1) & 0xFFFFFFFF
-        return sqe
+        return self._sqes[self._sqe_tail & self._sq_mask]
 
     def _tail_publish(self) -> int:
         self._sq_tail_k.value = self._sqe_tail
@@ -493,10 +500,11 @@ class RingCore:
             self._check()
 
     def _next_sqe(self):
-        """A free SQE, submitting first on a full SQ (see the C twin: never
-        the open link chain; under SQPOLL, SQ_WAIT repeated, for it returns
-        early on a pending signal or task work, up to _SQ_WAIT_LIMIT_NS)."""
-        sqe = self._get_sqe()
+        """A free SQE (as ``_free_sqe``), submitting first on a full SQ (see
+        the C twin: never the open link chain; under SQPOLL, SQ_WAIT
+        repeated, for it returns early on a pending signal or task work, up
+        to _SQ_WAIT_LIMIT_NS)."""
+        sqe = self._free_sqe()
         if sqe is not None:
             return sqe
         attempt = 0
@@ -508,7 +516,7 @@ class RingCore:
                               "link chain (IOSQE_IO_LINK): submitting it now would split it; keep chains "
                               "shorter than the SQ, or submit() to send it as it is")
             self._submit_pending(start)
-            sqe = self._get_sqe()
+            sqe = self._free_sqe()
             if sqe is not None:
                 return sqe
             if not self._setup_flags & abi.SETUP_SQPOLL:
@@ -524,7 +532,7 @@ class RingCore:
             ret = self._enter_raw(0, 0, abi.ENTER_SQ_WAIT | abi.ENTER_SQ_WAKEUP, -1)
             if ret < 0 and -ret != EINTR:
                 raise_errno(-ret)
-            sqe = self._get_sqe()
+            sqe = self._free_sqe()
             if sqe is not None:
                 return sqe
         raise OSError(errno.EBUSY, "the submission queue is full and the kernel takes no more "
@@ -532,24 +540,18 @@ class RingCore:
 
     def submit(self):
         """Hand the queued requests to the kernel; returns how many it took."""
-        self._check()
-        self._acquire()
-        try:
+        with self._lock():
+            self._check()
             return self._submit_pending()
-        finally:
-            self._release()
 
     def submit_and_wait(self, wait_nr=1):
         """Submit, then wait for ``wait_nr`` completions (left in the ring)."""
         n = as_c_int(wait_nr)
         if n < 0:
             raise ValueError("wait_nr must be >= 0")
-        self._check()
-        self._acquire()
-        try:
+        with self._lock():
+            self._check()
             pending = self._tail_publish()
-        finally:
-            self._release()
         while True:
             flags = abi.ENTER_GETEVENTS if n else 0
             if self._setup_flags & abi.SETUP_SQPOLL:
@@ -576,28 +578,47 @@ class RingCore:
 
     # ---- the CQ ------------------------------------------------------------
 
-    def _handle_cqe(self, ud: int, res: int, cflags: int, out: list) -> None:
+    def _handle_cqe(self, spill: list, out: list) -> None:
+        """Hand out the completion at the front of the spill. What can raise
+        (a MemoryError, a signal handler at a call) comes first and changes
+        nothing; then one run, no call and no branch (``fastio._pure._inflight``
+        says why that is atomic), hands it out, takes it off the spill, marks
+        its slot done and its buffer due back to the kernel: a completion is
+        handed out once, and never lost, whatever raises. The slot is
+        released by the table's ``settle()``, the buffer by ``_recycle_due()``."""
+        ud, res, cflags = spill[0]
         if ud == abi.UD_INTERNAL:
+            del spill[0]
             return
         if ud == abi.UD_SKIP:
-            out.append(Completion(None, res, cflags))
+            stored = (Completion(None, res, cflags),)
+            out += stored
+            del spill[0]
             return
         idx = ud & 0xFFFFFFFF
+        table = self._table
         if ud & abi.UD_BATCH:
-            slots = self._table.slots      # (the table's at(), inlined: once per CQE)
+            slots = table.slots      # (the table's at(), inlined: once per CQE)
             slot = slots[idx] if idx < len(slots) else None
             if slot is None or not slot.pending:
+                del spill[0]
                 return
-            slot.results[(ud >> 32) & 0x7FFFFFFF] = res
-            if self._table.count_done(idx):
-                self._slot_release(idx)
+            results, k, left = slot.results, (ud >> 32) & 0x7FFFFFFF, slot.pending - 1
+            # Listed as due when the last: settle() releases it once its
+            # batch call has let go too (which lists it again, see _batch).
+            done = ((idx, slot.gen),) if not left else ()
+            results[k] = res
+            del spill[0]            # (off the spill before counted: see _reap)
+            slot.pending = left
+            table.due += done
             return
-        slot = self._table.lookup(ud)
+        slot = table.lookup(ud)
         if slot is None:
+            del spill[0]
             return
-        # What can raise comes before what changes state (the C twin says why).
         c = Completion(slot.user_data, res, cflags)
         br = None
+        recycle, recycled = [], ()      # (a list no one reads when no buffer goes back)
         if cflags & abi.CQE_F_BUFFER:
             bid = cflags >> abi.CQE_BUFFER_SHIFT
             c.buffer_id = bid
@@ -605,35 +626,48 @@ class RingCore:
             if br is not None and bid < br.entries:
                 start = bid * br.size
                 c.buffer = bytes(br._bufs_mm[start:start + (res if 0 < res <= br.size else 0)])
+                recycle, recycled = br._due, (bid,)
             else:
                 br = None
-        out.append(c)
-        if br is not None:
-            br._recycle(bid)
+        done, pending, fixed, group, ended = (), slot.pending, 0, _NO_GROUP, 0
         if not cflags & abi.CQE_F_MORE:
-            self._slot_release(idx)
+            done, pending, fixed, ended = ((idx, slot.gen),), 0, int(slot.fixed), 1
+            group = self._buf_rings.get(slot.group, _NO_GROUP)
+        stored = (c,)
+        out += stored
+        del spill[0]
+        recycle += recycled
+        slot.pending = pending
+        self._fixed_inflight -= fixed
+        group._inflight -= ended
+        table.due += done
+        if br is not None:
+            br._recycle_due()
 
     def _reap(self, out: list) -> None:
+        """Take every ready CQE off the CQ into the spill and hand them out
+        (``_handle_cqe``), flushing overflow and deferred task work."""
         for rounds in range(1, 1025):
             head = self._cq_head.value
             # x86-64: this load is an acquire; elsewhere DEFER_TASKRUN keeps
             # every CQ write on this thread (this module's docstring).
             tail = self._cq_tail.value
             n = (tail - head) & 0xFFFFFFFF
-            cqes, mask = self._cqes, self._cq_mask
             spill = self._spill
-            for i in range(n):
-                cqe = cqes[(head + i) & mask]
-                spill.append((cqe.user_data, cqe.res, cqe.flags))
             if n:
+                cqes, mask = self._cqes, self._cq_mask
+                taken = [(cqe.user_data, cqe.res, cqe.flags) for cqe in
+                         [cqes[(head + i) & mask] for i in range(n)]]
+                # Off the CQ and onto the spill in one call-free run; each
+                # leaves the spill only as it is handed out (_handle_cqe),
+                # so whatever raises, the rest goes out from the next reap.
+                # (Where a run can be cut, CPython 3.9, these orders lose a
+                # completion rather than count one twice, which could
+                # release a batch's buffer under reads still in flight.)
                 self._cq_head.value = (head + n) & 0xFFFFFFFF
-            # Taken off the CQ: each leaves the spill only once handled, so
-            # whatever raises meanwhile (a signal handler's exception, a
-            # MemoryError), the rest is handed out by the next reap.
+                spill += taken
             while spill:
-                ud, res, cflags = spill[0]
-                self._handle_cqe(ud, res, cflags, out)
-                del spill[0]
+                self._handle_cqe(spill, out)
             if self._sq_flags.value & (abi.SQ_CQ_OVERFLOW | abi.SQ_TASKRUN) or (
                     n == 0 and rounds == 1 and self._setup_flags & abi.SETUP_DEFER_TASKRUN):
                 ret = self._enter_raw(0, 0, abi.ENTER_GETEVENTS, -1)
@@ -642,31 +676,27 @@ class RingCore:
                 if (self._cq_tail.value - self._cq_head.value) & 0xFFFFFFFF:
                     continue
             break
-
-    def _take_backlog(self) -> list:
-        out, self._backlog = self._backlog, []
-        return out
+        # What an interrupted call left: slots done, buffers due back.
+        if self._table.due:
+            self._table.settle()
+        if self._buf_rings:
+            for br in self._buf_rings.values():
+                if br._due:
+                    br._recycle_due()
 
     def peek(self):
         """Every completion ready now, as a list; never blocks."""
-        self._check()
-        self._acquire()
-        try:
-            out = self._take_backlog()
+        with self._lock():
+            self._check()
+            out, self._backlog = self._backlog, []   # (call-free: see _wait_into)
             try:
                 self._reap(out)
             except BaseException:
-                self._give_back(out)
+                # What was taken goes back to the front of the backlog, in
+                # a call-free statement (a call here could be interrupted).
+                self._backlog = out + self._backlog
                 raise
             return out
-        finally:
-            self._release()
-
-    def _give_back(self, out: list) -> None:
-        """Completions a raising call took go back to the front of the backlog."""
-        if out:
-            out.extend(self._backlog)
-            self._backlog = out
 
     def wait(self, min_complete=1, timeout=None):
         """Submit, wait for ``min_complete`` completions or ``timeout``
@@ -682,19 +712,21 @@ class RingCore:
             self._wait_into(out, need, timeout_ns, deadline)
         except BaseException:
             # A signal handler raised, or the ring was closed under the wait:
-            # what was taken off the CQ comes back from the next call.
-            self._give_back(out)
+            # what was taken off the CQ comes back from the next call (as in
+            # peek, call-free).
+            self._backlog = out + self._backlog
             raise
         return out
 
     def _wait_into(self, out: list, need: int, timeout_ns: int, deadline: int) -> None:
-        self._acquire()
-        try:
-            out.extend(self._take_backlog())
+        with self._lock():
+            self._check()
+            # Call-free: on CPython 3.10 a handler may raise once any call
+            # has returned, which would drop a backlog a call handed back.
+            out += self._backlog
+            self._backlog = []
             self._reap(out)
             pending = self._tail_publish()
-        finally:
-            self._release()
         if self._setup_flags & abi.SETUP_SQPOLL:
             pending = 0
         while len(out) < need or pending:
@@ -707,11 +739,9 @@ class RingCore:
                 self._check()
             else:
                 raise_errno(-ret)
-            self._acquire()
-            try:
+            with self._lock():
+                self._check()
                 self._reap(out)
-            finally:
-                self._release()
             if ret == -errno.ETIME:
                 break
             if deadline >= 0:

@@ -126,8 +126,8 @@ class RingRegistry(RingCore):
         except BaseException:
             br._free()
             raise
-        for bid in range(n):
-            br._recycle(bid)
+        br._due += range(n - 1, -1, -1)
+        br._recycle_due()
         self._buf_rings[gid] = br
         return br
 

@@ -55,7 +55,7 @@ class BufRing:
     """A provided-buffer ring; see ``fastio._c.uring.BufRing``."""
 
     __slots__ = ("bgid", "entries", "size", "_ring_mm", "_bufs_mm", "_ring", "_bufs", "_bufs_addr", "_tail",
-                 "_inflight")
+                 "_inflight", "_due")
 
     def __init__(self):
         raise TypeError("BufRing objects are made by Ring.register_buf_ring()")
@@ -72,17 +72,26 @@ class BufRing:
         self._bufs_addr = ctypes.addressof(self._bufs)
         self._tail = 0
         self._inflight = 0
+        self._due: list[int] = []   # buffer ids to give back to the kernel
         return self
 
-    def _recycle(self, bid: int) -> None:
-        entry = self._ring[self._tail & (self.entries - 1)]
-        entry.addr = self._bufs_addr + bid * self.size
-        entry.len = self.size
-        entry.bid = bid
-        self._tail = (self._tail + 1) & 0xFFFF
-        # The tail lives in entry 0's resv; fastio._pure._uring_core's
-        # docstring says why a plain store is ordered here.
-        self._ring[0].resv = self._tail
+    def _recycle_due(self) -> None:
+        """Give the buffers listed in ``_due`` back to the kernel. Each goes
+        in one call-free run (entry, tail, taken off the list), so a signal
+        handler that raises between two leaves none given twice or lost:
+        the next call goes on."""
+        due = self._due
+        while due:
+            bid = due[-1]
+            entry = self._ring[self._tail & (self.entries - 1)]
+            entry.addr = self._bufs_addr + bid * self.size
+            entry.len = self.size
+            entry.bid = bid
+            self._tail = (self._tail + 1) & 0xFFFF
+            # The tail lives in entry 0's resv; fastio._pure._uring_core's
+            # docstring says why a plain store is ordered here.
+            self._ring[0].resv = self._tail
+            del due[-1]
 
     def _free(self) -> None:
         if self._ring_mm is not None:

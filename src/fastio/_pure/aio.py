@@ -25,7 +25,6 @@ import errno
 import fcntl
 import operator
 import os
-import threading
 import warnings
 import time
 
@@ -42,6 +41,7 @@ from fastio._util import (
     remaining,
     timeout_to_ns,
 )
+from fastio._pure._calllock import CallLock
 from fastio._pure._inflight import InflightTable
 
 _c_long = ctypes.c_long
@@ -163,31 +163,6 @@ def _offset(offset) -> int:
     return off
 
 
-class _CallLock:
-    """The context's lock, refusing re-entry from the thread that holds it
-    (a signal handler, or a finalizer run when a call releases a buffer,
-    using the context again) with RuntimeError where a plain lock would
-    deadlock. ``with self._lock():`` checks, then enters the RLock itself:
-    its acquire and release are C calls the ``with`` statement makes, so no
-    Python code (a signal handler that raises) runs between taking the lock
-    and the block that gives it back. (A lock whose ``__enter__`` was Python
-    code could be left held by an interrupted call: the next call hung, or
-    raised "used re-entrantly", for ever.)"""
-
-    def __init__(self):
-        self._lock = threading.RLock()
-
-    def owned(self) -> bool:
-        """Held by the calling thread."""
-        return self._lock._is_owned()
-
-    def __call__(self):
-        if self._lock._is_owned():
-            raise RuntimeError("aio.Context used re-entrantly (from a signal handler or a finalizer "
-                               "running inside one of its own calls)")
-        return self._lock
-
-
 class Context:
     """Context(maxevents=128)
 
@@ -197,7 +172,7 @@ class Context:
     def __init__(self, maxevents=128):
         self._ctx = 0
         self._fork_gen = fork_generation()
-        self._lock = _CallLock()
+        self._lock = CallLock("aio.Context")
         self._busy = 0
         self._batches = 0
         self._waiters = 0

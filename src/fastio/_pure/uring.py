@@ -26,7 +26,7 @@ import os
 
 from fastio._abi import uring as abi
 from fastio._util import EINTR, as_c_int, as_fd, raise_errno, timeout_to_ns
-from fastio._pure._uring_core import _OP, available, why_unavailable
+from fastio._pure._uring_core import _NO_GROUP, _OP, available, why_unavailable
 from fastio._pure._uring_register import RingRegistry
 from fastio._pure._uring_types import (
     BufRing,
@@ -51,29 +51,45 @@ class Ring(RingRegistry):
 
     def _queue(self, user_data, flags, pins, build):
         """The shape of every prep: slot, then the Python-side work
-        (``build(slot) -> fill``), then the SQE, filled in one go."""
+        (``build(slot) -> fill``), then the SQE, filled whole and only then
+        queued (``_free_sqe`` says why). Whatever raises before that, a
+        signal handler's exception included, the slot is given back."""
         flags = _check_sqe_flags(flags)
-        self._check()
-        self._acquire()
-        try:
-            idx = self._new_slot(user_data, flags, pins)
+        with self._lock():
+            self._check()
+            tail = self._sqe_tail
+            allocs = self._table.allocs
+            idx = None
             try:
+                idx = self._new_slot(user_data, flags, pins)
                 fill = build(self._table.slots[idx] if idx is not None else None)
                 sqe = self._next_sqe()
+                fill(sqe)
+                sqe.flags |= flags
+                if idx is None:
+                    ud = sqe.user_data = abi.UD_SKIP
+                else:
+                    slot = self._table.slots[idx]
+                    slot.tag = sqe.opcode
+                    ud = sqe.user_data = (slot.gen << 32) | idx   # the table's ident(), inlined: once per request
+                self._sqe_tail = (tail + 1) & 0xFFFFFFFF          # queued: the kernel may take it from here
             except BaseException:
-                self._abandon(idx)
+                if idx is None and self._table.allocs != allocs:
+                    idx = self._table.last   # (cut as the slot was taken: CPython 3.10 checks on return)
+                if idx is not None and self._sqe_tail == tail:
+                    # Never queued: the slot is done, in a run with no call
+                    # or branch (a call could be cut and leave it taken).
+                    slot = self._table.slots[idx]
+                    fixed, groups = int(slot.fixed), self._buf_rings
+                    group = groups[slot.group] if slot.group in groups else _NO_GROUP
+                    done = ((idx, slot.gen),)
+                    slot.pending = 0
+                    self._fixed_inflight -= fixed
+                    group._inflight -= 1
+                    self._table.due += done
+                    self._table.settle()
                 raise
-            fill(sqe)
-            sqe.flags |= flags
-            if idx is None:
-                sqe.user_data = abi.UD_SKIP
-                return None
-            slot = self._table.slots[idx]
-            slot.tag = sqe.opcode
-            sqe.user_data = (slot.gen << 32) | idx     # the table's ident(), inlined: once per request
-            return sqe.user_data
-        finally:
-            self._release()
+        return None if idx is None else ud
 
     def _simple(self, op, fd, addr, length, off, op_flags, user_data, flags):
         def build(slot):
@@ -472,14 +488,20 @@ class Ring(RingRegistry):
         if cdepth <= 0 or cdepth > self._sq_entries:
             cdepth = self._sq_entries
         stray: list = []
-        self._acquire()
+        idx = None
+        counted = False
         try:
-            idx = self._table.alloc(batch=True)
-            slot = self._table.slots[idx]
-            self._batches += 1   # close() refuses until the batch is over
-        finally:
-            self._release()
-        try:
+            with self._lock():
+                self._check()
+                allocs = self._table.allocs
+                try:
+                    idx = self._table.alloc(batch=True)
+                finally:
+                    if idx is None and self._table.allocs != allocs:
+                        idx = self._table.last   # (cut as the slot was taken: CPython 3.10 checks on return)
+                slot = self._table.slots[idx]
+                self._batches += 1   # close() refuses until the batch is over
+                counted = True
             view = slot.pin(buf, op == _OP["IORING_OP_READ"])
             if view.len < n * bsize:
                 raise ValueError(f"buf holds {view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
@@ -488,16 +510,21 @@ class Ring(RingRegistry):
             next_i = 0
             sqpoll = self._setup_flags & abi.SETUP_SQPOLL
             while True:
-                self._acquire()
-                try:
+                with self._lock():
                     own = 0
-                    while next_i < n and slot.pending < cdepth:
-                        sqe = self._get_sqe()
+                    while True:   # (not `while cond:`: CPython 3.13, gh-130279)
+                        if not (next_i < n and slot.pending < cdepth):
+                            break
+                        sqe = self._free_sqe()
                         if sqe is None:
                             break
                         self._prep_rw(sqe, op, cfd, base + next_i * bsize, bsize, offs[next_i])
                         sqe.user_data = abi.UD_BATCH | (next_i << 32) | idx
+                        # Counted, then queued: a raise between the two leaves
+                        # the slot held for ever (a leak), never released under
+                        # a read the kernel has.
                         slot.pending += 1
+                        self._sqe_tail = (self._sqe_tail + 1) & 0xFFFFFFFF
                         next_i += 1
                         own += 1
                     if next_i >= n and slot.pending == 0:
@@ -505,12 +532,12 @@ class Ring(RingRegistry):
                     pending = 0 if sqpoll else self._tail_publish()
                     if sqpoll:
                         self._tail_publish()
-                finally:
-                    self._release()
                 # A device's reads a few at a time, unplugged (see the C twin).
                 sent = 0
                 seen = self._cq_count()
-                while pending == own and pending > abi.IO_PLUG_THRESHOLD and self._sq_ready() == own:
+                while True:   # (not `while cond:`: CPython 3.13, gh-130279)
+                    if not (pending == own and pending > abi.IO_PLUG_THRESHOLD and self._sq_ready() == own):
+                        break
                     ret = self._enter_raw(abi.IO_PLUG_THRESHOLD, 0, 0, -1)
                     if ret <= 0:
                         break
@@ -527,22 +554,22 @@ class Ring(RingRegistry):
                     ret = self._enter_raw(pending, 0, abi.ENTER_SQ_WAIT if sqpoll else 0, -1)
                 if ret < 0 and -ret not in (EINTR, errno.EBUSY, errno.EAGAIN):
                     raise_errno(-ret)
-                self._acquire()
-                try:
+                with self._lock():
                     self._reap(stray)
-                finally:
-                    self._release()
             if results is not None:
                 return results
             return list(slot.results)
         finally:
             # Other requests' completions met on the way go to the backlog,
-            # whether the batch ends or raises.
-            self._backlog.extend(stray)
-            self._acquire()
-            try:
-                self._batches -= 1
-                if self._table.disown(idx):
-                    self._slot_release(idx)
-            finally:
-                self._release()
+            # whether the batch ends or raises, and the batch lets go of its
+            # slot: one call-free run, unlocked (no thread switch or signal
+            # handler comes inside one), then the slot released if done.
+            if idx is not None:
+                slot = self._table.slots[idx]
+                done, batches = ((idx, slot.gen),), int(counted)
+                self._backlog += stray
+                self._batches -= batches
+                slot.batch_owned = False
+                self._table.due += done   # (settle() leaves it while reads are in flight)
+                with self._lock():
+                    self._table.settle()
