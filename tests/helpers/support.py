@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
 import signal
 import time
@@ -75,6 +77,59 @@ class Interrupted(Exception):
 
 def raise_interrupted(*args):
     raise Interrupted
+
+
+def _in_finalizer(frame) -> bool:
+    """Whether frame runs inside a __del__ (one the collector ran inside a
+    call): an exception raised there is unraisable, it never reaches the
+    call."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+class StormRaised(Exception):
+    """What a Storm's signal handler raises."""
+
+
+class Storm:
+    """A storm of raising signals, for the tests that every request comes
+    back exactly once whatever a signal handler raises. The handler
+    (install it with ``interval_timer(storm.handler, ...)``) raises
+    StormRaised only inside ``call``, at most once per call and not inside a
+    finalizer, so the test's own bookkeeping is never cut; ``raised`` counts the raises and clearing
+    ``armed`` stops them."""
+
+    def __init__(self) -> None:
+        self.armed = True
+        self.inside = False
+        self.raised = 0
+
+    def handler(self, signum, frame) -> None:
+        if self.inside and self.armed and not _in_finalizer(frame):
+            self.inside = False
+            self.raised += 1
+            raise StormRaised
+
+    def call(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs), or None when the storm cut it. The result is
+        stored from C (list.extend over itertools.starmap): a handler raising
+        right after a call returns would drop the value in a Python caller,
+        and the test would take a request that was queued for one that was
+        not."""
+        out: list = []
+        try:
+            self.inside = True
+            out.extend(itertools.starmap(functools.partial(fn, **kwargs), (args,)))
+            self.inside = False
+        except StormRaised:
+            pass
+        except BaseException:
+            self.inside = False
+            raise
+        return out[0] if out else None
 
 
 def wait_all(ring, n, timeout=10.0):
