@@ -195,8 +195,9 @@ class TestNothingTakenIsLost:
         r, w = os.pipe()
         # Long enough (about a second of reads) that the first signal, at
         # 0.2 s, comes after the batch's first reap took the poll's event
-        # (the pure batch needs longer to build its iocbs, and reads slower).
-        n = 400_000 if backend.name == "c" else 30_000
+        # (the pure batch needs longer to build its iocbs, and reads slower:
+        # 100,000 take about 0.6 s here, 30,000 sometimes ended before 0.2 s).
+        n = 400_000 if backend.name == "c" else 100_000
         try:
             ctx.prep_poll(r, select.POLLIN, user_data="poll")
             assert ctx.submit() == 1
