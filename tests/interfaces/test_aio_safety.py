@@ -531,3 +531,85 @@ def test_read_batch_of_a_bad_fd_beside_a_poll_in_flight(backend):
         ctx.close()
         os.close(r)
         os.close(w)
+
+
+# ---- a storm of raising signal handlers ------------------------------------
+
+def _reap_aio_storm(ctx, storm, got, limit=10.0):
+    """getevents (the storm on) until nothing is in flight or limit seconds."""
+    deadline = time.monotonic() + limit
+    while ctx.inflight and time.monotonic() < deadline:
+        out = storm.call(ctx.getevents, 1, 16, timeout=0.05)
+        if out:
+            got += out
+
+
+def test_a_raising_signal_handler_loses_and_doubles_no_aio_request(storm_backend, datafile, storm):
+    """Regression (pure backend): under a handler raising in the middle of
+    calls, a raise just after io_submit returned lost its count (the
+    requests went back to the queue and were submitted twice), one in a
+    prep_* after the slot was taken left it taken for ever, and one in
+    getevents after io_getevents dropped the events it had taken. Under a
+    storm of raising signals every request queued comes back exactly once
+    with the file's bytes, the context ends with nothing in flight, and it
+    is usable."""
+    fd, data = datafile
+    rounds = 0
+    t0 = time.monotonic()
+    while rounds < 100 and time.monotonic() - t0 < 3:
+        with storm_backend.Context(16) as ctx:
+            bufs = {i: bytearray(3000) for i in range(48)}
+            queued, got = set(), []
+            for i, buf in bufs.items():
+                if storm.call(ctx.prep_pread, fd, buf, i * 1000, user_data=i) is not None:
+                    queued.add(i)
+                if i % 8 == 7:
+                    storm.call(ctx.submit)
+                    got += storm.call(ctx.getevents, 0, 16, timeout=0) or []
+            _reap_aio_storm(ctx, storm, got)
+            got += ctx.getevents(0, 64, timeout=0)   # what a raising getevents gave back
+            ids = [c.user_data for c in got]
+            assert ctx.inflight == 0 and ctx.queued == 0, \
+                f"round {rounds}: {ctx.inflight} requests never came back"
+            assert len(ids) == len(set(ids)), f"round {rounds}: completions handed out twice"
+            assert queued <= set(ids)    # a prep cut after it queued still completes
+            for c in got:
+                assert c.res == 3000 and bufs[c.user_data] == data[c.user_data * 1000:][:3000]
+            after = bytearray(10)
+            ctx.prep_pread(fd, after, 5, user_data="after")
+            assert [(c.user_data, c.res) for c in reap(ctx, 1)] == [("after", 10)]
+            assert after == data[5:15]
+        rounds += 1
+    assert storm.raised > 0 and rounds > 0
+
+
+def test_a_raising_signal_handler_inside_read_batch_leaves_the_context_usable(storm_backend, datafile, storm):
+    """Regression (pure backend): a handler raising as read_batch took or
+    gave back the context left it refusing getevents() ("a read_batch ...
+    is running") for ever, or its reads counted in flight with nobody to
+    reap them. Under the storm, short batches on one context each either
+    return every block's bytes or raise StormRaised; after each, once
+    drained, nothing is in flight and getevents() serves; a batch after the
+    storm reads right."""
+    fd, data = datafile
+    rounds = cut = 0
+    t0 = time.monotonic()
+    with storm_backend.Context(16) as ctx:
+        while rounds < 3000 and time.monotonic() - t0 < 3:
+            offsets = [(rounds * 7 + i * 7919) % 4096 * 16 for i in range(4)]
+            buf = bytearray(4 * 16)
+            res = storm.call(ctx.read_batch, fd, buf, offsets, 16, depth=2)
+            if res is None:
+                cut += 1
+            else:
+                assert res == [16] * 4
+                assert all(buf[i * 16:][:16] == data[o:][:16] for i, o in enumerate(offsets))
+            _reap_aio_storm(ctx, storm, [])
+            assert ctx.inflight == 0, f"round {rounds}: {ctx.inflight} requests left in flight"
+            assert ctx.getevents(0, 16, timeout=0) == []
+            rounds += 1
+        storm.armed = False
+        buf2 = bytearray(32)
+        assert ctx.read_batch(fd, buf2, [0, 100], 16) == [16, 16]
+        assert buf2 == data[:16] + data[100:116]
+    assert cut > 0 and rounds > 0

@@ -14,8 +14,14 @@ Signals: an event is marked handled (its ``data`` zeroed) in the same
 call-free run of code that stores its completion and counts it off its slot
 (see ``_inflight``'s docstring), so a signal handler that raises anywhere
 leaves each event either handled or still in the array, which the
-interrupted call scans again on its way out: nothing taken off the kernel
-is lost.
+interrupted call scans again on its way out (or, cut there too, lists for
+the next call): nothing taken off the kernel is lost. A submit's count is
+stored by C code as io_submit returns, and the requests it took wait in a
+limbo that any later call can finish (``_submit_queue`` says how), so none
+is submitted twice or forgotten; prep_* and read_batch recover a slot taken
+just before a cut through the table's ``allocs``. This holds on CPython
+3.10 and later (3.9 runs a handler between almost any two bytecodes: see
+``_inflight``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import itertools
 import operator
 import os
 import warnings
@@ -42,7 +49,7 @@ from fastio._util import (
     timeout_to_ns,
 )
 from fastio._pure._calllock import CallLock
-from fastio._pure._inflight import InflightTable
+from fastio._pure._inflight import InflightTable, Slot
 
 _c_long = ctypes.c_long
 _syscall = abi._libc.syscall
@@ -53,7 +60,9 @@ _SUBMIT_BATCH = 256
 _UD_BATCH = 1 << 63
 _DRAIN_LIMIT_NS = 10_000_000_000
 _DRAIN_STEP_NS = 100_000_000
-_QUEUED, _SUBMITTING, _SUBMITTED = 1, 2, 3
+_QUEUED, _SUBMITTED = 1, 2          # a slot's tag; in between, its submit's limbo (_submit_queue)
+
+_NO_SLOT = Slot(None)      # stands in for "no slot" where a run must store into one
 
 _CLOSE_REFUSED = ("Context.close() while a call on this context is running (another thread in it, or a "
                   "signal handler or a buffer exporter inside a prep_*, getevents or batch call); close it "
@@ -181,6 +190,12 @@ class Context:
         self._submitted = 0
         self._backlog: list = []
         self._resfd = -1
+        # What a call cut by a raising signal handler (or running in
+        # another thread) leaves for the next (_settle_cut): the submits
+        # whose requests are out of the queue and not yet accounted for, by
+        # id, and arrays of events taken off the kernel and not handled.
+        self._limbos: dict = {}
+        self._unhandled: list = []
         n = as_c_int(maxevents)
         if n <= 0:
             raise ValueError(f"maxevents must be positive, got {n}")
@@ -234,8 +249,10 @@ class Context:
         with self._lock():      # (another thread's prep holds it briefly, never across a wait)
             if self._ctx == 0:
                 return
-            if (self._busy or self._batches or self._waiters) and self._fork_gen == fork_generation():
-                raise RuntimeError(_CLOSE_REFUSED)
+            if self._fork_gen == fork_generation():
+                self._settle_cut(self._backlog)   # (what stays in limbo: an io_submit running now)
+                if self._busy or self._batches or self._waiters or self._limbos:
+                    raise RuntimeError(_CLOSE_REFUSED)
             self._shutdown()
 
     def __enter__(self):
@@ -271,6 +288,7 @@ class Context:
 
     def _drain(self) -> bool:
         try:
+            self._settle_cut(self._backlog)
             for idx in self._queue:
                 self._table.release(idx)
             self._queue = []
@@ -279,22 +297,32 @@ class Context:
             events = (abi.IoEvent * _STACK_EVENTS)()
             result = (abi.IoEvent * 1)()
             sink: list = []
-            while self._submitted:
+            while True:   # (not `while cond:`: CPython 3.13, gh-130279)
+                if not self._submitted:
+                    break
                 now = time.monotonic_ns()
                 if now - start > _DRAIN_LIMIT_NS:
                     return False
                 if now - last_cancel > 1_000_000_000:
                     last_cancel = now
-                    for slot in self._table.slots:
-                        if slot.pending and slot.tag == _SUBMITTED and not slot.batch:
-                            if self._io_cancel(slot.payload, result) == 0:
-                                self._handle_block(result, 1, sink)   # kernels before 4.19
+                    self._cancel_submitted(result, sink)
                 ret = self._getevents_raw(1, _STACK_EVENTS, events, _DRAIN_STEP_NS)
                 self._handle_block(events, max(ret, 0), sink)
                 sink.clear()
             return True
         except BaseException:
             return not self._submitted
+
+    # Loops whose body ends in an ``if`` live in functions of their own when
+    # a try or with encloses them: CPython 3.13 (gh-130279) puts such a
+    # loop's jump back outside the enclosing handler, so a signal handler
+    # raising there skipped the except, finally or lock release.
+
+    def _cancel_submitted(self, result, sink: list) -> None:
+        for slot in self._table.slots:
+            if slot.pending and slot.tag == _SUBMITTED and not slot.batch:
+                if self._io_cancel(slot.payload, result) == 0:
+                    self._handle_block(result, 1, sink)   # kernels before 4.19
 
     # ---- the in-flight table ----------------------------------------------
 
@@ -321,16 +349,44 @@ class Context:
         return cb
 
     def _enqueue(self, idx: int) -> int:
-        self._queue.append(idx)
-        slot = self._table.slots[idx]
+        slot, queued = self._table.slots[idx], (idx,)
+        # One run: queued and tagged so (a raise after it must not release it).
+        self._queue += queued
         slot.tag = _QUEUED
         return slot.payload.aio_data
 
-    def _reject(self, idx: int, err: int) -> None:
-        """Complete a request the kernel never took with res=err (-errno)."""
+    def _prepared(self, build, user_data) -> int:
+        """Under the lock: a slot, build(idx) filling its iocb, then queued.
+        Whatever raises before it is queued gives the slot back, a signal
+        handler's exception included (one cutting the slot's taking finds
+        it through the table's ``allocs``, see ``_inflight``)."""
+        allocs = self._table.allocs
+        idx = None
+        try:
+            idx = self._new_slot(user_data)
+            build(idx)
+            return self._enqueue(idx)
+        except BaseException:
+            if idx is None and self._table.allocs != allocs:
+                idx = self._table.last   # (cut as the slot was taken: CPython 3.10 checks on return)
+            if idx is not None and self._table.slots[idx].tag != _QUEUED:
+                slot = self._table.slots[idx]
+                done = ((idx, slot.gen),)
+                # Never queued: the slot is done, in one run (not release():
+                # a call could be cut and leave it taken).
+                slot.pending = 0
+                self._table.due += done
+                self._table.settle()
+            raise
+
+    def _reject(self, pos: int, err: int) -> None:
+        """Complete the request at self._queue[pos], which the kernel never
+        took, with res=err (-errno)."""
+        idx = self._queue[pos]
         slot = self._table.slots[idx]
         stored, done = (Completion(slot.user_data, err, 0),), ((idx, slot.gen),)
-        # One call-free run: the completion stored, the slot done.
+        # One call-free run: out of the queue, the completion stored, the slot done.
+        del self._queue[pos]
         self._backlog += stored
         slot.pending = 0
         self._table.due += done
@@ -344,24 +400,20 @@ class Context:
         vector = op in (abi.IOCB_CMD_PREADV, abi.IOCB_CMD_PWRITEV)
         if vector:
             buf = list(buf)     # (the caller's iterator runs before the lock is taken)
+        def build(idx):
+            slot = self._table.slots[idx]
+            if vector:
+                iov = slot.pin_vector(buf, writable)
+                addr, length = ctypes.addressof(iov), len(iov)
+            else:
+                view = slot.pin(buf, writable)
+                addr, length = view.buf or 0, view.len
+            cb = self._fill(idx, op, cfd, rwf, prio)
+            cb.aio_buf = addr
+            cb.aio_nbytes = length
+            cb.aio_offset = off
         with self._lock():
-            idx = self._new_slot(user_data)
-            try:
-                slot = self._table.slots[idx]
-                if vector:
-                    iov = slot.pin_vector(buf, writable)
-                    addr, length = ctypes.addressof(iov), len(iov)
-                else:
-                    view = slot.pin(buf, writable)
-                    addr, length = view.buf or 0, view.len
-                cb = self._fill(idx, op, cfd, rwf, prio)
-                cb.aio_buf = addr
-                cb.aio_nbytes = length
-                cb.aio_offset = off
-                return self._enqueue(idx)
-            except BaseException:
-                self._table.release(idx)
-                raise
+            return self._prepared(build, user_data)
 
     def prep_pread(self, fd, buf, offset, *, user_data=None, rw_flags=0, reqprio=0):
         """Queue a read into ``buf``; see ``fastio._c.aio.Context.prep_pread``."""
@@ -381,11 +433,10 @@ class Context:
 
     def _prep_plain(self, op, fd, mask, user_data, reqprio):
         cfd, prio = as_fd(fd), _prio(reqprio)
+        def build(idx):
+            self._fill(idx, op, cfd, 0, prio).aio_buf = mask
         with self._lock():
-            idx = self._new_slot(user_data)
-            cb = self._fill(idx, op, cfd, 0, prio)
-            cb.aio_buf = mask
-            return self._enqueue(idx)
+            return self._prepared(build, user_data)
 
     def prep_fsync(self, fd, *, user_data=None, reqprio=0):
         """Queue an fsync; see ``fastio._c.aio.Context.prep_fsync``."""
@@ -414,55 +465,106 @@ class Context:
 
     # ---- submission and completion ------------------------------------------
 
-    def _io_submit(self, ptrs, k: int) -> int:
-        self._busy += 1
-        try:
-            return _sys("io_submit", ctypes.c_ulong(self._ctx), _c_long(k), ptrs)
-        finally:
-            self._busy -= 1
-
     def _io_cancel(self, cb: abi.Iocb, result) -> int:
         """io_cancel(2) of the request submitted from cb; result: an array of one event."""
         return _sys("io_cancel", ctypes.c_ulong(self._ctx), ctypes.byref(cb), result)
 
+    # A submit takes requests off the queue into a *limbo* (taken, gens,
+    # rets, claim) and calls io_submit outside the lock (a buffered read of
+    # an empty pipe blocks inside it, while other threads reap). The call is
+    # made by C code, ``rets.extend(starmap(_syscall, claim))``: ``claim``
+    # is a one-shot iterator over the syscall's arguments, so taking it,
+    # making the syscall and storing its count into ``rets`` happen with no
+    # place between for a signal handler or another thread. Whoever finds a
+    # limbo (under the lock) then knows where it stands: ``rets`` filled, the
+    # kernel has answered and anyone may account for it; ``claim`` not yet
+    # taken, the submitting call was cut before the syscall, and whoever
+    # takes the claim first owns it (the requests go back to the queue);
+    # neither, the syscall is running right now, and it is left alone.
+
+    def _settle_cut(self, out: list) -> None:
+        """Under the lock: finish what calls cut by a raising signal handler
+        left (their submits' accounting; events taken off the kernel and not
+        handled, into out)."""
+        for key in list(self._limbos):
+            taken, gens, rets, claim = self._limbos[key]
+            if rets:
+                self._finish_submit(key, 0)
+            elif next(claim, None) is not None:
+                self._finish_submit(key, 0)      # never made: none taken
+        while True:   # (not `while cond:`: CPython 3.13, gh-130279)
+            if not self._unhandled:
+                break
+            self._handle_block(self._unhandled[-1], _STACK_EVENTS, out)
+            del self._unhandled[-1]
+
+    def _finish_submit(self, key: int, err: int) -> bool:
+        """Account for the limbo ``key``: the requests the kernel took are
+        submitted, the rest go back to the queue's front. err: the -errno of
+        a failed io_submit when the submitting call finishes its own (other
+        calls cannot know it: then none counts as refused, and the next
+        submit meets the error again). A refusal other than EAGAIN or EINTR
+        completes the first request with it, as the kernel never took it.
+        Idempotent up to the run that ends the limbo. True when a request
+        was refused."""
+        taken, gens, rets, _claim = self._limbos[key]
+        nt = rets[0] if rets and rets[0] > 0 else 0
+        self._mark_submitted(taken[:nt], gens)
+        rest = taken[nt:]
+        refused = bool(rest) and nt == 0 and bool(rets) and rets[0] < 0 and err not in (0, -errno.EAGAIN, -EINTR)
+        slot = self._table.slots[rest[0]] if refused else _NO_SLOT
+        stored = (Completion(slot.user_data, err, 0),) if refused else ()
+        done = ((rest[0], slot.gen),) if refused else ()
+        requeued = rest[1:] if refused else rest
+        # One run: back in the queue, the refused one completed, the limbo over.
+        self._queue[:0] = requeued
+        del self._limbos[key]
+        self._backlog += stored
+        slot.pending = 0
+        self._table.due += done
+        self._table.settle()
+        return refused
+
+    def _mark_submitted(self, taken: list, gens: list) -> None:
+        for idx, gen in zip(taken, gens):
+            # Reaped by another thread while io_submit ran (not counted
+            # there), maybe reused, or marked by an earlier try: only a slot
+            # still queued and ours.
+            slot = self._table.slots[idx]
+            if slot.pending and slot.gen == gen and slot.tag == _QUEUED:
+                slot.tag = _SUBMITTED
+                self._submitted += 1
+
     def _submit_queue(self) -> int:
         total = 0
         ptrs = (ctypes.c_void_p * _SUBMIT_BATCH)()
+        nr = _c_long(_NR["io_submit"])     # (a Context exists: the syscalls do)
         while True:
             with self._lock():
+                self._settle_cut(self._backlog)
                 if not self._queue:
                     return total
                 taken = self._queue[:_SUBMIT_BATCH]
-                del self._queue[:_SUBMIT_BATCH]
-                gens = []
+                gens = [self._table.slots[idx].gen for idx in taken]
                 for i, idx in enumerate(taken):
-                    slot = self._table.slots[idx]
-                    ptrs[i] = ctypes.addressof(slot.payload)
-                    slot.tag = _SUBMITTING
-                    gens.append(slot.gen)
-            ret = self._io_submit(ptrs, len(taken))
+                    ptrs[i] = ctypes.addressof(self._table.slots[idx].payload)
+                rets: list = []
+                claim = iter(((nr, ctypes.c_ulong(self._ctx), _c_long(len(taken)), ptrs),))
+                limbo = (taken, gens, rets, claim)
+                key = id(limbo)
+                # One run: out of the queue, into limbo.
+                del self._queue[:len(taken)]
+                self._limbos[key] = limbo
+            rets.extend(itertools.starmap(_syscall, claim))
+            err = -ctypes.get_errno()
             with self._lock():
-                nt = max(ret, 0)
-                for idx, gen in zip(taken[:nt], gens):
-                    # Reaped by another thread while io_submit ran (and not
-                    # counted there), maybe reused: only a slot still ours.
-                    slot = self._table.slots[idx]
-                    if slot.pending and slot.gen == gen and slot.tag == _SUBMITTING:
-                        slot.tag = _SUBMITTED
-                        self._submitted += 1
-                total += nt
-                rest = taken[nt:]
-                for idx in rest:
-                    self._table.slots[idx].tag = _QUEUED
-                self._queue[:0] = rest
-                if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
-                    del self._queue[0]
-                    self._reject(rest[0], ret)    # refused outright: completes now
-                    continue
-            if ret == -EINTR:
-                continue      # ctypes already ran the signal handlers
-            if nt == 0:
-                return total      # EAGAIN: the context is full; the rest waits
+                refused = key in self._limbos and self._finish_submit(key, err)
+            if not rets:
+                continue        # a call cut this one before io_submit and took the claim
+            total += max(rets[0], 0)
+            if refused or rets[0] > 0 or err == -EINTR:
+                continue        # (EINTR: ctypes has already run the signal handlers)
+            return total        # EAGAIN: the context is full; the rest waits
 
     def submit(self):
         """Hand the queued requests to the kernel; see ``fastio._c.aio.Context.submit``."""
@@ -490,9 +592,7 @@ class Context:
         first = None
         for _attempt in range(3):
             try:
-                for k in range(n):
-                    if events[k].data:
-                        self._handle_event(events[k], out)
+                self._handle_events(events, n, out)
                 self._table.settle()
                 break
             except BaseException as exc:
@@ -500,6 +600,11 @@ class Context:
                     first = exc
         if first is not None:
             raise first
+
+    def _handle_events(self, events, n: int, out: list) -> None:
+        for k in range(n):
+            if events[k].data:
+                self._handle_event(events[k], out)
 
     def _handle_event(self, ev, out: list) -> None:
         """Account for one event: into its batch's results, or as a
@@ -520,8 +625,7 @@ class Context:
             slot.results[(ud >> 32) & 0x7FFFFFFF] = res
             slot.pending -= 1
             self._submitted -= 1
-            if not slot.pending and not slot.batch_owned:
-                self._table.due += done
+            self._table.due += done * (slot.pending == 0) * (not slot.batch_owned)   # (no branch: 3.10 checks at jumps)
             return
         slot = self._table.lookup(ud)
         if slot is None:
@@ -540,8 +644,9 @@ class Context:
         # slot done; an interrupt before it changes nothing (the event is
         # handled again).
         ev.data = 0
-        if slot.tag != _SUBMITTING:
-            self._submitted -= 1     # else its io_submit has not counted it, and will not
+        # (not an `if`: 3.10 checks at jumps) Uncounted while its io_submit
+        # is in limbo, which will not count it either.
+        self._submitted -= slot.tag == _SUBMITTED
         out += stored
         slot.pending = 0
         self._table.due += done
@@ -567,17 +672,18 @@ class Context:
         self._waiters += 1
         try:
             self._check()
-            if self._queue:
+            if self._queue or self._limbos:
                 self._submit_queue()
             with self._lock():
+                self._settle_cut(self._backlog)
                 # what is already here counts towards max_nr (see the C twin)
                 out, self._backlog = self._backlog[:maxn], self._backlog[maxn:]
             return self._getevents_loop(out, need, maxn, timeout_ns, deadline)
         except BaseException:
-            # What was already reaped goes back to the front of the backlog.
+            # What was already reaped goes back to the front of the backlog,
+            # in one run (no lock: a call there could be cut and lose it).
             if out:
-                with self._lock():
-                    self._backlog = out + self._backlog
+                self._backlog = out + self._backlog
             raise
         finally:
             self._waiters -= 1
@@ -590,9 +696,12 @@ class Context:
             # A handler raised right after io_getevents returned (its count
             # lost) or inside the block: what the kernel wrote into events
             # (data != 0) is still to be handled, into out (which getevents
-            # puts back into the backlog).
+            # puts back into the backlog). Listed first, in one run, so a
+            # handler cutting this too leaves them to the next call.
+            stashed = (events,)
+            self._unhandled += stashed
             with self._lock():
-                self._handle_block(events, _STACK_EVENTS, out)
+                self._settle_cut(out)
             raise
 
     def _getevents_wait(self, events, out, need, maxn, timeout_ns, deadline):
@@ -631,9 +740,9 @@ class Context:
             slot = self._table.lookup(ud)     # (None for an id with the batch bit)
             if slot is None:
                 return False
-            if slot.tag == _QUEUED:
-                self._queue.remove(ud & 0xFFFFFFFF)
-                self._reject(ud & 0xFFFFFFFF, -errno.ECANCELED)
+            self._settle_cut(self._backlog)
+            if (ud & 0xFFFFFFFF) in self._queue:
+                self._reject(self._queue.index(ud & 0xFFFFFFFF), -errno.ECANCELED)
                 return True
             result = (abi.IoEvent * 1)()
             ret = self._io_cancel(slot.payload, result)
@@ -683,13 +792,22 @@ class Context:
                                "the context to itself (use one Context per thread)")
         stray: list = []
         events = (abi.IoEvent * _STACK_EVENTS)()
-        with self._lock():
-            self._check()
-            idx = self._table.alloc(batch=True)
-            slot = self._table.slots[idx]
-            self._batches += 1
-            slot.tag = _SUBMITTED
+        idx = None
+        counted = counting = 0
+        rets: list = []
         try:
+            with self._lock():
+                self._check()
+                allocs = self._table.allocs
+                try:
+                    idx = self._table.alloc(batch=True)
+                finally:
+                    if idx is None and self._table.allocs != allocs:
+                        idx = self._table.last   # (cut as the slot was taken: CPython 3.10 checks on return)
+                slot = self._table.slots[idx]
+                slot.tag = _SUBMITTED
+                self._batches += 1   # close() and getevents() refuse until the batch is over
+                counted = 1
             view = slot.pin(buf, op == abi.IOCB_CMD_PREAD)
             if view.len < n * bsize:
                 raise ValueError(f"buf holds {view.len} bytes; {n} blocks of {bsize} need {n * bsize}")
@@ -715,17 +833,26 @@ class Context:
             next_i = 0
             while True:
                 k = 0
-                while next_i + k < n and slot.pending + k < cdepth and k < per_submit:
+                while True:   # (not `while cond:`: CPython 3.13, gh-130279)
+                    if not (next_i + k < n and slot.pending + k < cdepth and k < per_submit):
+                        break
                     ptrs[k] = base + (next_i + k) * 64
                     k += 1
                 if k:
-                    ret = self._io_submit(ptrs, k)
-                    # Counted with no call since io_submit returned: a raising
-                    # handler cannot lose what the kernel took (and under the
-                    # GIL no other thread runs in between either).
+                    call = ((_c_long(_NR["io_submit"]), ctypes.c_ulong(self._ctx), _c_long(k), ptrs),)
+                    # One run: no earlier count left for the finally to take,
+                    # then io_submit, its count stored by C code (see _submit_queue).
+                    del rets[:]
+                    counting = 1
+                    rets.extend(itertools.starmap(_syscall, call))
+                    ret = rets[0] if rets[0] >= 0 else -ctypes.get_errno()
+                    # Counted in one run: a handler raising before it leaves
+                    # the count in rets, which the finally counts (a read
+                    # in flight uncounted could see its buffer released).
                     taken = ret if ret > 0 else 0
                     slot.pending += taken
                     self._submitted += taken
+                    counting = 0
                     next_i += taken
                     if ret < 0 and ret not in (-errno.EAGAIN, -EINTR):
                         slot.results[next_i] = ret
@@ -735,7 +862,9 @@ class Context:
                     elif ret == -errno.EAGAIN and slot.pending == 0:
                         # full of other requests, none of ours to wait for
                         # (see the C twin): the rest gets -EAGAIN
-                        while next_i < n:
+                        while True:   # (not `while cond:`: CPython 3.13, gh-130279)
+                            if next_i >= n:
+                                break
                             slot.results[next_i] = -errno.EAGAIN
                             next_i += 1
                 if next_i >= n and slot.pending == 0:
@@ -753,20 +882,27 @@ class Context:
                 return results
             return list(slot.results)
         finally:
-            done = ((idx, slot.gen),)
-            try:
-                with self._lock():
-                    # Events a raising handler left unhandled (see _getevents_loop).
-                    self._handle_block(events, _STACK_EVENTS, stray)
-            finally:
-                # One call-free run: other requests' completions met on the
-                # way go to the backlog (whether the batch ends or raises)
-                # and the batch gives its slot up (not with disown(): a call
-                # is where a raising signal handler runs).
-                self._backlog += stray
-                self._batches -= 1
-                slot.batch_owned = False
-                if not slot.pending:
-                    self._table.due += done
-                with self._lock():
-                    self._table.settle()     # (interrupted: the next block's settle() goes on)
+            if idx is not None:
+                slot = self._table.slots[idx]
+                # First, in one run: what the kernel took from a submit that
+                # a raising handler cut before it was counted.
+                got = rets + [0]
+                cut = counting * (got[0] > 0) * got[0]
+                slot.pending += cut
+                self._submitted += cut
+                counting = 0
+                done = ((idx, slot.gen),)
+                try:
+                    with self._lock():
+                        # Events a raising handler left unhandled (see _getevents_loop).
+                        self._handle_block(events, _STACK_EVENTS, stray)
+                finally:
+                    # One call-free run: other requests' completions met on
+                    # the way go to the backlog (whether the batch ends or
+                    # raises) and the batch gives its slot up.
+                    self._backlog += stray
+                    self._batches -= counted
+                    slot.batch_owned = False
+                    self._table.due += done   # (settle() leaves it while reads are in flight)
+                    with self._lock():
+                        self._table.settle()     # (interrupted: the next block's settle() goes on)
