@@ -207,19 +207,16 @@ class InflightTable:
         if free:
             idx = free[-1]
             slot = self.slots[idx]
-            # Taken in one run (see the module docstring), up to the caller's store of idx.
-            del free[-1]
-            slot.pending = pending
-            slot.batch = slot.batch_owned = batch
-            self.inflight += 1
-            self.allocs += 1
-            self.last = idx
-            return idx
-        if len(self.slots) >= _MAX_SLOTS:
-            raise MemoryError("too many requests in flight")
-        slot = Slot(self._payload() if self._payload is not None else None)
-        idx = len(self.slots)
-        grown = (slot,)
+            taken, grown = free, ()
+        else:
+            if len(self.slots) >= _MAX_SLOTS:
+                raise MemoryError("too many requests in flight")
+            slot = Slot(self._payload() if self._payload is not None else None)
+            idx = len(self.slots)
+            taken, grown = [], (slot,)
+        # Taken in one run (see the module docstring), up to the caller's
+        # store of idx: off the free list, or appended to the table.
+        del taken[-1:]
         self.slots += grown
         slot.pending = pending
         slot.batch = slot.batch_owned = batch
