@@ -232,6 +232,47 @@ def test_the_buffers_of_one_turn_are_one_data_received(loop, sockpair):
     assert len(calls) <= 2, calls        # (7 buffers' worth: one call, or two if the last came late)
 
 
+def test_a_delivered_bytes_is_never_written_again(loop, sockpair):
+    # A run of several recv buffers is delivered as the bytes the loop
+    # gathered it in, cut to size, with no copy; the loop must then gather
+    # the next run elsewhere. Every bytes handed to data_received, kept by
+    # the protocol, still holds what it held when delivered once all of the
+    # later runs (large and small, alternating) have arrived.
+    a, b = sockpair
+    pieces = [os.urandom(n) for n in (100 * 1024, 10, 50 * 1024, 5, 200 * 1024, 16 * 1024 + 1, 3)]
+
+    class Keeper(Recorder):
+        def __init__(self):
+            super().__init__()
+            self.kept = []
+
+        def data_received(self, data):
+            super().data_received(data)
+            self.kept.append((data, bytearray(data)))
+
+    async def main():
+        transport, p = await accepted(loop, a, Keeper)
+        sent = 0
+        for piece in pieces:
+            transport.pause_reading()
+            b.sendall(piece)
+            sent += len(piece)
+            for _ in range(4):
+                await asyncio.sleep(0.005)      # (the kernel's buffers fill meanwhile)
+            transport.resume_reading()
+            for _ in range(400):
+                if len(p.data) >= sent:
+                    break
+                await asyncio.sleep(0.005)
+        transport.close()
+        return p
+
+    p = run(loop, main())
+    assert bytes(p.data) == b"".join(pieces)
+    assert all(type(data) is bytes and data == snapshot for data, snapshot in p.kept)
+    assert max(len(data) for data, _ in p.kept) > 16 * 1024     # (a run of several buffers was delivered)
+
+
 def test_pause_inside_data_received_stops_delivery_at_once(loop, sockpair):
     a, b = sockpair
 

@@ -35,8 +35,8 @@ from libc.errno cimport EAGAIN, EBADF, EBUSY, EINTR, EINVAL, ETIME
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastio._c._common cimport raise_errno
-from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdlib cimport free, realloc
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, _PyBytes_Resize
+from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.string cimport memcpy, strerror
 
 from fastio._c._inflight cimport Slot
@@ -88,8 +88,9 @@ cdef class RecvState:
 
     cdef object transport
     cdef object backlog         # deque of RECEIVED (the bytes in acc), then 0 (EOF) or -errno
-    cdef char *acc              # the bytes of consecutive recv buffers not delivered yet
-    cdef Py_ssize_t acc_len, acc_cap
+    cdef PyObject *acc          # a bytes only this state holds (NULL for none): in its first acc_len
+    cdef char *acc_buf          # bytes (at acc_buf), the recv buffers not delivered yet
+    cdef Py_ssize_t acc_len, acc_cap, next_cap
     cdef FdEntry entry          # the fd entry of the current reader
     cdef uint64_t armed_ud      # the recv in flight, 0 for none
     cdef bint reading           # the transport wants data now
@@ -98,18 +99,53 @@ cdef class RecvState:
     cdef UringEngine engine
 
     def __dealloc__(self):
-        free(self.acc)
+        Py_XDECREF(self.acc)
+
+    cdef int reserve(self, Py_ssize_t n) except -1:
+        """Room in acc for n more bytes: a new bytes of twice the size when
+        they do not fit, the old one's bytes copied (a failure changes
+        nothing)."""
+        cdef Py_ssize_t cap = self.acc_cap if self.acc_cap else max(self.next_cap, RECV_BUFFER_SIZE)
+        while cap < self.acc_len + n:
+            cap *= 2
+        fresh = PyBytes_FromStringAndSize(NULL, cap)
+        memcpy(PyBytes_AS_STRING(fresh), self.acc_buf, <size_t>self.acc_len)
+        Py_XDECREF(self.acc)
+        Py_INCREF(fresh)
+        self.acc = <PyObject *>fresh
+        self.acc_buf = PyBytes_AS_STRING(fresh)
+        self.acc_cap = cap
+        return 0
 
     cdef object take(self):
-        """The bytes gathered in acc, as one bytes; acc is emptied (and
-        given back when a large message made it large)."""
-        data = PyBytes_FromStringAndSize(self.acc, self.acc_len)
-        self.acc_len = 0
-        if self.acc_cap > ACC_KEEP:
-            free(self.acc)
-            self.acc = NULL
-            self.acc_cap = 0
+        """The bytes gathered in acc, as one bytes; acc is emptied. A run of
+        one recv buffer's size or less is copied out (acc is kept for the
+        next, up to ACC_KEEP); a longer one is acc itself, cut to its length,
+        with no copy (the next run's acc starts at this one's size)."""
+        cdef PyObject *obj = self.acc
+        cdef Py_ssize_t n = self.acc_len
+        if n <= RECV_BUFFER_SIZE or obj == NULL:
+            data = PyBytes_FromStringAndSize(self.acc_buf, n)
+            self.acc_len = 0
+            if self.acc_cap > ACC_KEEP:
+                self.drop()
+            return data
+        self.next_cap = min(self.acc_cap, ACC_KEEP)
+        self.acc = NULL
+        self.acc_buf = NULL
+        self.acc_len = self.acc_cap = 0
+        # Shrinking: a realloc glibc does in place, and never fails. Were it
+        # to fail, CPython frees the bytes and this raises MemoryError.
+        _PyBytes_Resize(&obj, n)
+        data = <object>obj
+        Py_DECREF(data)       # (the reference acc held: data has it now)
         return data
+
+    cdef void drop(self) noexcept:
+        Py_XDECREF(self.acc)
+        self.acc = NULL
+        self.acc_buf = NULL
+        self.acc_cap = 0
 
 
 # The backlog's item for the bytes in RecvState.acc: one item for every run
@@ -117,7 +153,8 @@ cdef class RecvState:
 # data_received for them all (as a readiness loop's one large recv() gives)
 # and no Python object made per buffer. A bytes per 16 KiB buffer, then their
 # join, made 8 allocations per 100 KiB message and kept glibc giving its heap
-# top back and faulting it in again (bench/RESULTS.md).
+# top back and faulting it in again; a copy of acc into the delivered bytes
+# was a third of the loop's memmove at 100 KiB (bench/RESULTS.md).
 cdef object RECEIVED = object()
 cdef Py_ssize_t ACC_KEEP = 1 << 18   # acc kept up to 256 KiB between deliveries
 
@@ -231,21 +268,13 @@ cdef class LoopRing(Ring):
         cdef uint32_t bid = 0
         cdef object data = None
         cdef int res = cqe.res
-        cdef Py_ssize_t n = 0, cap
-        cdef char *grown
+        cdef Py_ssize_t n = 0
         cdef FdEntry entry = st.entry
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
             bid = cqe.flags >> FIO_IORING_CQE_BUFFER_SHIFT
             n = res if 0 < res <= <int>self.bufs.size else 0
             if st.acc_len + n > st.acc_cap:
-                cap = st.acc_cap if st.acc_cap else 1 << 14
-                while cap < st.acc_len + n:
-                    cap *= 2
-                grown = <char *>realloc(st.acc, <size_t>cap)
-                if grown == NULL:
-                    raise MemoryError()
-                st.acc = grown
-                st.acc_cap = cap
+                st.reserve(n)
             data = RECEIVED
         elif res == 0 or (res < 0 and res != -ENOBUFS and res != -ECANCELED):
             data = res
@@ -256,7 +285,7 @@ cdef class LoopRing(Ring):
             st.backlog.append(data)
         # Nothing below raises.
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
-            memcpy(st.acc + st.acc_len, self.bufs.bufs + <size_t>bid * self.bufs.size, <size_t>n)
+            memcpy(st.acc_buf + st.acc_len, self.bufs.bufs + <size_t>bid * self.bufs.size, <size_t>n)
             st.acc_len += n
             self.bufs.recycle(<uint16_t>bid)
         if type(data) is int:
