@@ -1051,6 +1051,25 @@ def test_an_o_direct_file_on_the_uring_engine_reads_aligned_and_keeps_the_cache_
     assert nowait       # still on for the loop's other files
 
 
+@pytest.mark.parametrize("mode", ["r+b", "r+"])
+def test_truncate_returns_the_size_as_the_builtin_does(backend, engine, tmp_path, mode):
+    """The built-in file's ``truncate(size)`` returns ``size`` as given (so
+    ``truncate(True)`` is ``True``); the thread engine made it ``int``."""
+    path = tmp_path / "f"
+    path.write_bytes(b"abcdef")
+    with open(path, mode) as f:
+        reference = [f.truncate(True), f.truncate(4)]
+
+    async def ours():
+        path.write_bytes(b"abcdef")
+        async with fa.open(path, mode, engine=engine) as f:
+            return [await f.truncate(True), await f.truncate(4)], os.path.getsize(path)
+
+    got, size = run_on(backend, engine, ours)
+    assert [(type(v), v) for v in got] == [(type(v), v) for v in reference] == [(bool, True), (int, 4)]
+    assert size == 4
+
+
 def test_truncate_and_pwrite_after_a_read_ahead_keep_the_builtins_results(backend, engine, tmp_path):
     """``peek()`` and ``readline()`` read ahead; ``truncate()`` must drop
     what they read (the built-in open does: a read after it gave the cut
