@@ -60,7 +60,7 @@ _SUBMIT_BATCH = 256
 _UD_BATCH = 1 << 63
 _DRAIN_LIMIT_NS = 10_000_000_000
 _DRAIN_STEP_NS = 100_000_000
-_QUEUED, _SUBMITTED = 1, 2          # a slot's tag; in between, its submit's limbo (_submit_queue)
+_QUEUED, _SUBMITTED = 1, 2          # a slot's tag (still _QUEUED while its submit is in limbo: _submit_queue)
 
 _NO_SLOT = Slot(None)      # stands in for "no slot" where a run must store into one
 
@@ -275,9 +275,9 @@ class Context:
         drained = True
         if self._fork_gen == fork_generation():
             drained = self._drain()
-            if drained:
-                _io_destroy(self._ctx)      # nothing in flight; still one RCU grace period (~30 ms)
-        self._ctx = 0
+        ctx, self._ctx = self._ctx, 0       # (zeroed first: a cut after the destroy must not destroy it again)
+        if drained and self._fork_gen == fork_generation():
+            _io_destroy(ctx)                # nothing in flight; still one RCU grace period (~30 ms)
         self._queue = []
         self._submitted = 0
         self._backlog = []
@@ -470,7 +470,7 @@ class Context:
         return _sys("io_cancel", ctypes.c_ulong(self._ctx), ctypes.byref(cb), result)
 
     # A submit takes requests off the queue into a *limbo* (taken, gens,
-    # rets, claim) and calls io_submit outside the lock (a buffered read of
+    # rets, claim, void) and calls io_submit outside the lock (a buffered read of
     # an empty pipe blocks inside it, while other threads reap). The call is
     # made by C code, ``rets.extend(starmap(_syscall, claim))``: ``claim``
     # is a one-shot iterator over the syscall's arguments, so taking it,
@@ -479,24 +479,27 @@ class Context:
     # limbo (under the lock) then knows where it stands: ``rets`` filled, the
     # kernel has answered and anyone may account for it; ``claim`` not yet
     # taken, the submitting call was cut before the syscall, and whoever
-    # takes the claim first owns it (the requests go back to the queue);
-    # neither, the syscall is running right now, and it is left alone.
+    # takes the claim first owns it (taken into ``void`` by C code too, so a
+    # cut after it leaves a limbo the next call finishes: its requests go
+    # back to the queue); neither, the syscall is running right now, and it
+    # is left alone.
 
     def _settle_cut(self, out: list) -> None:
         """Under the lock: finish what calls cut by a raising signal handler
-        left (their submits' accounting; events taken off the kernel and not
-        handled, into out)."""
-        for key in list(self._limbos):
-            taken, gens, rets, claim = self._limbos[key]
-            if rets:
+        left, and what other threads' calls have finished (submits'
+        accounting; events taken off the kernel and not handled, into out).
+        A limbo whose io_submit is running is left alone."""
+        for key in reversed(list(self._limbos)):     # (each one goes back to the queue's front)
+            taken, gens, rets, claim, void = self._limbos[key]
+            void.extend(claim)        # (the claim taken, if still there, and recorded)
+            if rets or void:
                 self._finish_submit(key, 0)
-            elif next(claim, None) is not None:
-                self._finish_submit(key, 0)      # never made: none taken
         while True:   # (not `while cond:`: CPython 3.13, gh-130279)
             if not self._unhandled:
                 break
-            self._handle_block(self._unhandled[-1], _STACK_EVENTS, out)
-            del self._unhandled[-1]
+            block = self._unhandled[-1]
+            self._handle_block(block, _STACK_EVENTS, out)
+            self._unhandled.remove(block)    # (by identity: another call may have listed one since)
 
     def _finish_submit(self, key: int, err: int) -> bool:
         """Account for the limbo ``key``: the requests the kernel took are
@@ -507,7 +510,7 @@ class Context:
         completes the first request with it, as the kernel never took it.
         Idempotent up to the run that ends the limbo. True when a request
         was refused."""
-        taken, gens, rets, _claim = self._limbos[key]
+        taken, gens, rets, _claim, _void = self._limbos[key]
         nt = rets[0] if rets and rets[0] > 0 else 0
         self._mark_submitted(taken[:nt], gens)
         rest = taken[nt:]
@@ -549,11 +552,12 @@ class Context:
                 for i, idx in enumerate(taken):
                     ptrs[i] = ctypes.addressof(self._table.slots[idx].payload)
                 rets: list = []
-                claim = iter(((nr, ctypes.c_ulong(self._ctx), _c_long(len(taken)), ptrs),))
-                limbo = (taken, gens, rets, claim)
+                k = len(taken)
+                claim = iter(((nr, ctypes.c_ulong(self._ctx), _c_long(k), ptrs),))
+                limbo = (taken, gens, rets, claim, [])
                 key = id(limbo)
                 # One run: out of the queue, into limbo.
-                del self._queue[:len(taken)]
+                del self._queue[:k]
                 self._limbos[key] = limbo
             rets.extend(itertools.starmap(_syscall, claim))
             err = -ctypes.get_errno()
@@ -563,7 +567,7 @@ class Context:
                 continue        # a call cut this one before io_submit and took the claim
             total += max(rets[0], 0)
             if refused or rets[0] > 0 or err == -EINTR:
-                continue        # (EINTR: ctypes has already run the signal handlers)
+                continue        # (EINTR: the signal handlers ran as rets.extend returned)
             return total        # EAGAIN: the context is full; the rest waits
 
     def submit(self):
@@ -681,9 +685,11 @@ class Context:
             return self._getevents_loop(out, need, maxn, timeout_ns, deadline)
         except BaseException:
             # What was already reaped goes back to the front of the backlog,
-            # in one run (no lock: a call there could be cut and lose it).
+            # in place and in one C call (no lock: a call there could be cut
+            # and lose it; the list itself, which another thread may be
+            # adding to, is kept).
             if out:
-                self._backlog = out + self._backlog
+                self._backlog[:0] = out
             raise
         finally:
             self._waiters -= 1
@@ -737,10 +743,10 @@ class Context:
             raise OverflowError(f"request id {ud} is out of range (0 .. 2**64 - 1)")
         self._check()
         with self._lock():
+            self._settle_cut(self._backlog)
             slot = self._table.lookup(ud)     # (None for an id with the batch bit)
             if slot is None:
                 return False
-            self._settle_cut(self._backlog)
             if (ud & 0xFFFFFFFF) in self._queue:
                 self._reject(self._queue.index(ud & 0xFFFFFFFF), -errno.ECANCELED)
                 return True
@@ -840,8 +846,8 @@ class Context:
                     k += 1
                 if k:
                     call = ((_c_long(_NR["io_submit"]), ctypes.c_ulong(self._ctx), _c_long(k), ptrs),)
-                    # One run: no earlier count left for the finally to take,
-                    # then io_submit, its count stored by C code (see _submit_queue).
+                    # No earlier count left for the finally to take, then
+                    # io_submit, its count stored by C code (see _submit_queue).
                     del rets[:]
                     counting = 1
                     rets.extend(itertools.starmap(_syscall, call))
@@ -891,11 +897,13 @@ class Context:
                 slot.pending += cut
                 self._submitted += cut
                 counting = 0
-                done = ((idx, slot.gen),)
+                done, stashed = ((idx, slot.gen),), (events,)
+                # Events a raising handler left unhandled, listed for whichever
+                # call gets to them (see _getevents_loop).
+                self._unhandled += stashed
                 try:
                     with self._lock():
-                        # Events a raising handler left unhandled (see _getevents_loop).
-                        self._handle_block(events, _STACK_EVENTS, stray)
+                        self._settle_cut(stray)
                 finally:
                     # One call-free run: other requests' completions met on
                     # the way go to the backlog (whether the batch ends or
