@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import itertools
 import os
 import signal
@@ -80,11 +81,13 @@ def raise_interrupted(*args):
 
 
 def _in_finalizer(frame) -> bool:
-    """Whether frame runs inside a __del__ (one the collector ran inside a
-    call): an exception raised there is unraisable, it never reaches the
-    call."""
+    """Whether frame runs inside code the garbage collector ran inside a
+    call (a ``__del__``, or a ``gc.callbacks`` function such as
+    hypothesis's): an exception raised there is unraisable, it never
+    reaches the call (and pytest fails the test for it)."""
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
     while frame is not None:
-        if frame.f_code.co_name == "__del__":
+        if frame.f_code.co_name == "__del__" or frame.f_code in callbacks:
             return True
         frame = frame.f_back
     return False
