@@ -80,7 +80,7 @@ def raise_interrupted(*args):
     raise Interrupted
 
 
-def _in_finalizer(frame) -> bool:
+def run_by_collector(frame) -> bool:
     """Whether frame runs inside code the garbage collector ran inside a
     call (a ``__del__``, or a ``gc.callbacks`` function such as
     hypothesis's): an exception raised there is unraisable, it never
@@ -111,7 +111,7 @@ class Storm:
         self.raised = 0
 
     def handler(self, signum, frame) -> None:
-        if self.inside and self.armed and not _in_finalizer(frame):
+        if self.inside and self.armed and not run_by_collector(frame):
             self.inside = False
             self.raised += 1
             raise StormRaised
