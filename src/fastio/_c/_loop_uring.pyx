@@ -38,6 +38,7 @@ from fastio._c._common cimport raise_errno
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, _PyBytes_Resize
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.string cimport memcpy, strerror
+from posix.mman cimport MAP_FAILED
 
 from fastio._c._inflight cimport Slot
 from fastio._c._loop_engine cimport Engine, FdEntry, fire
@@ -74,6 +75,7 @@ cdef enum:
     RECV_GROUP = 0          # the loop's provided-buffer group
     RECV_BUFFERS = 256      # buffers in it (the kernel takes them in turn, the loop gives each back at once)
     RECV_BUFFER_SIZE = 16384
+    HOLD_MAX = 16           # recv buffers a transport holds for one run (256 KiB); then they go into acc
 
 cdef uint32_t SETUP_FLAGS = _abi.SETUP_SUBMIT_ALL | _abi.SETUP_COOP_TASKRUN | _abi.SETUP_TASKRUN_FLAG
 
@@ -81,15 +83,30 @@ cdef uint32_t SETUP_FLAGS = _abi.SETUP_SUBMIT_ALL | _abi.SETUP_COOP_TASKRUN | _a
 cdef class UringEngine
 
 
+@cython.no_gc_clear
 cdef class RecvState:
     """What the loop keeps for a socket transport whose reads are its
     multishot recv: the bytes (and the end: 0 for EOF, -errno) that arrived
-    and are not delivered yet, kept across pause_reading/resume_reading."""
+    and are not delivered yet, kept across pause_reading/resume_reading.
+
+    The bytes of a run are in one of two places, never both: the recv
+    buffers themselves, held out of the buffer ring until the delivery
+    (``held``: the loop's turn that reaped them delivers them, or the next
+    turn's wait first copies them into ``acc``, so every buffer is back in
+    the ring before the kernel is entered again), or ``acc``. Held buffers
+    count as the group's requests in flight: the group cannot be
+    unregistered under them. (no_gc_clear: ``bufs`` and ``engine`` stay
+    whole while the collector breaks a cycle through the state.)"""
 
     cdef object transport
-    cdef object backlog         # deque of RECEIVED (the bytes in acc), then 0 (EOF) or -errno
+    cdef object backlog         # deque of RECEIVED (the bytes held or in acc), then 0 (EOF) or -errno
+    cdef uint16_t held_bid[HOLD_MAX]    # the recv buffers held, in order,
+    cdef uint32_t held_len[HOLD_MAX]    # and the bytes in each
+    cdef int nheld
+    cdef Py_ssize_t held_bytes
+    cdef BufRing bufs           # the loop's recv buffers
     cdef PyObject *acc          # a bytes only this state holds (NULL for none): in its first acc_len
-    cdef char *acc_buf          # bytes (at acc_buf), the recv buffers not delivered yet
+    cdef char *acc_buf          # bytes (at acc_buf), the run's bytes when not held
     cdef Py_ssize_t acc_len, acc_cap, next_cap
     cdef FdEntry entry          # the fd entry of the current reader
     cdef uint64_t armed_ud      # the recv in flight, 0 for none
@@ -106,6 +123,8 @@ cdef class RecvState:
         they do not fit, the old one's bytes copied (a failure changes
         nothing)."""
         cdef Py_ssize_t cap = self.acc_cap if self.acc_cap else max(self.next_cap, RECV_BUFFER_SIZE)
+        if self.acc_len + n <= self.acc_cap:
+            return 0
         while cap < self.acc_len + n:
             cap *= 2
         fresh = PyBytes_FromStringAndSize(NULL, cap)
@@ -117,13 +136,63 @@ cdef class RecvState:
         self.acc_cap = cap
         return 0
 
+    cdef void give_back(self, bint copy) noexcept:
+        """The held buffers back to the ring, their bytes first copied to
+        the end of acc when ``copy`` (acc has room: reserve() was called).
+        Nothing is copied if the ring's memory is gone (the ring closed)."""
+        cdef BufRing bufs = self.bufs
+        cdef int i
+        if self.nheld == 0:
+            return
+        if <void *>bufs.bufs == MAP_FAILED:
+            copy = False
+        for i in range(self.nheld):
+            if copy:
+                memcpy(self.acc_buf + self.acc_len, bufs.bufs + <size_t>self.held_bid[i] * bufs.size,
+                       self.held_len[i])
+                self.acc_len += self.held_len[i]
+            if <void *>bufs.bufs != MAP_FAILED:
+                bufs.recycle(self.held_bid[i])
+        bufs.inflight -= self.nheld
+        self.engine.held -= self.nheld
+        self.nheld = 0
+        self.held_bytes = 0
+
+    cdef int spill(self) except -1:
+        """The held buffers' bytes into acc, the buffers back to the ring
+        (a failure changes nothing)."""
+        if self.nheld:
+            self.reserve(self.held_bytes)
+            self.give_back(True)
+        return 0
+
     cdef object take(self):
-        """The bytes gathered in acc, as one bytes; acc is emptied. A run of
-        one recv buffer's size or less is copied out (acc is kept for the
-        next, up to ACC_KEEP); a longer one is acc itself, cut to its length,
-        with no copy (the next run's acc starts at this one's size)."""
+        """The run's bytes, as one bytes of their size; emptied. Held
+        buffers are copied out and given back. A run in acc of one recv
+        buffer's size or less is copied out (acc is kept for the next, up to
+        ACC_KEEP); a longer one is acc itself, cut to its length, with no
+        copy (the next run's acc starts at this one's size)."""
         cdef PyObject *obj = self.acc
         cdef Py_ssize_t n = self.acc_len
+        cdef BufRing bufs
+        cdef char *out
+        cdef int i
+        if self.nheld:
+            bufs = self.bufs
+            if <void *>bufs.bufs == MAP_FAILED:
+                self.give_back(False)
+                raise RuntimeError("the loop's ring was closed under its transports")
+            if self.nheld == 1:
+                data = PyBytes_FromStringAndSize(bufs.bufs + <size_t>self.held_bid[0] * bufs.size,
+                                                 self.held_len[0])
+            else:
+                data = PyBytes_FromStringAndSize(NULL, self.held_bytes)
+                out = PyBytes_AS_STRING(data)
+                for i in range(self.nheld):
+                    memcpy(out, bufs.bufs + <size_t>self.held_bid[i] * bufs.size, self.held_len[i])
+                    out += self.held_len[i]
+            self.give_back(False)
+            return data
         if n <= RECV_BUFFER_SIZE or obj == NULL:
             data = PyBytes_FromStringAndSize(self.acc_buf, n)
             self.acc_len = 0
@@ -148,13 +217,18 @@ cdef class RecvState:
         self.acc_cap = 0
 
 
-# The backlog's item for the bytes in RecvState.acc: one item for every run
-# of recv buffers that arrive before a delivery, so there is one
+# The backlog's item for the bytes of a RecvState's run: one item for every
+# run of recv buffers that arrive before a delivery, so there is one
 # data_received for them all (as a readiness loop's one large recv() gives)
 # and no Python object made per buffer. A bytes per 16 KiB buffer, then their
 # join, made 8 allocations per 100 KiB message and kept glibc giving its heap
-# top back and faulting it in again; a copy of acc into the delivered bytes
-# was a third of the loop's memmove at 100 KiB (bench/RESULTS.md).
+# top back and faulting it in again. Gathering a run in a per-transport
+# accumulator copied each buffer once more, and handing the accumulator out
+# made every transport allocate its own large block per run, freed in bursts
+# at the heap top (a brk per few messages at 100 connections). Holding the
+# buffers until the delivery makes one bytes of the run's size, copied from
+# them, freed as soon as data_received drops it: the same block serves the
+# next delivery, as with a readiness loop's recv() (bench/RESULTS.md).
 cdef object RECEIVED = object()
 cdef Py_ssize_t ACC_KEEP = 1 << 18   # acc kept up to 256 KiB between deliveries
 
@@ -270,11 +344,17 @@ cdef class LoopRing(Ring):
         cdef int res = cqe.res
         cdef Py_ssize_t n = 0
         cdef FdEntry entry = st.entry
+        cdef bint hold = False
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
             bid = cqe.flags >> FIO_IORING_CQE_BUFFER_SHIFT
             n = res if 0 < res <= <int>self.bufs.size else 0
-            if st.acc_len + n > st.acc_cap:
-                st.reserve(n)
+            # (Held only in the engine's own reap, where the engine is whole.)
+            hold = n > 0 and st.acc_len == 0 and st.nheld < HOLD_MAX and self.fired is not None
+            if hold:
+                if st.nheld == 0:
+                    st.engine.holding.append(st)    # (listed twice if what follows raises: harmless)
+            else:
+                st.reserve(st.held_bytes + n)
             data = RECEIVED
         elif res == 0 or (res < 0 and res != -ENOBUFS and res != -ECANCELED):
             data = res
@@ -285,9 +365,18 @@ cdef class LoopRing(Ring):
             st.backlog.append(data)
         # Nothing below raises.
         if cqe.flags & FIO_IORING_CQE_F_BUFFER:
-            memcpy(st.acc_buf + st.acc_len, self.bufs.bufs + <size_t>bid * self.bufs.size, <size_t>n)
-            st.acc_len += n
-            self.bufs.recycle(<uint16_t>bid)
+            if hold:
+                st.held_bid[st.nheld] = <uint16_t>bid
+                st.held_len[st.nheld] = <uint32_t>n
+                st.nheld += 1
+                st.held_bytes += n
+                self.bufs.inflight += 1
+                st.engine.held += 1
+            else:
+                st.give_back(True)      # (in order: what was held comes first)
+                memcpy(st.acc_buf + st.acc_len, self.bufs.bufs + <size_t>bid * self.bufs.size, <size_t>n)
+                st.acc_len += n
+                self.bufs.recycle(<uint16_t>bid)
         if type(data) is int:
             st.ended = True
         if not (cqe.flags & FIO_IORING_CQE_F_MORE) and st.armed_ud == cqe.user_data:
@@ -310,6 +399,8 @@ cdef class UringEngine(Engine):
     cdef list completions       # the Completions of the other requests on the ring, for on_complete
     cdef object on_complete     # set_completion_handler()'s handler, or None
     cdef list backlogged        # resumed transports with bytes waiting: delivered next turn
+    cdef list holding           # RecvStates that held recv buffers in this turn
+    cdef Py_ssize_t held        # the recv buffers they hold
     cdef readonly bint recv_mode    # socket transports read through multishot recv
 
     def __cinit__(self, entries=256, recv=True):
@@ -317,6 +408,7 @@ cdef class UringEngine(Engine):
         self.dirty = []
         self.completions = []
         self.backlogged = []
+        self.holding = []
         try:
             self.lring = LoopRing(entries, flags=SETUP_FLAGS, cq_entries=4 * entries)
         except OSError as exc:
@@ -342,6 +434,7 @@ cdef class UringEngine(Engine):
             st.transport = transport
             st.backlog = deque()
             st.engine = self
+            st.bufs = self.lring.bufs
             transport._fastio_recv = st
         if entry.recv is not None and entry.recv is not st:
             self.detach_recv(entry)     # another transport's recv on this fd
@@ -354,6 +447,13 @@ cdef class UringEngine(Engine):
             st.queued = True
             self.backlogged.append(entry)
         return new_handle(deliver, (st,), loop, None, debug)
+
+    @property
+    def held_recv_buffers(self):
+        """How many of the loop's recv buffers are out of the kernel's
+        ring, held for transports' runs not delivered yet: the turn that
+        reaped them delivers them, or the next wait gives them back."""
+        return self.held
 
     @property
     def ring(self):
@@ -466,6 +566,14 @@ cdef class UringEngine(Engine):
         cdef int ret
         cdef uint32_t pending, polled
         cdef FdEntry e
+        cdef RecvState st
+        while self.holding:
+            # Runs not delivered in the turn that reaped them (a paused or
+            # closed transport, a reader removed): their bytes into acc, the
+            # buffers back to the ring before the kernel is entered.
+            st = self.holding[-1]
+            st.spill()
+            self.holding.pop()
         self.arm()
         if self.backlogged:
             for obj in self.backlogged:
@@ -503,8 +611,12 @@ cdef class UringEngine(Engine):
         return 0
 
     cdef int close_engine(self) except -1:
+        cdef RecvState st
         del self.dirty[:]
         del self.backlogged[:]
+        for st in self.holding:
+            st.give_back(False)     # (never delivered now: the ring's memory goes)
+        del self.holding[:]
         self.on_complete = None
         self.lring.close()
         return 0
