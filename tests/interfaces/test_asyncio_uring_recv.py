@@ -329,6 +329,39 @@ def test_buffers_of_a_transport_closed_before_its_delivery_go_back_to_the_ring(l
     assert closed_undelivered >= 90      # (the case this is about happened, round after round)
 
 
+def test_a_run_longer_than_a_transport_may_hold_keeps_its_order(loop, sockpair):
+    # A transport holds up to 16 recv buffers (256 KiB) of a run; the rest of
+    # the run goes into its accumulator after them. 300 KiB sent at once
+    # arrive in one wait: the held part first, then the rest, nothing lost.
+    a, b = sockpair
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    b.setblocking(False)
+    payload = os.urandom(300 * 1024)
+
+    async def main():
+        transport, p = await accepted(loop, a)
+        await asyncio.sleep(0.005)              # (the recv armed)
+        try:
+            sent = b.send(payload)              # (no await: all of it before the loop's next wait)
+        except BlockingIOError:
+            sent = 0
+        if sent <= 16 * 16384:
+            transport.close()
+            return None
+        for _ in range(400):
+            if len(p.data) >= sent:
+                break
+            await asyncio.sleep(0.005)
+        transport.close()
+        return bytes(p.data), sent
+
+    got = run(loop, main())
+    if got is None:
+        pytest.skip("the socket here takes no more than 256 KiB in one send (net.core.wmem_max)")
+    data, sent = got
+    assert data == payload[:sent]
+
+
 def test_pause_inside_data_received_stops_delivery_at_once(loop, sockpair):
     a, b = sockpair
 

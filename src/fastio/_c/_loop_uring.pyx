@@ -93,7 +93,9 @@ cdef class RecvState:
     buffers themselves, held out of the buffer ring until the delivery
     (``held``: the loop's turn that reaped them delivers them, or the next
     turn's wait first copies them into ``acc``, so every buffer is back in
-    the ring before the kernel is entered again), or ``acc``. Held buffers
+    the ring before the loop's next wait: the kernel fills buffers inside
+    that wait under COOP_TASKRUN; without it, a recv that finds none
+    between two waits ends with ENOBUFS and is re-armed), or ``acc``. Held buffers
     count as the group's requests in flight: the group cannot be
     unregistered under them. (no_gc_clear: ``bufs`` and ``engine`` stay
     whole while the collector breaks a cycle through the state.)"""
@@ -136,34 +138,47 @@ cdef class RecvState:
         self.acc_cap = cap
         return 0
 
-    cdef void give_back(self, bint copy) noexcept:
-        """The held buffers back to the ring, their bytes first copied to
-        the end of acc when ``copy`` (acc has room: reserve() was called).
-        Nothing is copied if the ring's memory is gone (the ring closed)."""
-        cdef BufRing bufs = self.bufs
+    cdef void copy_held(self, char *dest) noexcept:
+        """The held buffers' bytes, one after the other, to dest (room for
+        held_bytes; the ring's memory is there)."""
         cdef int i
-        if self.nheld == 0:
-            return
-        if <void *>bufs.bufs == MAP_FAILED:
-            copy = False
         for i in range(self.nheld):
-            if copy:
-                memcpy(self.acc_buf + self.acc_len, bufs.bufs + <size_t>self.held_bid[i] * bufs.size,
-                       self.held_len[i])
-                self.acc_len += self.held_len[i]
-            if <void *>bufs.bufs != MAP_FAILED:
-                bufs.recycle(self.held_bid[i])
-        bufs.inflight -= self.nheld
+            memcpy(dest, self.bufs.at(self.held_bid[i]), self.held_len[i])
+            dest += self.held_len[i]
+
+    cdef void give_back(self) noexcept:
+        """The held buffers back to the ring (if its memory is still there)."""
+        cdef int i
+        if <void *>self.bufs.bufs != MAP_FAILED:
+            for i in range(self.nheld):
+                self.bufs.recycle(self.held_bid[i])
+        self.bufs.inflight -= self.nheld
         self.engine.held -= self.nheld
         self.nheld = 0
         self.held_bytes = 0
+
+    cdef void move_held_to_acc(self) noexcept:
+        """The held buffers' bytes to the end of acc (reserve() made room),
+        the buffers back to the ring."""
+        self.copy_held(self.acc_buf + self.acc_len)
+        self.acc_len += self.held_bytes
+        self.give_back()
+
+    cdef int check_ring(self) except -1:
+        """RuntimeError (and the held buffers dropped) if the ring's memory
+        is gone: closed under the loop."""
+        if self.nheld and <void *>self.bufs.bufs == MAP_FAILED:
+            self.give_back()
+            raise RuntimeError("the loop's ring was closed under its transports")
+        return 0
 
     cdef int spill(self) except -1:
         """The held buffers' bytes into acc, the buffers back to the ring
         (a failure changes nothing)."""
         if self.nheld:
+            self.check_ring()
             self.reserve(self.held_bytes)
-            self.give_back(True)
+            self.move_held_to_acc()
         return 0
 
     cdef object take(self):
@@ -174,24 +189,11 @@ cdef class RecvState:
         copy (the next run's acc starts at this one's size)."""
         cdef PyObject *obj = self.acc
         cdef Py_ssize_t n = self.acc_len
-        cdef BufRing bufs
-        cdef char *out
-        cdef int i
         if self.nheld:
-            bufs = self.bufs
-            if <void *>bufs.bufs == MAP_FAILED:
-                self.give_back(False)
-                raise RuntimeError("the loop's ring was closed under its transports")
-            if self.nheld == 1:
-                data = PyBytes_FromStringAndSize(bufs.bufs + <size_t>self.held_bid[0] * bufs.size,
-                                                 self.held_len[0])
-            else:
-                data = PyBytes_FromStringAndSize(NULL, self.held_bytes)
-                out = PyBytes_AS_STRING(data)
-                for i in range(self.nheld):
-                    memcpy(out, bufs.bufs + <size_t>self.held_bid[i] * bufs.size, self.held_len[i])
-                    out += self.held_len[i]
-            self.give_back(False)
+            self.check_ring()
+            data = PyBytes_FromStringAndSize(NULL, self.held_bytes)
+            self.copy_held(PyBytes_AS_STRING(data))
+            self.give_back()
             return data
         if n <= RECV_BUFFER_SIZE or obj == NULL:
             data = PyBytes_FromStringAndSize(self.acc_buf, n)
@@ -373,8 +375,8 @@ cdef class LoopRing(Ring):
                 self.bufs.inflight += 1
                 st.engine.held += 1
             else:
-                st.give_back(True)      # (in order: what was held comes first)
-                memcpy(st.acc_buf + st.acc_len, self.bufs.bufs + <size_t>bid * self.bufs.size, <size_t>n)
+                st.move_held_to_acc()   # (in order: what was held comes first)
+                memcpy(st.acc_buf + st.acc_len, self.bufs.at(bid), <size_t>n)
                 st.acc_len += n
                 self.bufs.recycle(<uint16_t>bid)
         if type(data) is int:
@@ -615,7 +617,7 @@ cdef class UringEngine(Engine):
         del self.dirty[:]
         del self.backlogged[:]
         for st in self.holding:
-            st.give_back(False)     # (never delivered now: the ring's memory goes)
+            st.give_back()      # (never delivered now: the ring's memory goes)
         del self.holding[:]
         self.on_complete = None
         self.lring.close()

@@ -598,7 +598,7 @@ cdef class RingCore:
             group = self.buf_rings.get(s.group)
             if group is not None and bid < (<BufRing>group).entries:
                 br = group
-                c.buffer = PyBytes_FromStringAndSize(br.bufs + <size_t>bid * br.size,
+                c.buffer = PyBytes_FromStringAndSize(br.at(bid),
                                                      cqe.res if 0 < cqe.res <= <int>br.size else 0)
         out.append(c)
         if br is not None:

@@ -24,4 +24,7 @@ cdef class BufRing:
     cdef int registered
 
     cdef void recycle(self, uint16_t bid) noexcept
+    cdef inline char *at(self, uint32_t bid) noexcept:
+        """Where buffer ``bid``'s bytes are."""
+        return self.bufs + <size_t>bid * self.size
     cdef void free_memory(self) noexcept

@@ -66,7 +66,7 @@ cdef class BufRing:
 
     cdef void recycle(self, uint16_t bid) noexcept:
         cdef fio_io_uring_buf *entry = &(<fio_io_uring_buf *>self.ring_mem)[self.tail & (self.entries - 1)]
-        entry.addr = <uint64_t><size_t>(self.bufs + <size_t>bid * self.size)
+        entry.addr = <uint64_t><size_t>self.at(bid)
         entry.len = self.size
         entry.bid = bid
         self.tail += 1
