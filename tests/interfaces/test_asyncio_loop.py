@@ -508,6 +508,34 @@ def test_transport_writes_in_order_past_what_the_kernel_buffers(loop, sockpair):
     assert bytes(received) == b"".join(chunks)
 
 
+def test_an_eof_cut_by_keyboard_interrupt_is_reported_again(loop, sockpair):
+    # A KeyboardInterrupt (a signal handler's, say) out of eof_received
+    # leaves the loop; the end of the stream is not lost with it: the next
+    # run reports it again, as a readiness loop's next recv() does.
+    a, b = sockpair
+    calls = []
+
+    class Interrupted(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.lost = loop.create_future()
+
+        def eof_received(self):
+            calls.append("eof")
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+
+        def connection_lost(self, exc):
+            self.lost.set_result(exc)
+
+    transport, proto = loop.run_until_complete(loop.connect_accepted_socket(Interrupted, a))
+    b.shutdown(socket.SHUT_WR)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(asyncio.sleep(TIMEOUT))
+    assert calls == ["eof"]
+    assert run(loop, proto.lost) is None
+    assert calls == ["eof", "eof"]
+
+
 def test_transport_write_to_a_reset_peer_reports_connection_lost(loop):
     async def main():
         server_side = loop.create_future()

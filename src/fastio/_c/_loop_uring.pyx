@@ -273,10 +273,18 @@ def deliver(RecvState st):
                     protocol_data(transport, item)
             else:
                 backlog.popleft()
-                if item == 0:
-                    transport._read_ready__on_eof()
-                else:
-                    transport._fatal_error(os_error(-item), "Fatal read error on socket transport")
+                try:
+                    if item == 0:
+                        transport._read_ready__on_eof()
+                    else:
+                        transport._fatal_error(os_error(-item), "Fatal read error on socket transport")
+                except BaseException:
+                    # (KeyboardInterrupt or SystemExit: the stdlib lets only
+                    # those out.) The end is reported again in the next turn,
+                    # as a readiness loop's next recv() finds it again: the
+                    # multishot recv that brought it is over.
+                    backlog.appendleft(item)
+                    raise
     finally:
         # A KeyboardInterrupt in data_received leaves the loop: what is left
         # is delivered in the next turn it runs, not only when more arrives.
