@@ -9,3 +9,4 @@ class FdEntry:
 @disjoint_base
 class Engine:
     name: str
+    def release_removed(self) -> None: ...
