@@ -9,4 +9,3 @@ class FdEntry:
 @disjoint_base
 class Engine:
     name: str
-    def release_removed(self) -> None: ...

@@ -33,7 +33,3 @@ cdef class Engine:
 
     cdef int close_engine(self) except -1:
         raise NotImplementedError
-
-    def release_removed(self):
-        """Make the fds no longer watched free of the engine now (an engine
-        whose removals are immediate, as epoll_ctl's, has nothing to do)."""

@@ -15,33 +15,18 @@ Kernel facts it relies on:
 * A poll request holds a reference to the *file*, not to the fd number. A
   file closed by its fd while its poll is armed stays open (a socket does not
   send its FIN) until the poll is removed, which the loop does in the turn
-  after ``remove_reader``/``remove_writer`` (``Server.close()`` removes it
-  at once: ``release_removed``); the fd number can be reused at once, and
-  the late completion of the old poll is recognised by its request id and
-  ignored.
+  after ``remove_reader``/``remove_writer``; the fd number can be reused at
+  once, and the late completion of the old poll is recognised by its request
+  id and ignored.
 * Changing the events of an armed poll is ``POLL_REMOVE`` of it and a new
   ``POLL_ADD``; a readiness that the removed one had seen is seen again by
   the new one, since a poll checks the file when it is armed.
 * ``io_uring_enter`` with a timeout (``IORING_ENTER_EXT_ARG``, Linux 5.11)
   returns ``ETIME`` when the time passes with no completion; a signal ends the
   wait with ``EINTR`` and its Python handler runs before the loop goes on.
-* The ring is made with ``SUBMIT_ALL | SINGLE_ISSUER | DEFER_TASKRUN |
-  TASKRUN_FLAG | R_DISABLED`` where the kernel takes them (6.1), else with
-  ``SUBMIT_ALL | COOP_TASKRUN | TASKRUN_FLAG`` (5.19), else with none. Under
-  ``DEFER_TASKRUN`` the work a completion needs (a recv's copy into its
-  buffer, say) waits in the ring until the loop's own ``io_uring_enter``
-  runs it, all of it at once, where otherwise each wake-up of a socket
-  queues task work on the thread and interrupts it at its next system call:
-  at 64 B echo that was 12-18% more requests per CPU-second
-  (bench/RESULTS.md). Such a ring accepts ``io_uring_enter`` from one thread
-  only: ``R_DISABLED`` leaves that thread unset until the loop first runs,
-  so a loop made in one thread and run in another (a background loop
-  thread) works; it then runs in that thread only (RuntimeError in
-  another). Closing it from another thread is allowed: none of the loop's
-  own requests (polls, recvs into the loop's buffers, cancels) can write
-  into memory once the ring is closed (its task work is then cancelled, not
-  run), so they are left to the kernel; any other request in flight keeps
-  its buffers for ever (leaked, never freed under the kernel).
+* The ring is made with ``SUBMIT_ALL | COOP_TASKRUN | TASKRUN_FLAG`` where the
+  kernel takes them (5.18/5.19), else with none. Not ``SINGLE_ISSUER``: asyncio
+  lets a loop be made in one thread and run in another.
 """
 
 cimport cython
@@ -55,14 +40,13 @@ from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.string cimport memcpy, strerror
 from posix.mman cimport MAP_FAILED
 
-from fastio._c._inflight cimport CHUNK, Slot
+from fastio._c._inflight cimport Slot
 from fastio._c._loop_engine cimport Engine, FdEntry, fire
 from fastio._c._loop_handles cimport new_handle
 from fastio._c._loop_transport cimport protocol_data
 from fastio._c._uring cimport (
     FIO_IORING_CQE_BUFFER_SHIFT, FIO_IORING_CQE_F_BUFFER, FIO_IORING_CQE_F_MORE, FIO_IORING_FEAT_EXT_ARG,
-    FIO_IORING_ENTER_GETEVENTS, FIO_IORING_REGISTER_ENABLE_RINGS, FIO_IORING_SETUP_DEFER_TASKRUN,
-    FIO_IORING_SETUP_R_DISABLED, FIO_OP_ASYNC_CANCEL, FIO_OP_POLL_ADD, FIO_OP_POLL_REMOVE, FIO_OP_RECV,
+    FIO_IORING_ENTER_GETEVENTS, FIO_OP_ASYNC_CANCEL, FIO_OP_POLL_ADD, FIO_OP_POLL_REMOVE, FIO_OP_RECV,
     fio_io_uring_cqe, fio_io_uring_sqe, fio_prep_poll_add, fio_prep_recv_multishot, fio_prep_target,
     fio_ring_flush_sq_to, fio_ring_sq_ready,
 )
@@ -93,16 +77,7 @@ cdef enum:
     RECV_BUFFER_SIZE = 16384
     HOLD_MAX = 16           # recv buffers a transport holds for one run (256 KiB); then they go into acc
 
-cdef extern from "Python.h":
-    unsigned long PyThread_get_thread_ident()
-
-# The ring's setup flags, the preferred first (see the module docstring).
-cdef tuple SETUP_CHOICES = (
-    _abi.SETUP_SUBMIT_ALL | _abi.SETUP_SINGLE_ISSUER | _abi.SETUP_DEFER_TASKRUN | _abi.SETUP_TASKRUN_FLAG
-    | _abi.SETUP_R_DISABLED,
-    _abi.SETUP_SUBMIT_ALL | _abi.SETUP_COOP_TASKRUN | _abi.SETUP_TASKRUN_FLAG,
-    0,
-)
+cdef uint32_t SETUP_FLAGS = _abi.SETUP_SUBMIT_ALL | _abi.SETUP_COOP_TASKRUN | _abi.SETUP_TASKRUN_FLAG
 
 
 cdef class UringEngine
@@ -335,45 +310,6 @@ cdef class LoopRing(Ring):
             self.fired = None
             self.shutdown()
 
-    cdef int own(self) except -1:
-        """The ring is this thread's: a SETUP_R_DISABLED ring is enabled
-        here (the kernel makes this thread its only issuer); RuntimeError in
-        any other thread than the one that did."""
-        if self.ring.flags & FIO_IORING_SETUP_R_DISABLED:
-            self.check()
-            self.register(FIO_IORING_REGISTER_ENABLE_RINGS, NULL, 0)
-            self.ring.flags &= ~FIO_IORING_SETUP_R_DISABLED
-            self.issuer = PyThread_get_thread_ident()
-        elif self.wrong_issuer():
-            raise RuntimeError("this fastio.asyncio loop runs on an io_uring ring that only the thread "
-                               "which first ran the loop may use (SETUP_SINGLE_ISSUER); run it in that "
-                               "thread, or make it with engine='epoll' to run it in several")
-        return 0
-
-    cdef bint abandonable(self) noexcept:
-        """Under DEFER_TASKRUN, only the issuer's io_uring_enter runs a
-        request's work, and a closed ring's is cancelled: if every request
-        in flight is the loop's own (a poll, a cancel, a recv into the
-        loop's buffers, none sent to a worker thread), nothing is written
-        once the ring is closed."""
-        cdef uint32_t idx, end
-        cdef Slot *s
-        if not (self.ring.flags & FIO_IORING_SETUP_DEFER_TASKRUN):
-            return False
-        end = self.table.nchunks * CHUNK
-        for idx in range(end):
-            s = self.table.at(idx)
-            if not s.pending:
-                continue
-            if s.tag == FIO_OP_RECV:
-                if type(self.table.user_data(idx)) is not RecvState:
-                    return False
-            elif not (s.tag == FIO_OP_POLL_ADD or s.tag == FIO_OP_POLL_REMOVE or s.tag == FIO_OP_ASYNC_CANCEL):
-                return False
-            if s.nviews or s.keep != NULL or s.mem != NULL:
-                return False
-        return True
-
     cdef int handle_cqe(self, fio_io_uring_cqe *cqe, list out) except -1:
         cdef uint64_t ud = cqe.user_data
         cdef uint32_t idx = <uint32_t>ud
@@ -483,13 +419,12 @@ cdef class UringEngine(Engine):
         self.completions = []
         self.backlogged = []
         self.holding = []
-        for flags in SETUP_CHOICES:
-            try:
-                self.lring = LoopRing(entries, flags=flags, cq_entries=4 * entries)
-                break
-            except OSError as exc:
-                if exc.errno != EINVAL or not flags:   # (an older kernel refuses a flag)
-                    raise
+        try:
+            self.lring = LoopRing(entries, flags=SETUP_FLAGS, cq_entries=4 * entries)
+        except OSError as exc:
+            if exc.errno != EINVAL:   # a kernel before 5.19 refuses a flag
+                raise
+            self.lring = LoopRing(entries, cq_entries=4 * entries)
         self.lring.dirty = self.dirty
         if not (self.lring.features & FIO_IORING_FEAT_EXT_ARG):
             self.lring.close()
@@ -557,30 +492,6 @@ cdef class UringEngine(Engine):
             self.dirty.append(entry)
             entry.dirty = True
         return 0
-
-    def release_removed(self):
-        """Remove now, not in the next turn, the polls of the fds no longer
-        watched: an armed poll holds its file (under DEFER_TASKRUN even one
-        whose readiness already came, until the loop's next wait runs its
-        work), so a socket closed right after remove_reader stays open until
-        then. The loop calls this where the stdlib closes a socket right
-        after, and a caller must see it closed: ``Server.close()`` (a
-        listening socket refuses connections once it returns). The removal
-        and its work run in one io_uring_enter; the completions wait in the
-        CQ for the next turn's reap. Does nothing inside the wait, from a
-        thread that may not enter the ring, or in a forked child."""
-        cdef int ret
-        if (self.lring.busy or self.lring.fired is not None or self.lring.closing
-                or self.lring.ring.fd < 0 or self.lring.ring.flags & FIO_IORING_SETUP_R_DISABLED
-                or self.lring.wrong_issuer() or self.lring.forked()):
-            return      # (R_DISABLED: never run, so no poll was ever armed)
-        self.arm()
-        fio_ring_flush_sq_to(&self.lring.ring, self.lring.ring.sq.sqe_tail)
-        ret = self.lring.enter(fio_ring_sq_ready(&self.lring.ring), 0, FIO_IORING_ENTER_GETEVENTS, -1)
-        if ret == -EINTR:
-            PyErr_CheckSignals()
-        elif ret < 0 and ret != -EBUSY and ret != -EAGAIN:
-            raise_errno(-ret)
 
     cdef int rewatch(self, FdEntry entry) except -1:
         entry.armed_events = 0      # the armed poll may be on another file: arm a new one
@@ -666,7 +577,6 @@ cdef class UringEngine(Engine):
         cdef uint32_t pending, polled
         cdef FdEntry e
         cdef RecvState st
-        self.lring.own()
         while self.holding:
             # Runs not delivered in the turn that reaped them (a paused or
             # closed transport, a reader removed): their bytes into acc, the

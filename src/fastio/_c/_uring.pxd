@@ -108,8 +108,6 @@ cdef extern from "fio_uring_abi.h" nogil:
     unsigned FIO_IORING_SETUP_SQPOLL
     unsigned FIO_IORING_SETUP_SQ_AFF
     unsigned FIO_IORING_SETUP_CQSIZE
-    unsigned FIO_IORING_SETUP_R_DISABLED
-    unsigned FIO_IORING_SETUP_TASKRUN_FLAG
     unsigned FIO_IORING_SETUP_SQE128
     unsigned FIO_IORING_SETUP_CQE32
     unsigned FIO_IORING_SETUP_SINGLE_ISSUER
@@ -141,7 +139,6 @@ cdef extern from "fio_uring_abi.h" nogil:
     unsigned FIO_IORING_UNREGISTER_EVENTFD
     unsigned FIO_IORING_REGISTER_FILES_UPDATE
     unsigned FIO_IORING_REGISTER_PROBE
-    unsigned FIO_IORING_REGISTER_ENABLE_RINGS
     unsigned FIO_IORING_REGISTER_PBUF_RING
     unsigned FIO_IORING_UNREGISTER_PBUF_RING
     unsigned FIO_IO_URING_OP_SUPPORTED

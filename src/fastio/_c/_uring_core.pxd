@@ -36,7 +36,7 @@ cdef class RingCore:
     cdef bint closing
     cdef bint initialised   # __init__ ran once: a second call (even after close) is refused
     cdef bint reg_changing  # a (un)register_buffers syscall runs with the GIL released
-    cdef unsigned long issuer   # the thread the kernel lets enter a SETUP_SINGLE_ISSUER ring
+    cdef unsigned long issuer   # the creating thread (SETUP_SINGLE_ISSUER rings)
     cdef fio_io_uring_cqe *spill    # CQEs taken off the CQ whose handling raised: reaped first next time
     cdef uint32_t nspill
     cdef uint32_t fixed_inflight
@@ -72,5 +72,3 @@ cdef class RingCore:
     cdef void keep_spill(self, fio_io_uring_cqe *cqes, uint32_t n, bint front) noexcept
     cdef int reap_spill(self, list out) except -1
     cdef bint wrong_issuer(self) noexcept
-    cdef bint abandonable(self) noexcept
-    cdef bint forked(self) noexcept

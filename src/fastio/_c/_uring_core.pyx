@@ -186,12 +186,11 @@ cdef class RingCore:
                 raise RuntimeError("Ring.close() while a call on this ring is running (another thread "
                                    "waiting in it, or a signal handler, finalizer or callback inside a "
                                    "prep_*, peek, wait or batch call); close it once that call has returned")
-            if self.table.inflight and self.wrong_issuer() and not self.abandonable():
+            if self.table.inflight and self.wrong_issuer():
                 raise RuntimeError("Ring.close() from another thread on a SETUP_SINGLE_ISSUER ring with "
                                    "requests in flight: the kernel refuses io_uring_enter from any thread "
-                                   "but its issuer (the one that created the ring, or enabled it if it "
-                                   "was made R_DISABLED; EEXIST), so they could not be cancelled and "
-                                   "reaped; close it from that thread")
+                                   "but the one that created the ring (EEXIST), so they could not be "
+                                   "cancelled and reaped; close it from that thread")
         self.shutdown()
 
     def __enter__(self):
@@ -215,23 +214,9 @@ cdef class RingCore:
 
     cdef bint wrong_issuer(self) noexcept:
         """This thread may not enter a SETUP_SINGLE_ISSUER ring (the kernel
-        binds such a ring to the task that created it, 6.0, or that enabled
-        it, for SETUP_R_DISABLED)."""
+        binds such a ring to the task that created it, 6.0)."""
         return bool(self.ring.flags & FIO_IORING_SETUP_SINGLE_ISSUER) and \
             PyThread_get_thread_ident() != self.issuer
-
-    cdef bint forked(self) noexcept:
-        """This is a forked child's copy of the ring (the fork generation is
-        this module's: another module's copy of fio_fork.h never counts)."""
-        return self.fork_gen != fio_fork_generation()
-
-    cdef bint abandonable(self) noexcept:
-        """The requests in flight may be left to the kernel when the ring is
-        closed by a thread that may not reap them (wrong_issuer()): none of
-        them can write into memory once the ring's file is closed. Never for
-        a plain Ring (what its requests do is its user's); a subclass that
-        knows its requests says."""
-        return False
 
     cdef void shutdown(self) noexcept:
         """close()'s work; never raises."""
@@ -305,10 +290,9 @@ cdef class RingCore:
                 ret = self.enter_raw(fio_ring_sq_ready(&self.ring), 1, FIO_IORING_ENTER_GETEVENTS, DRAIN_STEP_NS)
                 if ret == -EEXIST:
                     # A SETUP_SINGLE_ISSUER ring finalized in another thread
-                    # (close() refuses that unless abandonable()): the kernel
-                    # will not let this thread reap, so keep every buffer
-                    # (leaked, never freed), unless none can be written.
-                    return 1 if self.abandonable() else 0
+                    # (close() refuses that): the kernel will not let this
+                    # thread reap, so keep every buffer (leaked, never freed).
+                    return 0
                 self.reap(sink)
                 del sink[:]
             return 1
@@ -659,8 +643,7 @@ cdef class RingCore:
                 if n == STACK_CQES:
                     continue
                 if fio_ring_sq_flags(&self.ring) & (FIO_IORING_SQ_CQ_OVERFLOW | FIO_IORING_SQ_TASKRUN) or (
-                        n == 0 and rounds == 1 and self.ring.flags & FIO_IORING_SETUP_DEFER_TASKRUN
-                        and not self.ring.flags & FIO_IORING_SETUP_TASKRUN_FLAG):
+                        n == 0 and rounds == 1 and self.ring.flags & FIO_IORING_SETUP_DEFER_TASKRUN):
                     ret = self.enter_raw(0, 0, FIO_IORING_ENTER_GETEVENTS, -1)
                     if ret < 0 and ret != -EINTR and ret != -EBUSY and ret != -EAGAIN:
                         raise_errno(-ret)

@@ -287,9 +287,8 @@ class RingCore:
         if self._table.inflight and self._wrong_issuer():
             raise RuntimeError("Ring.close() from another thread on a SETUP_SINGLE_ISSUER ring with "
                                "requests in flight: the kernel refuses io_uring_enter from any thread "
-                               "but its issuer (the one that created the ring, or enabled it if it "
-                               "was made R_DISABLED; EEXIST), so they could not be cancelled and "
-                               "reaped; close it from that thread")
+                               "but the one that created the ring (EEXIST), so they could not be "
+                               "cancelled and reaped; close it from that thread")
 
     def _wrong_issuer(self) -> bool:
         return bool(self._setup_flags & abi.SETUP_SINGLE_ISSUER) and threading.get_ident() != self._issuer

@@ -208,15 +208,6 @@ class Loop(_StdlibLoopMethods, LoopCore, events.AbstractEventLoop):
                           "skipping signal handlers removal", ResourceWarning, source=self)
             self._signal_handlers.clear()
 
-    def _stop_serving(self, sock):
-        # Server.close(): the stdlib's removes the reader and closes the
-        # socket, which must refuse connections once close() returns; on
-        # uring an armed poll holds the file until it is removed in the
-        # kernel, so the removal is made now, before the stdlib's closes it.
-        self._remove_reader(sock.fileno())
-        self._engine.release_removed()
-        super()._stop_serving(sock)
-
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         self._ensure_fd_no_transport(sock)
         return _SocketTransport(self, sock, protocol, waiter, extra, server)
